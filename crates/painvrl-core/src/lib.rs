@@ -1,0 +1,26 @@
+//! Core of painvrl: the traits other crates implement, the dataset types they share, device
+//! selection, errors and full-ranking evaluation.
+//!
+//! ```
+//! use painvrl_core::metrics::user_metrics;
+//! // ranked hits [hit, miss], one relevant item, K = 2: recall 1, precision 0.5, NDCG 1
+//! let m = user_metrics(&[true, false], 1, 2);
+//! assert_eq!(m[0], 1.0);
+//! assert_eq!(m[2], 1.0);
+//! ```
+#![warn(missing_docs)]
+
+pub mod dataset;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod metrics;
+pub mod traits;
+
+pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, UserItems};
+pub use device::{init_runtime, DeviceSpec};
+pub use error::{Error, Result};
+pub use eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
+pub use metrics::SplitMetrics;
+pub use tch;
+pub use traits::{Backbone, Batch, EnvironmentAssignment, EnvironmentInference};

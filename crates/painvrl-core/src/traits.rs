@@ -1,0 +1,92 @@
+//! The traits that join painvrl's modules. Implement [`Backbone`] to make your own recommender
+//! robust with PaInvRL; implement [`EnvironmentInference`] to add an environment-inference method.
+
+use crate::dataset::{Dataset, Interactions};
+use crate::Result;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// One training mini-batch on the model's device.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[b]` int64 user ids.
+    pub users: Tensor,
+    /// `[b]` int64 positive item ids.
+    pub pos_items: Tensor,
+    /// `[b, n_neg]` int64 sampled negative item ids.
+    pub neg_items: Tensor,
+}
+
+/// A recommender backbone whose items carry a content representation supplied from outside.
+///
+/// The backbone registers its parameters under the `nn::Path` it is built from (so the owning
+/// `VarStore` checkpoints and optimises them). `content` is always the `[n_items, content_dim]`
+/// item content matrix — raw concatenated features for ERM, masked features while learning the
+/// invariant mask, the converted representation for PaInvRL — and gradients flow back into it.
+pub trait Backbone {
+    /// Short name used in reports (`ultragcn`, `lightgcn`, `mf`, ...).
+    fn name(&self) -> &str;
+
+    /// Scalar training loss of a batch.
+    fn loss(&self, batch: &Batch, content: &Tensor) -> Tensor;
+
+    /// `[b]` scores of the (user, item) pairs; higher means more likely to interact.
+    fn score_pairs(&self, users: &Tensor, items: &Tensor, content: &Tensor) -> Tensor {
+        let (u, i) = self.embeddings(content);
+        (u.index_select(0, users) * i.index_select(0, items)).sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float)
+    }
+
+    /// `([n_users, d], [n_items, d])` embeddings whose dot products are the scores.
+    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor);
+
+    /// Negatives the loss expects per positive.
+    fn negatives_per_positive(&self) -> usize;
+
+    /// Names of the variables that hold ID embeddings (frozen while the mask is learned).
+    fn id_embedding_names(&self) -> Vec<String>;
+}
+
+/// Environment labels for the training interactions, with a report of how they were found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentAssignment {
+    /// Environment id of each training interaction, in training-split order.
+    pub labels: Vec<u32>,
+    /// Number of environments.
+    pub n_envs: usize,
+    /// Interactions per environment.
+    pub sizes: Vec<usize>,
+    /// Fraction of labels that changed at each iteration.
+    pub changed_fraction: Vec<f64>,
+    /// Iterations run.
+    pub iterations: usize,
+    /// Environments that emptied and were re-seeded.
+    pub reseeded: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl EnvironmentAssignment {
+    /// Wraps labels, computing sizes; no iterations.
+    pub fn from_labels(labels: Vec<u32>, n_envs: usize) -> Self {
+        let mut sizes = vec![0; n_envs];
+        for &l in &labels {
+            sizes[l as usize] += 1;
+        }
+        EnvironmentAssignment { labels, n_envs, sizes, changed_fraction: vec![], iterations: 0, reseeded: 0, seconds: 0.0 }
+    }
+
+    /// The training interactions of environment `e`.
+    pub fn split(&self, train: &Interactions, e: usize) -> Interactions {
+        Interactions::from_pairs(train.iter().zip(&self.labels).filter(|(_, &l)| l as usize == e).map(|(p, _)| p))
+    }
+}
+
+/// Assigns every training interaction to one of several environments.
+pub trait EnvironmentInference {
+    /// Method name for reports.
+    fn name(&self) -> &str;
+
+    /// Infers environments. `variant` is the `[n_items, c]` variant representation from the
+    /// previous round's mask, when one exists; `None` on the first round.
+    fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment>;
+}

@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod io;
 pub mod metrics;
 pub mod traits;
 

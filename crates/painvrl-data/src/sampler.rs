@@ -1,0 +1,113 @@
+//! Negative sampling and mini-batches. Parallel with rayon, yet deterministic: each chunk of
+//! work draws from its own generator seeded by (seed, chunk index).
+
+use painvrl_core::{Batch, Error, Interactions, Result, UserItems};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use tch::{Device, Tensor};
+
+const CHUNK: usize = 4096;
+
+/// Uniform negative sampler over the catalogue that never returns an item the user has seen.
+#[derive(Clone, Debug)]
+pub struct NegativeSampler {
+    seen: UserItems,
+    n_items: usize,
+}
+
+impl NegativeSampler {
+    /// A sampler excluding `seen`; fails when some user has seen every item.
+    pub fn new(seen: UserItems, n_items: usize) -> Result<Self> {
+        if let Some(u) = (0..seen.n_users()).find(|&u| seen.items_of(u).len() >= n_items) {
+            return Err(Error::InvalidData(format!("user {u} has interacted with all {n_items} items: no negatives exist")));
+        }
+        Ok(NegativeSampler { seen, n_items })
+    }
+
+    /// The positives index it excludes.
+    pub fn seen(&self) -> &UserItems {
+        &self.seen
+    }
+
+    /// `k` negatives for each user in `users`, row-major (`users.len() × k`).
+    pub fn sample(&self, users: &[u32], k: usize, seed: u64) -> Vec<u32> {
+        let mut out = vec![0u32; users.len() * k];
+        out.par_chunks_mut(CHUNK * k.max(1)).zip(users.par_chunks(CHUNK)).enumerate().for_each(|(c, (dst, us))| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for (row, &u) in dst.chunks_mut(k.max(1)).zip(us) {
+                let pos = self.seen.items_of(u as usize);
+                for slot in row.iter_mut() {
+                    *slot = loop {
+                        let j = rng.gen_range(0..self.n_items as u32);
+                        if pos.binary_search(&j).is_err() {
+                            break j;
+                        }
+                    };
+                }
+            }
+        });
+        out
+    }
+}
+
+/// Shuffled positions `0..n` cut into batches of `batch_size` (last one may be short).
+pub fn epoch_batches(n: usize, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+}
+
+/// Builds a training batch from interactions at `positions`, with `k` negatives per positive.
+pub fn make_batch(train: &Interactions, positions: &[usize], sampler: &NegativeSampler, k: usize, seed: u64, device: Device) -> Batch {
+    let users: Vec<u32> = positions.iter().map(|&p| train.users[p]).collect();
+    let items: Vec<i64> = positions.iter().map(|&p| train.items[p] as i64).collect();
+    let negs: Vec<i64> = sampler.sample(&users, k, seed).into_iter().map(i64::from).collect();
+    let users: Vec<i64> = users.into_iter().map(i64::from).collect();
+    Batch {
+        users: Tensor::from_slice(&users).to_device(device),
+        pos_items: Tensor::from_slice(&items).to_device(device),
+        neg_items: Tensor::from_slice(&negs).reshape([positions.len() as i64, k as i64]).to_device(device),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_returns_a_positive(pairs in proptest::collection::vec((0u32..6, 0u32..12), 1..60), seed in any::<u64>(), k in 1usize..8) {
+            let x = Interactions::from_pairs(pairs);
+            let seen = UserItems::build(6, &[&x]);
+            prop_assume!((0..6).all(|u| seen.items_of(u).len() < 12));
+            let s = NegativeSampler::new(seen.clone(), 12).unwrap();
+            let users: Vec<u32> = x.users.clone();
+            let negs = s.sample(&users, k, seed);
+            prop_assert_eq!(negs.len(), users.len() * k);
+            for (r, &u) in users.iter().enumerate() {
+                for &j in &negs[r * k..(r + 1) * k] {
+                    prop_assert!(j < 12 && !seen.contains(u as usize, j));
+                }
+            }
+            prop_assert_eq!(negs, s.sample(&users, k, seed));
+        }
+    }
+
+    #[test]
+    fn user_with_everything_seen_is_an_error() {
+        let x = Interactions::from_pairs([(0, 0), (0, 1)]);
+        assert!(NegativeSampler::new(UserItems::build(1, &[&x]), 2).is_err());
+    }
+
+    #[test]
+    fn batches_cover_every_position_once() {
+        let b = epoch_batches(10, 3, 1);
+        assert_eq!(b.len(), 4);
+        let mut all: Vec<usize> = b.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+}

@@ -16,6 +16,8 @@ pub mod error;
 pub mod eval;
 pub mod io;
 pub mod metrics;
+pub mod optim;
+pub mod signal;
 pub mod traits;
 
 pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, UserItems};

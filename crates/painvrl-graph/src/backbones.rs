@@ -1,0 +1,361 @@
+//! The three backbones: UltraGCN (as simplified by InvRL, with the optional item–item
+//! constraint), LightGCN and MF/VBPR. Each item's representation is its ID embedding joined to
+//! a projection of the content matrix it is given.
+
+use crate::graph::TrainGraph;
+use painvrl_core::{Backbone, Batch, Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Reduction, Tensor};
+
+/// Which backbone to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackboneKind {
+    /// UltraGCN with constraint-weighted BCE (InvRL's backbone).
+    Ultragcn,
+    /// LightGCN with BPR.
+    Lightgcn,
+    /// VBPR: matrix factorisation with projected content and item bias, BPR loss.
+    Mf,
+}
+
+impl std::str::FromStr for BackboneKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "ultragcn" => Ok(BackboneKind::Ultragcn),
+            "lightgcn" => Ok(BackboneKind::Lightgcn),
+            "mf" | "vbpr" => Ok(BackboneKind::Mf),
+            _ => Err(Error::config("backbone", format!("'{s}' is not one of ultragcn, lightgcn, mf"))),
+        }
+    }
+}
+
+/// Hyperparameters of the backbones (each reads the fields it uses).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// Which backbone.
+    pub kind: BackboneKind,
+    /// Width of the ID embeddings.
+    pub id_dim: usize,
+    /// Width of the projected content joined to each item's ID embedding.
+    pub content_dim: usize,
+    /// Negatives per positive (UltraGCN; BPR backbones use 1).
+    pub negatives: usize,
+    /// UltraGCN positive weight w1 + w2·β_uβ_i.
+    pub w1: f64,
+    /// See `w1`.
+    pub w2: f64,
+    /// UltraGCN negative weight w3 + w4·β_uβ_j.
+    pub w3: f64,
+    /// See `w3`.
+    pub w4: f64,
+    /// UltraGCN multiplier of the negative term.
+    pub negative_weight: f64,
+    /// L2 penalty on the batch's embeddings.
+    pub l2: f64,
+    /// LightGCN propagation layers.
+    pub layers: usize,
+    /// UltraGCN item–item constraint neighbours per item (0 = off).
+    pub item_item_k: usize,
+    /// UltraGCN item–item constraint weight λ.
+    pub item_item_lambda: f64,
+    /// Standard deviation of the embedding initialisation.
+    pub init_std: f64,
+}
+
+impl Default for BackboneConfig {
+    fn default() -> Self {
+        BackboneConfig {
+            kind: BackboneKind::Ultragcn,
+            id_dim: 64,
+            content_dim: 64,
+            negatives: 50,
+            w1: 1e-6,
+            w2: 1.0,
+            w3: 1e-6,
+            w4: 1.0,
+            negative_weight: 10.0,
+            l2: 1e-4,
+            layers: 2,
+            item_item_k: 0,
+            item_item_lambda: 0.5,
+            init_std: 0.01,
+        }
+    }
+}
+
+impl BackboneConfig {
+    /// Checks every field's domain.
+    pub fn validate(&self) -> Result<()> {
+        let pos = |f: &str, v: usize| if v == 0 { Err(Error::config(format!("backbone.{f}"), "must be ≥ 1")) } else { Ok(()) };
+        pos("id_dim", self.id_dim)?;
+        pos("content_dim", self.content_dim)?;
+        pos("negatives", self.negatives)?;
+        for (f, v) in [("w1", self.w1), ("w2", self.w2), ("w3", self.w3), ("w4", self.w4), ("negative_weight", self.negative_weight), ("l2", self.l2), ("item_item_lambda", self.item_item_lambda)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(format!("backbone.{f}"), format!("{v} is not a finite non-negative number")));
+            }
+        }
+        if !(self.init_std.is_finite() && self.init_std > 0.0) {
+            return Err(Error::config("backbone.init_std", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The parameters every backbone shares: user and item ID embeddings and a content projection.
+#[derive(Debug)]
+struct Embeddings {
+    user: Tensor,
+    item: Tensor,
+    proj: Tensor,
+}
+
+impl Embeddings {
+    fn new(p: &nn::Path, n_users: usize, n_items: usize, content_in: usize, cfg: &BackboneConfig) -> Self {
+        let d = (cfg.id_dim + cfg.content_dim) as i64;
+        let init = nn::Init::Randn { mean: 0.0, stdev: cfg.init_std };
+        let bound = 1.0 / (content_in as f64).sqrt();
+        Embeddings {
+            user: p.var("user", &[n_users as i64, d], init),
+            item: p.var("item", &[n_items as i64, cfg.id_dim as i64], init),
+            proj: p.var("proj", &[content_in as i64, cfg.content_dim as i64], nn::Init::Uniform { lo: -bound, up: bound }),
+        }
+    }
+
+    /// Item representations [q_i ; W c_i] of `items` (any shape), shape `items.shape + [d]`.
+    fn items(&self, items: &Tensor, content: &Tensor) -> Tensor {
+        let shape = items.size();
+        let flat = items.reshape([-1]);
+        let q = self.item.index_select(0, &flat);
+        let c = content.index_select(0, &flat).matmul(&self.proj);
+        let mut out_shape = shape.clone();
+        out_shape.push(-1);
+        Tensor::cat(&[q, c], 1).reshape(out_shape.as_slice())
+    }
+
+    fn all_items(&self, content: &Tensor) -> Tensor {
+        Tensor::cat(&[self.item.shallow_clone(), content.matmul(&self.proj)], 1)
+    }
+
+    fn names() -> Vec<String> {
+        vec!["backbone.user".into(), "backbone.item".into()]
+    }
+}
+
+fn bpr(pos: &Tensor, neg: &Tensor) -> Tensor {
+    // −log σ(pos − neg), averaged over negatives and the batch
+    (pos.unsqueeze(1) - neg).log_sigmoid().neg().mean(Kind::Float)
+}
+
+/// UltraGCN as used by InvRL: no message passing; the graph enters through degree-based
+/// constraint weights on a binary cross-entropy with many negatives.
+#[derive(Debug)]
+pub struct UltraGcn {
+    emb: Embeddings,
+    beta_u: Tensor,
+    beta_i: Tensor,
+    neighbors: Option<(Tensor, Tensor)>,
+    cfg: BackboneConfig,
+}
+
+impl UltraGcn {
+    /// Builds the model under `p` (variables `user`, `item`, `proj`).
+    pub fn new(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Self {
+        let device = p.device();
+        let neighbors = (cfg.item_item_k > 0).then(|| {
+            let (idx, w) = graph.item_neighbors(cfg.item_item_k);
+            let k = cfg.item_item_k as i64;
+            (
+                Tensor::from_slice(&idx).reshape([graph.n_items as i64, k]).to_device(device),
+                Tensor::from_slice(&w).reshape([graph.n_items as i64, k]).to_device(device),
+            )
+        });
+        UltraGcn {
+            emb: Embeddings::new(p, graph.n_users, graph.n_items, content_in, cfg),
+            beta_u: graph.beta_users(device),
+            beta_i: graph.beta_items(device),
+            neighbors,
+            cfg: cfg.clone(),
+        }
+    }
+}
+
+impl Backbone for UltraGcn {
+    fn name(&self) -> &str {
+        "ultragcn"
+    }
+
+    fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
+        let c = &self.cfg;
+        let pu = self.emb.user.index_select(0, &b.users);
+        let ep = self.emb.items(&b.pos_items, content);
+        let en = self.emb.items(&b.neg_items, content);
+        let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+        let bu = self.beta_u.index_select(0, &b.users);
+        let w_pos = bu.shallow_clone() * self.beta_i.index_select(0, &b.pos_items) * c.w2 + c.w1;
+        let w_neg = bu.unsqueeze(1) * self.beta_i.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice()) * c.w4 + c.w3;
+        let pos_loss = pos.binary_cross_entropy_with_logits::<&Tensor>(&pos.ones_like(), Some(&w_pos), None, Reduction::None);
+        let neg_loss = neg
+            .binary_cross_entropy_with_logits::<&Tensor>(&neg.zeros_like(), Some(&w_neg), None, Reduction::None)
+            .mean_dim([1i64].as_slice(), false, Kind::Float);
+        let mut loss = (pos_loss + neg_loss * c.negative_weight).mean(Kind::Float);
+        if let Some((idx, w)) = &self.neighbors {
+            // item–item constraint: pull users towards the co-occurrence neighbours of their positives
+            let nb = idx.index_select(0, &b.pos_items);
+            let nw = w.index_select(0, &b.pos_items);
+            let en = self.emb.items(&nb, content);
+            let s = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+            let ii = (s.log_sigmoid().neg() * nw).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
+            loss = loss + ii * c.item_item_lambda;
+        }
+        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float)) / b.users.size()[0] as f64;
+        loss + reg * c.l2
+    }
+
+    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
+        (self.emb.user.shallow_clone(), self.emb.all_items(content))
+    }
+
+    fn negatives_per_positive(&self) -> usize {
+        self.cfg.negatives
+    }
+
+    fn id_embedding_names(&self) -> Vec<String> {
+        Embeddings::names()
+    }
+}
+
+/// LightGCN: layer-mean propagation over the normalised bipartite adjacency, BPR loss.
+#[derive(Debug)]
+pub struct LightGcn {
+    emb: Embeddings,
+    adj: Tensor,
+    n_users: i64,
+    cfg: BackboneConfig,
+}
+
+impl LightGcn {
+    /// Builds the model under `p`; the adjacency is built once here.
+    pub fn new(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Self {
+        LightGcn {
+            emb: Embeddings::new(p, graph.n_users, graph.n_items, content_in, cfg),
+            adj: graph.normalized_adjacency(p.device()),
+            n_users: graph.n_users as i64,
+            cfg: cfg.clone(),
+        }
+    }
+
+    fn propagate(&self, content: &Tensor) -> (Tensor, Tensor) {
+        let base = Tensor::cat(&[self.emb.user.shallow_clone(), self.emb.all_items(content)], 0);
+        let mut layer = base.shallow_clone();
+        let mut sum = base;
+        for _ in 0..self.cfg.layers {
+            layer = self.adj.mm(&layer);
+            sum = sum + &layer;
+        }
+        let mean = sum / (self.cfg.layers + 1) as f64;
+        let parts = mean.split_with_sizes([self.n_users, mean.size()[0] - self.n_users], 0);
+        (parts[0].shallow_clone(), parts[1].shallow_clone())
+    }
+}
+
+impl Backbone for LightGcn {
+    fn name(&self) -> &str {
+        "lightgcn"
+    }
+
+    fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
+        let (u, i) = self.propagate(content);
+        let pu = u.index_select(0, &b.users);
+        let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let neg = i.index_select(0, &b.neg_items.reshape([-1])).reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1]).bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+        let reg = (self.emb.user.index_select(0, &b.users).square().sum(Kind::Float)
+            + self.emb.items(&b.pos_items, content).square().sum(Kind::Float)
+            + self.emb.items(&b.neg_items, content).square().sum(Kind::Float))
+            / b.users.size()[0] as f64;
+        bpr(&pos, &neg) + reg * self.cfg.l2
+    }
+
+    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
+        self.propagate(content)
+    }
+
+    fn negatives_per_positive(&self) -> usize {
+        1
+    }
+
+    fn id_embedding_names(&self) -> Vec<String> {
+        Embeddings::names()
+    }
+}
+
+/// VBPR: matrix factorisation with projected content and a per-item bias, BPR loss. The
+/// bias enters the embeddings as an extra column (users 1, items b_i) so scoring stays a dot
+/// product.
+#[derive(Debug)]
+pub struct Mf {
+    emb: Embeddings,
+    bias: Tensor,
+    cfg: BackboneConfig,
+}
+
+impl Mf {
+    /// Builds the model under `p` (variables `user`, `item`, `proj`, `item_bias`).
+    pub fn new(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Self {
+        Mf {
+            emb: Embeddings::new(p, graph.n_users, graph.n_items, content_in, cfg),
+            bias: p.var("item_bias", &[graph.n_items as i64, 1], nn::Init::Const(0.0)),
+            cfg: cfg.clone(),
+        }
+    }
+}
+
+impl Backbone for Mf {
+    fn name(&self) -> &str {
+        "mf"
+    }
+
+    fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
+        let pu = self.emb.user.index_select(0, &b.users);
+        let ep = self.emb.items(&b.pos_items, content);
+        let en = self.emb.items(&b.neg_items, content);
+        let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
+        let neg_bias = self.bias.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice());
+        let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2) + neg_bias;
+        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float) + en.square().sum(Kind::Float)) / b.users.size()[0] as f64;
+        bpr(&pos, &neg) + reg * self.cfg.l2
+    }
+
+    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
+        let u = &self.emb.user;
+        let ones = Tensor::ones([u.size()[0], 1], (Kind::Float, u.device()));
+        (Tensor::cat(&[u.shallow_clone(), ones], 1), Tensor::cat(&[self.emb.all_items(content), self.bias.shallow_clone()], 1))
+    }
+
+    fn negatives_per_positive(&self) -> usize {
+        1
+    }
+
+    fn id_embedding_names(&self) -> Vec<String> {
+        let mut v = Embeddings::names();
+        v.push("backbone.item_bias".into());
+        v
+    }
+}
+
+/// Builds the configured backbone under the VarStore path `p` (use `vs.root() / "backbone"`).
+pub fn build_backbone(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Result<Box<dyn Backbone>> {
+    cfg.validate()?;
+    if content_in == 0 {
+        return Err(Error::config("content", "content width must be ≥ 1"));
+    }
+    Ok(match cfg.kind {
+        BackboneKind::Ultragcn => Box::new(UltraGcn::new(p, graph, content_in, cfg)),
+        BackboneKind::Lightgcn => Box::new(LightGcn::new(p, graph, content_in, cfg)),
+        BackboneKind::Mf => Box::new(Mf::new(p, graph, content_in, cfg)),
+    })
+}

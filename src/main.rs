@@ -1,1 +1,186 @@
-fn main(){}
+//! The `painvrl` command line: `train`, `info`, `split`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use painvrl::config::{Config, Method};
+use painvrl::core::DeviceSpec;
+use painvrl::data::{describe, load_dir, ood_by_popularity, write_dataset, LoadOptions};
+use painvrl::graph::BackboneKind;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "painvrl",
+    version,
+    about = "Pareto invariant representation learning for multimedia recommendation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a method on a dataset directory and write a run directory.
+    Train {
+        /// Dataset directory (see docs/data-format.md).
+        #[arg(long)]
+        data: PathBuf,
+        /// erm, invrl, painvrl, or an ablation (painvrl-random-envs, painvrl-fixed-weights, painvrl-invariant-only).
+        #[arg(long)]
+        method: Option<String>,
+        /// ultragcn, lightgcn or mf.
+        #[arg(long)]
+        backbone: Option<String>,
+        /// TOML configuration (defaults for anything it leaves out).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// cpu, cuda, cuda:N or auto.
+        #[arg(long)]
+        device: Option<String>,
+        /// Final-training epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Run directory to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing run directory.
+        #[arg(long)]
+        force: bool,
+        /// Continue an interrupted run in --out.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Print a dataset's one-screen summary.
+    Info {
+        /// Dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Write a canonical copy of a dataset, adding a popularity-intervened test_ood.tsv.
+    Split {
+        /// Dataset directory (any supported layout).
+        #[arg(long)]
+        data: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fraction of the test split moved to test_ood.
+        #[arg(long, default_value_t = 0.5)]
+        ood_fraction: f64,
+        /// At most this many OOD interactions per item.
+        #[arg(long, default_value_t = 5)]
+        cap_per_item: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Info { data } => {
+            let (ds, report) = load_dir(&data, &LoadOptions::default())?;
+            println!("{}\n{}", ds.summary(), describe(&report));
+        }
+        Command::Split {
+            data,
+            out,
+            ood_fraction,
+            cap_per_item,
+            seed,
+        } => {
+            let (mut ds, _) = load_dir(
+                &data,
+                &LoadOptions {
+                    l2_normalize: false,
+                    ..Default::default()
+                },
+            )?;
+            let info = ood_by_popularity(&mut ds, ood_fraction, cap_per_item, seed)?;
+            write_dataset(&out, &ds, Some(&info))?;
+            println!(
+                "wrote {} ({} OOD test interactions)",
+                out.display(),
+                info.size
+            );
+        }
+        Command::Train {
+            data,
+            method,
+            backbone,
+            config,
+            seed,
+            device,
+            epochs,
+            out,
+            force,
+            resume,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => Config::from_toml_file(p)?,
+                None => Config::default(),
+            };
+            if let Some(m) = method {
+                cfg.method = m.parse::<Method>()?;
+            }
+            if let Some(b) = backbone {
+                cfg.backbone.kind = b.parse::<BackboneKind>()?;
+            }
+            if let Some(s) = seed {
+                cfg.seed = s;
+            }
+            if let Some(d) = device {
+                cfg.device = d.parse::<DeviceSpec>()?;
+            }
+            if let Some(e) = epochs {
+                cfg.train.epochs = e;
+            }
+            prepare_out(&out, force, resume)?;
+            let (mut ds, report) = load_dir(&data, &LoadOptions::default())?;
+            cfg.validate(ds.n_items)?;
+            eprintln!("{}\n{}", ds.summary(), describe(&report));
+            if ds.test_ood.is_none() && cfg.ood.build_if_missing {
+                let info =
+                    ood_by_popularity(&mut ds, cfg.ood.fraction, cfg.ood.cap_per_item, cfg.seed)?;
+                eprintln!(
+                    "built a popularity-intervened test_ood with {} interactions",
+                    info.size
+                );
+            }
+            ctrlc::set_handler(painvrl::core::signal::request_stop)
+                .context("installing the signal handler")?;
+            let r = painvrl::pipeline::run(&ds, &cfg, Some(&out), resume)?;
+            println!("{}", serde_json::to_string_pretty(&r.metrics)?);
+            println!("report: {}", out.join("report.json").display());
+        }
+    }
+    Ok(())
+}
+
+fn prepare_out(out: &std::path::Path, force: bool, resume: bool) -> Result<()> {
+    if out.is_file() {
+        bail!("--out {} is a file; give a directory", out.display());
+    }
+    if out.join("report.json").exists() && !force && !resume {
+        bail!(
+            "{} already holds a finished run; pass --force to overwrite or choose another --out",
+            out.display()
+        );
+    }
+    if force && !resume && out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(())
+}

@@ -1,1 +1,136 @@
-//! placeholder
+//! Representation conversion for PaInvRL (module iii): invariant and variant parts of the item
+//! features, their projections, and a weighted summation with per-item attention weights.
+//!
+//! x_inv = m ⊙ x, x_var = (1 − m) ⊙ x, h_inv = x_inv W_inv, h_var = x_var W_var,
+//! h = β_i h_inv + (1 − β_i) h_var with β_i = σ([h_inv; h_var] · a + b) (or one learned scalar).
+#![warn(missing_docs)]
+
+use painvrl_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Kind, Tensor};
+
+/// How the invariant and variant projections are fused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Per-item attention weights from `[h_inv; h_var]`.
+    Attention,
+    /// One learned scalar weight for all items (ablation).
+    Scalar,
+    /// The invariant projection alone (ablation; InvRL-like).
+    InvariantOnly,
+}
+
+/// The invariant part m ⊙ x.
+pub fn invariant(x: &Tensor, m: &Tensor) -> Tensor {
+    x * m
+}
+
+/// The variant part (1 − m) ⊙ x, which feeds environment inference in the next round.
+pub fn variant(x: &Tensor, m: &Tensor) -> Tensor {
+    x * (m.ones_like() - m)
+}
+
+/// The converter's parameters (under the path it was built from).
+#[derive(Debug)]
+pub struct Converter {
+    w_inv: Tensor,
+    w_var: Tensor,
+    att: Tensor,
+    att_bias: Tensor,
+    fusion: Fusion,
+}
+
+impl Converter {
+    /// Creates projections `d_in → d_out` and the fusion weights under `p`.
+    pub fn new(p: &nn::Path, d_in: usize, d_out: usize, fusion: Fusion) -> Result<Self> {
+        if d_in == 0 || d_out == 0 {
+            return Err(Error::config(
+                "convert.dim",
+                "input and output widths must be ≥ 1",
+            ));
+        }
+        let b = 1.0 / (d_in as f64).sqrt();
+        let init = nn::Init::Uniform { lo: -b, up: b };
+        Ok(Converter {
+            w_inv: p.var("w_inv", &[d_in as i64, d_out as i64], init),
+            w_var: p.var("w_var", &[d_in as i64, d_out as i64], init),
+            att: p.var("att", &[2 * d_out as i64, 1], nn::Init::Const(0.0)),
+            att_bias: p.var("att_bias", &[1], nn::Init::Const(0.0)),
+            fusion,
+        })
+    }
+
+    /// Per-item fusion weights β `[n, 1]` for the given projections.
+    pub fn weights(&self, h_inv: &Tensor, h_var: &Tensor) -> Tensor {
+        match self.fusion {
+            Fusion::Attention => {
+                (Tensor::cat(&[h_inv, h_var], 1).matmul(&self.att) + &self.att_bias).sigmoid()
+            }
+            Fusion::Scalar => self.att_bias.sigmoid().expand([h_inv.size()[0], 1], false),
+            Fusion::InvariantOnly => {
+                Tensor::ones([h_inv.size()[0], 1], (Kind::Float, h_inv.device()))
+            }
+        }
+    }
+
+    /// The fused representation h `[n, d_out]` of features `x` `[n, d_in]` under mask `m` `[d_in]`.
+    pub fn encode(&self, x: &Tensor, m: &Tensor) -> Tensor {
+        let h_inv = invariant(x, m).matmul(&self.w_inv);
+        let h_var = variant(x, m).matmul(&self.w_var);
+        let beta = self.weights(&h_inv, &h_var);
+        &beta * h_inv + (beta.ones_like() - &beta) * h_var
+    }
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "attention" => Ok(Fusion::Attention),
+            "scalar" => Ok(Fusion::Scalar),
+            "invariant-only" | "invariantonly" => Ok(Fusion::InvariantOnly),
+            _ => Err(Error::config(
+                "convert.fusion",
+                format!("'{s}' is not one of attention, scalar, invariant-only"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device};
+
+    #[test]
+    fn parts_sum_to_the_features() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).reshape([2, 2]);
+        let m = Tensor::from_slice(&[0.25f32, 1.0]);
+        let s = invariant(&x, &m) + variant(&x, &m);
+        assert!((s - &x).abs().max().double_value(&[]) < 1e-7);
+    }
+
+    #[test]
+    fn fusion_weights_start_at_half_and_mix() {
+        let vs = VarStore::new(Device::Cpu);
+        let c = Converter::new(&vs.root(), 3, 2, Fusion::Attention).unwrap();
+        let x = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+        let m = Tensor::from_slice(&[1.0f32, 0.0, 0.5]);
+        let h_inv = invariant(&x, &m).matmul(&c.w_inv);
+        let h_var = variant(&x, &m).matmul(&c.w_var);
+        // zero-initialised attention gives β = σ(0) = ½ for every item
+        let want = (&h_inv + &h_var) * 0.5;
+        assert!((c.encode(&x, &m) - want).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn invariant_only_ignores_variant_dims() {
+        let vs = VarStore::new(Device::Cpu);
+        let c = Converter::new(&vs.root(), 2, 2, Fusion::InvariantOnly).unwrap();
+        let m = Tensor::from_slice(&[1.0f32, 0.0]);
+        let a = c.encode(&Tensor::from_slice(&[1.0f32, 5.0]).reshape([1, 2]), &m);
+        let b = c.encode(&Tensor::from_slice(&[1.0f32, -7.0]).reshape([1, 2]), &m);
+        assert!((a - b).abs().max().double_value(&[]) < 1e-7);
+    }
+}

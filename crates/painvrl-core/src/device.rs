@@ -32,7 +32,9 @@ impl DeviceSpec {
                         "cuda:{n} requested but libtorch sees no CUDA device (is this a CPU-only build, or is the driver missing?)"
                     )))
                 } else if n >= count {
-                    Err(Error::Device(format!("cuda:{n} requested but only {count} CUDA device(s) exist")))
+                    Err(Error::Device(format!(
+                        "cuda:{n} requested but only {count} CUDA device(s) exist"
+                    )))
                 } else {
                     Ok(tch::Device::Cuda(n))
                 }
@@ -52,7 +54,10 @@ impl FromStr for DeviceSpec {
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
             _ => match t.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
-                _ => Err(Error::config("device", format!("'{s}' is not one of cpu, cuda, cuda:N, auto"))),
+                _ => Err(Error::config(
+                    "device",
+                    format!("'{s}' is not one of cpu, cuda, cuda:N, auto"),
+                )),
             },
         }
     }
@@ -86,7 +91,6 @@ impl From<DeviceSpec> for String {
 pub fn init_runtime(threads: usize, seed: u64) {
     if threads > 0 {
         tch::set_num_threads(threads as i32);
-        tch::set_num_interop_threads(1);
     }
     tch::manual_seed(seed as i64);
 }

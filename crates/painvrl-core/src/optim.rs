@@ -36,7 +36,10 @@ impl Adam {
             .into_keys()
             .filter(|n| !frozen.contains(n))
             .map(|n| {
-                let g = groups.iter().position(|(p, _)| !p.is_empty() && n.starts_with(p)).unwrap_or(0);
+                let g = groups
+                    .iter()
+                    .position(|(p, _)| !p.is_empty() && n.starts_with(p))
+                    .unwrap_or(0);
                 (n, g)
             })
             .collect();
@@ -90,7 +93,11 @@ impl Adam {
                     continue;
                 }
                 let h = self.groups[*g];
-                let grad = if h.weight_decay > 0.0 { &grad + &p * h.weight_decay } else { grad };
+                let grad = if h.weight_decay > 0.0 {
+                    &grad + &p * h.weight_decay
+                } else {
+                    grad
+                };
                 let m = self.m.entry(name.clone()).or_insert_with(|| p.zeros_like());
                 let _ = m.g_mul_scalar_(b1).g_add_(&(&grad * (1.0 - b1)));
                 let v = self.v.entry(name.clone()).or_insert_with(|| p.zeros_like());
@@ -111,7 +118,10 @@ impl Adam {
         for (n, t) in &self.v {
             out.push((format!("adam.v/{n}"), t.shallow_clone()));
         }
-        out.push(("adam.step".into(), Tensor::from_slice(&[self.step]).to_kind(Kind::Int64)));
+        out.push((
+            "adam.step".into(),
+            Tensor::from_slice(&[self.step]).to_kind(Kind::Int64),
+        ));
         out
     }
 
@@ -132,12 +142,31 @@ impl Adam {
 
 /// Saves the variables of `vs` plus extra named tensors to a safetensors file, atomically.
 pub fn save_checkpoint(path: &Path, vs: &VarStore, extra: &[(String, Tensor)]) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(n, t)| (format!("var/{n}"), t.to_device(tch::Device::Cpu).contiguous())).collect();
-    named.extend(extra.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())));
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                format!("var/{n}"),
+                t.to_device(tch::Device::Cpu).contiguous(),
+            )
+        })
+        .collect();
+    named.extend(
+        extra
+            .iter()
+            .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())),
+    );
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new().prefix(".painvrl-tmp-").suffix(".safetensors").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".painvrl-tmp-")
+        .suffix(".safetensors")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
     let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
     Tensor::write_safetensors(&refs, tmp.path())?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
@@ -148,16 +177,34 @@ pub fn save_checkpoint(path: &Path, vs: &VarStore, extra: &[(String, Tensor)]) -
 /// Loads a checkpoint into `vs` (every variable must be present with the same shape) and
 /// returns the extra tensors.
 pub fn load_checkpoint(path: &Path, vs: &mut VarStore) -> Result<Vec<(String, Tensor)>> {
-    let named = Tensor::read_safetensors(path).map_err(|e| Error::parse(path, None, format!("not a readable checkpoint: {e}")))?;
+    let named = Tensor::read_safetensors(path)
+        .map_err(|e| Error::parse(path, None, format!("not a readable checkpoint: {e}")))?;
     let mut extra = Vec::new();
     let mut found = HashSet::new();
     let vars = vs.variables();
     tch::no_grad(|| -> Result<()> {
         for (k, t) in named {
             if let Some(n) = k.strip_prefix("var/") {
-                let mut dst = vars.get(n).ok_or_else(|| Error::parse(path, None, format!("unknown variable '{n}' (a checkpoint of another model?)")))?.shallow_clone();
+                let mut dst = vars
+                    .get(n)
+                    .ok_or_else(|| {
+                        Error::parse(
+                            path,
+                            None,
+                            format!("unknown variable '{n}' (a checkpoint of another model?)"),
+                        )
+                    })?
+                    .shallow_clone();
                 if dst.size() != t.size() {
-                    return Err(Error::parse(path, None, format!("variable '{n}' has shape {:?}, the model expects {:?}", t.size(), dst.size())));
+                    return Err(Error::parse(
+                        path,
+                        None,
+                        format!(
+                            "variable '{n}' has shape {:?}, the model expects {:?}",
+                            t.size(),
+                            dst.size()
+                        ),
+                    ));
                 }
                 dst.copy_(&t);
                 found.insert(n.to_string());
@@ -168,7 +215,11 @@ pub fn load_checkpoint(path: &Path, vs: &mut VarStore) -> Result<Vec<(String, Te
         Ok(())
     })?;
     if let Some(missing) = vars.keys().find(|k| !found.contains(*k)) {
-        return Err(Error::parse(path, None, format!("variable '{missing}' is missing")));
+        return Err(Error::parse(
+            path,
+            None,
+            format!("variable '{missing}' is missing"),
+        ));
     }
     Ok(extra)
 }
@@ -187,7 +238,17 @@ mod tests {
     fn adam_minimises_a_quadratic() {
         let (vs, w) = quadratic_vs();
         let target = Tensor::from_slice(&[1.0f32, -2.0, 0.5]);
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.1, weight_decay: 0.0 })], &HashSet::new());
+        let mut opt = Adam::new(
+            &vs,
+            &[(
+                "",
+                GroupHyper {
+                    lr: 0.1,
+                    weight_decay: 0.0,
+                },
+            )],
+            &HashSet::new(),
+        );
         for _ in 0..300 {
             opt.zero_grad(&vs);
             (&w - &target).square().sum(Kind::Float).backward();
@@ -200,11 +261,26 @@ mod tests {
     fn first_step_moves_by_lr_times_sign() {
         // Adam's first bias-corrected step is lr · g / (|g| + eps) = lr · sign(g)
         let (vs, w) = quadratic_vs();
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.5, weight_decay: 0.0 })], &HashSet::new());
-        (&w * Tensor::from_slice(&[2.0f32, -3.0, 0.0])).sum(Kind::Float).backward();
+        let mut opt = Adam::new(
+            &vs,
+            &[(
+                "",
+                GroupHyper {
+                    lr: 0.5,
+                    weight_decay: 0.0,
+                },
+            )],
+            &HashSet::new(),
+        );
+        (&w * Tensor::from_slice(&[2.0f32, -3.0, 0.0]))
+            .sum(Kind::Float)
+            .backward();
         opt.step(&vs);
         let got: Vec<f32> = Vec::try_from(&w).unwrap();
-        assert!((got[0] + 0.5).abs() < 1e-5 && (got[1] - 0.5).abs() < 1e-5 && got[2].abs() < 1e-6, "{got:?}");
+        assert!(
+            (got[0] + 0.5).abs() < 1e-5 && (got[1] - 0.5).abs() < 1e-5 && got[2].abs() < 1e-6,
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -213,7 +289,17 @@ mod tests {
         let a = vs.root().sub("ids").ones("a", &[2]);
         let b = vs.root().sub("proj").ones("b", &[2]);
         let frozen: HashSet<String> = ["ids.a".to_string()].into();
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.1, weight_decay: 0.0 })], &frozen);
+        let mut opt = Adam::new(
+            &vs,
+            &[(
+                "",
+                GroupHyper {
+                    lr: 0.1,
+                    weight_decay: 0.0,
+                },
+            )],
+            &frozen,
+        );
         (&a * &b).sum(Kind::Float).backward();
         opt.step(&vs);
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 1.0]);
@@ -225,7 +311,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ck.safetensors");
         let (vs, w) = quadratic_vs();
-        tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&[4.0f32, 5.0, 6.0])));
+        tch::no_grad(|| {
+            w.shallow_clone()
+                .copy_(&Tensor::from_slice(&[4.0f32, 5.0, 6.0]))
+        });
         save_checkpoint(&p, &vs, &[("extra".into(), Tensor::from_slice(&[7i64]))]).unwrap();
         let (mut vs2, w2) = quadratic_vs();
         let extra = load_checkpoint(&p, &mut vs2).unwrap();
@@ -233,8 +322,14 @@ mod tests {
         assert_eq!(extra[0].0, "extra");
         let mut vs3 = VarStore::new(tch::Device::Cpu);
         let _ = vs3.root().sub("emb").zeros("w", &[4]);
-        assert!(load_checkpoint(&p, &mut vs3).unwrap_err().to_string().contains("shape"));
+        assert!(load_checkpoint(&p, &mut vs3)
+            .unwrap_err()
+            .to_string()
+            .contains("shape"));
         std::fs::write(&p, b"garbage").unwrap();
-        assert!(load_checkpoint(&p, &mut vs2).unwrap_err().to_string().contains("ck.safetensors"));
+        assert!(load_checkpoint(&p, &mut vs2)
+            .unwrap_err()
+            .to_string()
+            .contains("ck.safetensors"));
     }
 }

@@ -33,7 +33,11 @@ pub trait Backbone {
     /// `[b]` scores of the (user, item) pairs; higher means more likely to interact.
     fn score_pairs(&self, users: &Tensor, items: &Tensor, content: &Tensor) -> Tensor {
         let (u, i) = self.embeddings(content);
-        (u.index_select(0, users) * i.index_select(0, items)).sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float)
+        (u.index_select(0, users) * i.index_select(0, items)).sum_dim_intlist(
+            [1i64].as_slice(),
+            false,
+            tch::Kind::Float,
+        )
     }
 
     /// `([n_users, d], [n_items, d])` embeddings whose dot products are the scores.
@@ -72,12 +76,26 @@ impl EnvironmentAssignment {
         for &l in &labels {
             sizes[l as usize] += 1;
         }
-        EnvironmentAssignment { labels, n_envs, sizes, changed_fraction: vec![], iterations: 0, reseeded: 0, seconds: 0.0 }
+        EnvironmentAssignment {
+            labels,
+            n_envs,
+            sizes,
+            changed_fraction: vec![],
+            iterations: 0,
+            reseeded: 0,
+            seconds: 0.0,
+        }
     }
 
     /// The training interactions of environment `e`.
     pub fn split(&self, train: &Interactions, e: usize) -> Interactions {
-        Interactions::from_pairs(train.iter().zip(&self.labels).filter(|(_, &l)| l as usize == e).map(|(p, _)| p))
+        Interactions::from_pairs(
+            train
+                .iter()
+                .zip(&self.labels)
+                .filter(|(_, &l)| l as usize == e)
+                .map(|(p, _)| p),
+        )
     }
 }
 
@@ -88,5 +106,10 @@ pub trait EnvironmentInference {
 
     /// Infers environments. `variant` is the `[n_items, c]` variant representation from the
     /// previous round's mask, when one exists; `None` on the first round.
-    fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment>;
+    fn infer(
+        &mut self,
+        data: &Dataset,
+        variant: Option<&Tensor>,
+        seed: u64,
+    ) -> Result<EnvironmentAssignment>;
 }

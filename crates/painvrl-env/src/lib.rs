@@ -3,7 +3,9 @@
 #![warn(missing_docs)]
 
 use painvrl_core::optim::{Adam, GroupHyper};
-use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result, UserItems};
+use painvrl_core::{
+    Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result, UserItems,
+};
 use painvrl_data::NegativeSampler;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -39,7 +41,17 @@ pub struct HeteroConfig {
 
 impl Default for HeteroConfig {
     fn default() -> Self {
-        HeteroConfig { n_envs: 10, max_iterations: 5, tolerance: 0.01, epochs: 2, batch_size: 256, negatives: 4, dim: 32, lr: 1e-2, warm_start: true }
+        HeteroConfig {
+            n_envs: 10,
+            max_iterations: 5,
+            tolerance: 0.01,
+            epochs: 2,
+            batch_size: 256,
+            negatives: 4,
+            dim: 32,
+            lr: 1e-2,
+            warm_start: true,
+        }
     }
 }
 
@@ -49,7 +61,13 @@ impl HeteroConfig {
         if self.n_envs < 2 {
             return Err(Error::config("envs.n_envs", "need at least 2 environments"));
         }
-        for (f, v) in [("max_iterations", self.max_iterations), ("epochs", self.epochs), ("batch_size", self.batch_size), ("negatives", self.negatives), ("dim", self.dim)] {
+        for (f, v) in [
+            ("max_iterations", self.max_iterations),
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("negatives", self.negatives),
+            ("dim", self.dim),
+        ] {
             if v == 0 {
                 return Err(Error::config(format!("envs.{f}"), "must be ≥ 1"));
             }
@@ -84,9 +102,20 @@ impl EnvModels {
     fn new(e: usize, n_users: usize, c: usize, d: usize, device: Device) -> Self {
         let vs = VarStore::new(device);
         let root = vs.root();
-        let users = root.var("users", &[e as i64, n_users as i64, d as i64], nn::Init::Randn { mean: 0.0, stdev: 0.1 });
+        let users = root.var(
+            "users",
+            &[e as i64, n_users as i64, d as i64],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.1,
+            },
+        );
         let b = 1.0 / (c as f64).sqrt();
-        let proj = root.var("proj", &[e as i64, c as i64, d as i64], nn::Init::Uniform { lo: -b, up: b });
+        let proj = root.var(
+            "proj",
+            &[e as i64, c as i64, d as i64],
+            nn::Init::Uniform { lo: -b, up: b },
+        );
         EnvModels { vs, users, proj }
     }
 
@@ -95,8 +124,14 @@ impl EnvModels {
         let (e, n_users) = (self.users.size()[0], self.users.size()[1]);
         let offs = Tensor::arange(e, (Kind::Int64, users.device())).unsqueeze(1) * n_users;
         let flat = (users + offs).reshape([-1]);
-        let p = self.users.reshape([e * n_users, -1]).index_select(0, &flat).reshape([e, users.size()[1], -1]);
-        let x = content.index_select(0, &items.reshape([-1])).reshape([e, items.size()[1], -1]);
+        let p = self
+            .users
+            .reshape([e * n_users, -1])
+            .index_select(0, &flat)
+            .reshape([e, users.size()[1], -1]);
+        let x = content
+            .index_select(0, &items.reshape([-1]))
+            .reshape([e, items.size()[1], -1]);
         (p * x.bmm(&self.proj)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float)
     }
 }
@@ -107,32 +142,76 @@ impl HeterogeneousIdentification {
         HeterogeneousIdentification { config, device }
     }
 
-    fn train_models(&self, models: &EnvModels, data: &Dataset, envs: &[Vec<usize>], content: &Tensor, sampler: &NegativeSampler, rng: &mut ChaCha8Rng) {
+    fn train_models(
+        &self,
+        models: &EnvModels,
+        data: &Dataset,
+        envs: &[Vec<usize>],
+        content: &Tensor,
+        sampler: &NegativeSampler,
+        rng: &mut ChaCha8Rng,
+    ) {
         let cfg = &self.config;
         let e = envs.len();
-        let mut opt = Adam::new(&models.vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &HashSet::new());
+        let mut opt = Adam::new(
+            &models.vs,
+            &[(
+                "",
+                GroupHyper {
+                    lr: cfg.lr,
+                    weight_decay: 0.0,
+                },
+            )],
+            &HashSet::new(),
+        );
         let steps = (data.train.len() / (cfg.batch_size * e)).max(1) * cfg.epochs;
         for _ in 0..steps {
             let mut us = Vec::with_capacity(e * cfg.batch_size);
             let mut is = Vec::with_capacity(e * cfg.batch_size);
             for pos in envs {
                 for _ in 0..cfg.batch_size {
-                    let p = if pos.is_empty() { rng.gen_range(0..data.train.len()) } else { pos[rng.gen_range(0..pos.len())] };
+                    let p = if pos.is_empty() {
+                        rng.gen_range(0..data.train.len())
+                    } else {
+                        pos[rng.gen_range(0..pos.len())]
+                    };
                     us.push(data.train.users[p]);
                     is.push(data.train.items[p] as i64);
                 }
             }
-            let negs: Vec<i64> = sampler.sample(&us, cfg.negatives, rng.gen()).into_iter().map(i64::from).collect();
+            let negs: Vec<i64> = sampler
+                .sample(&us, cfg.negatives, rng.gen())
+                .into_iter()
+                .map(i64::from)
+                .collect();
             let u: Vec<i64> = us.iter().map(|&x| x as i64).collect();
             let (b, k) = (cfg.batch_size as i64, cfg.negatives as i64);
-            let u_t = Tensor::from_slice(&u).reshape([e as i64, b]).to_device(self.device);
-            let i_t = Tensor::from_slice(&is).reshape([e as i64, b]).to_device(self.device);
-            let n_t = Tensor::from_slice(&negs).reshape([e as i64, b * k]).to_device(self.device);
-            let u_rep = u_t.unsqueeze(2).expand([e as i64, b, k], false).reshape([e as i64, b * k]);
+            let u_t = Tensor::from_slice(&u)
+                .reshape([e as i64, b])
+                .to_device(self.device);
+            let i_t = Tensor::from_slice(&is)
+                .reshape([e as i64, b])
+                .to_device(self.device);
+            let n_t = Tensor::from_slice(&negs)
+                .reshape([e as i64, b * k])
+                .to_device(self.device);
+            let u_rep = u_t
+                .unsqueeze(2)
+                .expand([e as i64, b, k], false)
+                .reshape([e as i64, b * k]);
             let sp = models.scores(&u_t, &i_t, content);
             let sn = models.scores(&u_rep, &n_t, content);
-            let loss = sp.binary_cross_entropy_with_logits::<&Tensor>(&sp.ones_like(), None, None, Reduction::Mean)
-                + sn.binary_cross_entropy_with_logits::<&Tensor>(&sn.zeros_like(), None, None, Reduction::Mean);
+            let loss = sp.binary_cross_entropy_with_logits::<&Tensor>(
+                &sp.ones_like(),
+                None,
+                None,
+                Reduction::Mean,
+            ) + sn.binary_cross_entropy_with_logits::<&Tensor>(
+                &sn.zeros_like(),
+                None,
+                None,
+                Reduction::Mean,
+            );
             opt.zero_grad(&models.vs);
             (loss * e as f64).backward();
             opt.step(&models.vs);
@@ -148,10 +227,26 @@ impl HeterogeneousIdentification {
                 let u: Vec<i64> = chunk.iter().map(|&p| data.train.users[p] as i64).collect();
                 let i: Vec<i64> = chunk.iter().map(|&p| data.train.items[p] as i64).collect();
                 let n = chunk.len() as i64;
-                let ut = Tensor::from_slice(&u).to_device(self.device).unsqueeze(0).expand([e, n], false).contiguous();
-                let it = Tensor::from_slice(&i).to_device(self.device).unsqueeze(0).expand([e, n], false).contiguous();
-                let best = models.scores(&ut, &it, content).argmax(0, false).to_device(Device::Cpu);
-                out.extend(Vec::<i64>::try_from(best).unwrap_or_default().into_iter().map(|x| x as u32));
+                let ut = Tensor::from_slice(&u)
+                    .to_device(self.device)
+                    .unsqueeze(0)
+                    .expand([e, n], false)
+                    .contiguous();
+                let it = Tensor::from_slice(&i)
+                    .to_device(self.device)
+                    .unsqueeze(0)
+                    .expand([e, n], false)
+                    .contiguous();
+                let best = models
+                    .scores(&ut, &it, content)
+                    .argmax(0, false)
+                    .to_device(Device::Cpu);
+                out.extend(
+                    Vec::<i64>::try_from(best)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|x| x as u32),
+                );
             }
         });
         out
@@ -189,7 +284,12 @@ impl EnvironmentInference for HeterogeneousIdentification {
         "heterogeneous"
     }
 
-    fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
+    fn infer(
+        &mut self,
+        data: &Dataset,
+        variant: Option<&Tensor>,
+        seed: u64,
+    ) -> Result<EnvironmentAssignment> {
         self.config.validate()?;
         let t0 = Instant::now();
         let cfg = self.config.clone();
@@ -199,17 +299,38 @@ impl EnvironmentInference for HeterogeneousIdentification {
             Some(v) => v.to_device(self.device).detach(),
             None => data.features.to_tensor(self.device),
         };
-        let sampler = NegativeSampler::new(UserItems::build(data.n_users, &[&data.train]), data.n_items)?;
-        let mut labels: Vec<u32> = (0..data.train.len()).map(|_| rng.gen_range(0..cfg.n_envs as u32)).collect();
-        let models = EnvModels::new(cfg.n_envs, data.n_users, content.size()[1] as usize, cfg.dim, self.device);
+        let sampler =
+            NegativeSampler::new(UserItems::build(data.n_users, &[&data.train]), data.n_items)?;
+        let mut labels: Vec<u32> = (0..data.train.len())
+            .map(|_| rng.gen_range(0..cfg.n_envs as u32))
+            .collect();
+        let models = EnvModels::new(
+            cfg.n_envs,
+            data.n_users,
+            content.size()[1] as usize,
+            cfg.dim,
+            self.device,
+        );
         if cfg.warm_start {
             // one shared model on all data, copied into every environment slot
-            let shared = EnvModels::new(1, data.n_users, content.size()[1] as usize, cfg.dim, self.device);
+            let shared = EnvModels::new(
+                1,
+                data.n_users,
+                content.size()[1] as usize,
+                cfg.dim,
+                self.device,
+            );
             let all = vec![(0..data.train.len()).collect::<Vec<_>>()];
             self.train_models(&shared, data, &all, &content, &sampler, &mut rng);
             tch::no_grad(|| {
-                models.users.shallow_clone().copy_(&shared.users.expand_as(&models.users));
-                models.proj.shallow_clone().copy_(&shared.proj.expand_as(&models.proj));
+                models
+                    .users
+                    .shallow_clone()
+                    .copy_(&shared.users.expand_as(&models.users));
+                models
+                    .proj
+                    .shallow_clone()
+                    .copy_(&shared.proj.expand_as(&models.proj));
             });
         }
         let mut report = EnvironmentAssignment::from_labels(labels.clone(), cfg.n_envs);
@@ -218,7 +339,8 @@ impl EnvironmentInference for HeterogeneousIdentification {
             self.train_models(&models, data, &envs, &content, &sampler, &mut rng);
             let mut next = self.assign(&models, data, &content);
             report.reseeded += reseed_empty(&mut next, cfg.n_envs, &mut rng);
-            let changed = next.iter().zip(&labels).filter(|(a, b)| a != b).count() as f64 / labels.len().max(1) as f64;
+            let changed = next.iter().zip(&labels).filter(|(a, b)| a != b).count() as f64
+                / labels.len().max(1) as f64;
             labels = next;
             report.changed_fraction.push(changed);
             report.iterations = it + 1;
@@ -246,12 +368,19 @@ impl EnvironmentInference for RandomEnvironments {
         "random"
     }
 
-    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
+    fn infer(
+        &mut self,
+        data: &Dataset,
+        _variant: Option<&Tensor>,
+        seed: u64,
+    ) -> Result<EnvironmentAssignment> {
         if self.n_envs < 2 {
             return Err(Error::config("envs.n_envs", "need at least 2 environments"));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let labels = (0..data.train.len()).map(|_| rng.gen_range(0..self.n_envs as u32)).collect();
+        let labels = (0..data.train.len())
+            .map(|_| rng.gen_range(0..self.n_envs as u32))
+            .collect();
         Ok(EnvironmentAssignment::from_labels(labels, self.n_envs))
     }
 }
@@ -267,9 +396,18 @@ impl EnvironmentInference for GivenEnvironments {
         "given"
     }
 
-    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
+    fn infer(
+        &mut self,
+        data: &Dataset,
+        _variant: Option<&Tensor>,
+        _seed: u64,
+    ) -> Result<EnvironmentAssignment> {
         if self.labels.len() != data.train.len() {
-            return Err(Error::InvalidData(format!("{} environment labels for {} training interactions", self.labels.len(), data.train.len())));
+            return Err(Error::InvalidData(format!(
+                "{} environment labels for {} training interactions",
+                self.labels.len(),
+                data.train.len()
+            )));
         }
         let n = self.labels.iter().max().map_or(0, |&m| m as usize + 1);
         Ok(EnvironmentAssignment::from_labels(self.labels.clone(), n))
@@ -286,8 +424,15 @@ pub fn nmi(a: &[u32], b: &[u32]) -> f64 {
         joint[x as usize][y as usize] += 1.0;
     }
     let pa: Vec<f64> = joint.iter().map(|r| r.iter().sum::<f64>() / n).collect();
-    let pb: Vec<f64> = (0..kb).map(|j| joint.iter().map(|r| r[j]).sum::<f64>() / n).collect();
-    let h = |p: &[f64]| -p.iter().filter(|&&x| x > 0.0).map(|x| x * x.ln()).sum::<f64>();
+    let pb: Vec<f64> = (0..kb)
+        .map(|j| joint.iter().map(|r| r[j]).sum::<f64>() / n)
+        .collect();
+    let h = |p: &[f64]| {
+        -p.iter()
+            .filter(|&&x| x > 0.0)
+            .map(|x| x * x.ln())
+            .sum::<f64>()
+    };
     let mut mi = 0.0;
     for i in 0..ka {
         for j in 0..kb {
@@ -298,7 +443,11 @@ pub fn nmi(a: &[u32], b: &[u32]) -> f64 {
         }
     }
     let denom = (h(&pa) + h(&pb)) / 2.0;
-    if denom <= 0.0 { 0.0 } else { mi / denom }
+    if denom <= 0.0 {
+        0.0
+    } else {
+        mi / denom
+    }
 }
 
 #[cfg(test)]
@@ -325,15 +474,35 @@ mod tests {
     #[ignore = "open (issue 6): measured NMI 0.0008 vs random 0.0002 on the synthetic set; recovery not achieved yet"]
     fn heterogeneous_identification_recovers_planted_environments() {
         tch::manual_seed(0);
-        let cfg = painvrl_data::SyntheticConfig { n_users: 200, n_items: 300, n_envs: 2, variant_strength: 6.0, ..Default::default() };
+        let cfg = painvrl_data::SyntheticConfig {
+            n_users: 200,
+            n_items: 300,
+            n_envs: 2,
+            variant_strength: 6.0,
+            ..Default::default()
+        };
         let syn = painvrl_data::generate(&cfg).unwrap();
-        let mut inf = HeterogeneousIdentification::new(HeteroConfig { n_envs: 2, epochs: 3, max_iterations: 4, ..Default::default() }, Device::Cpu);
+        let mut inf = HeterogeneousIdentification::new(
+            HeteroConfig {
+                n_envs: 2,
+                epochs: 3,
+                max_iterations: 4,
+                ..Default::default()
+            },
+            Device::Cpu,
+        );
         let got = inf.infer(&syn.dataset, None, 1).unwrap();
         let mut random = RandomEnvironments { n_envs: 2 };
         let base = random.infer(&syn.dataset, None, 1).unwrap();
-        let (h, r) = (nmi(&got.labels, &syn.train_envs), nmi(&base.labels, &syn.train_envs));
+        let (h, r) = (
+            nmi(&got.labels, &syn.train_envs),
+            nmi(&base.labels, &syn.train_envs),
+        );
         eprintln!("NMI heterogeneous {h:.4} random {r:.4}");
         assert_eq!(got.sizes.iter().sum::<usize>(), syn.dataset.train.len());
-        assert!(h > r + 0.02, "heterogeneous NMI {h} not above random {r} + 0.02");
+        assert!(
+            h > r + 0.02,
+            "heterogeneous NMI {h} not above random {r} + 0.02"
+        );
     }
 }

@@ -26,7 +26,10 @@ impl std::str::FromStr for BackboneKind {
             "ultragcn" => Ok(BackboneKind::Ultragcn),
             "lightgcn" => Ok(BackboneKind::Lightgcn),
             "mf" | "vbpr" => Ok(BackboneKind::Mf),
-            _ => Err(Error::config("backbone", format!("'{s}' is not one of ultragcn, lightgcn, mf"))),
+            _ => Err(Error::config(
+                "backbone",
+                format!("'{s}' is not one of ultragcn, lightgcn, mf"),
+            )),
         }
     }
 }
@@ -89,13 +92,30 @@ impl Default for BackboneConfig {
 impl BackboneConfig {
     /// Checks every field's domain.
     pub fn validate(&self) -> Result<()> {
-        let pos = |f: &str, v: usize| if v == 0 { Err(Error::config(format!("backbone.{f}"), "must be ≥ 1")) } else { Ok(()) };
+        let pos = |f: &str, v: usize| {
+            if v == 0 {
+                Err(Error::config(format!("backbone.{f}"), "must be ≥ 1"))
+            } else {
+                Ok(())
+            }
+        };
         pos("id_dim", self.id_dim)?;
         pos("content_dim", self.content_dim)?;
         pos("negatives", self.negatives)?;
-        for (f, v) in [("w1", self.w1), ("w2", self.w2), ("w3", self.w3), ("w4", self.w4), ("negative_weight", self.negative_weight), ("l2", self.l2), ("item_item_lambda", self.item_item_lambda)] {
+        for (f, v) in [
+            ("w1", self.w1),
+            ("w2", self.w2),
+            ("w3", self.w3),
+            ("w4", self.w4),
+            ("negative_weight", self.negative_weight),
+            ("l2", self.l2),
+            ("item_item_lambda", self.item_item_lambda),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(format!("backbone.{f}"), format!("{v} is not a finite non-negative number")));
+                return Err(Error::config(
+                    format!("backbone.{f}"),
+                    format!("{v} is not a finite non-negative number"),
+                ));
             }
         }
         if !(self.init_std.is_finite() && self.init_std > 0.0) {
@@ -114,14 +134,30 @@ struct Embeddings {
 }
 
 impl Embeddings {
-    fn new(p: &nn::Path, n_users: usize, n_items: usize, content_in: usize, cfg: &BackboneConfig) -> Self {
+    fn new(
+        p: &nn::Path,
+        n_users: usize,
+        n_items: usize,
+        content_in: usize,
+        cfg: &BackboneConfig,
+    ) -> Self {
         let d = (cfg.id_dim + cfg.content_dim) as i64;
-        let init = nn::Init::Randn { mean: 0.0, stdev: cfg.init_std };
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: cfg.init_std,
+        };
         let bound = 1.0 / (content_in as f64).sqrt();
         Embeddings {
             user: p.var("user", &[n_users as i64, d], init),
             item: p.var("item", &[n_items as i64, cfg.id_dim as i64], init),
-            proj: p.var("proj", &[content_in as i64, cfg.content_dim as i64], nn::Init::Uniform { lo: -bound, up: bound }),
+            proj: p.var(
+                "proj",
+                &[content_in as i64, cfg.content_dim as i64],
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
         }
     }
 
@@ -147,7 +183,10 @@ impl Embeddings {
 
 fn bpr(pos: &Tensor, neg: &Tensor) -> Tensor {
     // −log σ(pos − neg), averaged over negatives and the batch
-    (pos.unsqueeze(1) - neg).log_sigmoid().neg().mean(Kind::Float)
+    (pos.unsqueeze(1) - neg)
+        .log_sigmoid()
+        .neg()
+        .mean(Kind::Float)
 }
 
 /// UltraGCN as used by InvRL: no message passing; the graph enters through degree-based
@@ -169,8 +208,12 @@ impl UltraGcn {
             let (idx, w) = graph.item_neighbors(cfg.item_item_k);
             let k = cfg.item_item_k as i64;
             (
-                Tensor::from_slice(&idx).reshape([graph.n_items as i64, k]).to_device(device),
-                Tensor::from_slice(&w).reshape([graph.n_items as i64, k]).to_device(device),
+                Tensor::from_slice(&idx)
+                    .reshape([graph.n_items as i64, k])
+                    .to_device(device),
+                Tensor::from_slice(&w)
+                    .reshape([graph.n_items as i64, k])
+                    .to_device(device),
             )
         });
         UltraGcn {
@@ -197,10 +240,26 @@ impl Backbone for UltraGcn {
         let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
         let bu = self.beta_u.index_select(0, &b.users);
         let w_pos = bu.shallow_clone() * self.beta_i.index_select(0, &b.pos_items) * c.w2 + c.w1;
-        let w_neg = bu.unsqueeze(1) * self.beta_i.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice()) * c.w4 + c.w3;
-        let pos_loss = pos.binary_cross_entropy_with_logits::<&Tensor>(&pos.ones_like(), Some(&w_pos), None, Reduction::None);
+        let w_neg = bu.unsqueeze(1)
+            * self
+                .beta_i
+                .index_select(0, &b.neg_items.reshape([-1]))
+                .reshape(b.neg_items.size().as_slice())
+            * c.w4
+            + c.w3;
+        let pos_loss = pos.binary_cross_entropy_with_logits::<&Tensor>(
+            &pos.ones_like(),
+            Some(&w_pos),
+            None,
+            Reduction::None,
+        );
         let neg_loss = neg
-            .binary_cross_entropy_with_logits::<&Tensor>(&neg.zeros_like(), Some(&w_neg), None, Reduction::None)
+            .binary_cross_entropy_with_logits::<&Tensor>(
+                &neg.zeros_like(),
+                Some(&w_neg),
+                None,
+                Reduction::None,
+            )
             .mean_dim([1i64].as_slice(), false, Kind::Float);
         let mut loss = (pos_loss + neg_loss * c.negative_weight).mean(Kind::Float);
         if let Some((idx, w)) = &self.neighbors {
@@ -209,10 +268,13 @@ impl Backbone for UltraGcn {
             let nw = w.index_select(0, &b.pos_items);
             let en = self.emb.items(&nb, content);
             let s = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
-            let ii = (s.log_sigmoid().neg() * nw).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
-            loss = loss + ii * c.item_item_lambda;
+            let ii = (s.log_sigmoid().neg() * nw)
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+                .mean(Kind::Float);
+            loss += ii * c.item_item_lambda;
         }
-        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float)) / b.users.size()[0] as f64;
+        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float))
+            / b.users.size()[0] as f64;
         loss + reg * c.l2
     }
 
@@ -250,12 +312,15 @@ impl LightGcn {
     }
 
     fn propagate(&self, content: &Tensor) -> (Tensor, Tensor) {
-        let base = Tensor::cat(&[self.emb.user.shallow_clone(), self.emb.all_items(content)], 0);
+        let base = Tensor::cat(
+            &[self.emb.user.shallow_clone(), self.emb.all_items(content)],
+            0,
+        );
         let mut layer = base.shallow_clone();
         let mut sum = base;
         for _ in 0..self.cfg.layers {
             layer = self.adj.mm(&layer);
-            sum = sum + &layer;
+            sum += &layer;
         }
         let mean = sum / (self.cfg.layers + 1) as f64;
         let parts = mean.split_with_sizes([self.n_users, mean.size()[0] - self.n_users], 0);
@@ -271,11 +336,32 @@ impl Backbone for LightGcn {
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
         let (u, i) = self.propagate(content);
         let pu = u.index_select(0, &b.users);
-        let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let neg = i.index_select(0, &b.neg_items.reshape([-1])).reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1]).bmm(&pu.unsqueeze(2)).squeeze_dim(2);
-        let reg = (self.emb.user.index_select(0, &b.users).square().sum(Kind::Float)
-            + self.emb.items(&b.pos_items, content).square().sum(Kind::Float)
-            + self.emb.items(&b.neg_items, content).square().sum(Kind::Float))
+        let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist(
+            [1i64].as_slice(),
+            false,
+            Kind::Float,
+        );
+        let neg = i
+            .index_select(0, &b.neg_items.reshape([-1]))
+            .reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1])
+            .bmm(&pu.unsqueeze(2))
+            .squeeze_dim(2);
+        let reg = (self
+            .emb
+            .user
+            .index_select(0, &b.users)
+            .square()
+            .sum(Kind::Float)
+            + self
+                .emb
+                .items(&b.pos_items, content)
+                .square()
+                .sum(Kind::Float)
+            + self
+                .emb
+                .items(&b.neg_items, content)
+                .square()
+                .sum(Kind::Float))
             / b.users.size()[0] as f64;
         bpr(&pos, &neg) + reg * self.cfg.l2
     }
@@ -308,7 +394,11 @@ impl Mf {
     pub fn new(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Self {
         Mf {
             emb: Embeddings::new(p, graph.n_users, graph.n_items, content_in, cfg),
-            bias: p.var("item_bias", &[graph.n_items as i64, 1], nn::Init::Const(0.0)),
+            bias: p.var(
+                "item_bias",
+                &[graph.n_items as i64, 1],
+                nn::Init::Const(0.0),
+            ),
             cfg: cfg.clone(),
         }
     }
@@ -323,17 +413,27 @@ impl Backbone for Mf {
         let pu = self.emb.user.index_select(0, &b.users);
         let ep = self.emb.items(&b.pos_items, content);
         let en = self.emb.items(&b.neg_items, content);
-        let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
-        let neg_bias = self.bias.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice());
+        let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
+        let neg_bias = self
+            .bias
+            .index_select(0, &b.neg_items.reshape([-1]))
+            .reshape(b.neg_items.size().as_slice());
         let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2) + neg_bias;
-        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float) + en.square().sum(Kind::Float)) / b.users.size()[0] as f64;
+        let reg = (pu.square().sum(Kind::Float)
+            + ep.square().sum(Kind::Float)
+            + en.square().sum(Kind::Float))
+            / b.users.size()[0] as f64;
         bpr(&pos, &neg) + reg * self.cfg.l2
     }
 
     fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
         let u = &self.emb.user;
         let ones = Tensor::ones([u.size()[0], 1], (Kind::Float, u.device()));
-        (Tensor::cat(&[u.shallow_clone(), ones], 1), Tensor::cat(&[self.emb.all_items(content), self.bias.shallow_clone()], 1))
+        (
+            Tensor::cat(&[u.shallow_clone(), ones], 1),
+            Tensor::cat(&[self.emb.all_items(content), self.bias.shallow_clone()], 1),
+        )
     }
 
     fn negatives_per_positive(&self) -> usize {
@@ -348,7 +448,12 @@ impl Backbone for Mf {
 }
 
 /// Builds the configured backbone under the VarStore path `p` (use `vs.root() / "backbone"`).
-pub fn build_backbone(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Result<Box<dyn Backbone>> {
+pub fn build_backbone(
+    p: &nn::Path,
+    graph: &TrainGraph,
+    content_in: usize,
+    cfg: &BackboneConfig,
+) -> Result<Box<dyn Backbone>> {
     cfg.validate()?;
     if content_in == 0 {
         return Err(Error::config("content", "content width must be ≥ 1"));

@@ -26,25 +26,45 @@ impl TrainGraph {
         let user_items = UserItems::build(n_users, &[train]);
         let mut user_degree = vec![0u32; n_users];
         let mut item_degree = vec![0u32; n_items];
-        for u in 0..n_users {
-            for &i in user_items.items_of(u) {
-                user_degree[u] += 1;
+        for (u, deg) in user_degree.iter_mut().enumerate() {
+            let items = user_items.items_of(u);
+            *deg = items.len() as u32;
+            for &i in items {
                 item_degree[i as usize] += 1;
             }
         }
-        TrainGraph { n_users, n_items, user_items, user_degree, item_degree }
+        TrainGraph {
+            n_users,
+            n_items,
+            user_items,
+            user_degree,
+            item_degree,
+        }
     }
 
     /// UltraGCN's β_u = √(d_u + 1) / d_u (0 for users without interactions) as a float tensor.
     pub fn beta_users(&self, device: Device) -> Tensor {
-        let v: Vec<f32> =
-            self.user_degree.iter().map(|&d| if d == 0 { 0.0 } else { ((d as f32) + 1.0).sqrt() / d as f32 }).collect();
+        let v: Vec<f32> = self
+            .user_degree
+            .iter()
+            .map(|&d| {
+                if d == 0 {
+                    0.0
+                } else {
+                    ((d as f32) + 1.0).sqrt() / d as f32
+                }
+            })
+            .collect();
         Tensor::from_slice(&v).to_device(device)
     }
 
     /// UltraGCN's β_i = 1 / √(d_i + 1) as a float tensor.
     pub fn beta_items(&self, device: Device) -> Tensor {
-        let v: Vec<f32> = self.item_degree.iter().map(|&d| 1.0 / ((d as f32) + 1.0).sqrt()).collect();
+        let v: Vec<f32> = self
+            .item_degree
+            .iter()
+            .map(|&d| 1.0 / ((d as f32) + 1.0).sqrt())
+            .collect();
         Tensor::from_slice(&v).to_device(device)
     }
 
@@ -52,10 +72,15 @@ impl TrainGraph {
     /// (users first), as a coalesced sparse COO tensor.
     pub fn normalized_adjacency(&self, device: Device) -> Tensor {
         let nnz = self.user_items.nnz();
-        let (mut rows, mut cols, mut vals) = (Vec::with_capacity(2 * nnz), Vec::with_capacity(2 * nnz), Vec::with_capacity(2 * nnz));
+        let (mut rows, mut cols, mut vals) = (
+            Vec::with_capacity(2 * nnz),
+            Vec::with_capacity(2 * nnz),
+            Vec::with_capacity(2 * nnz),
+        );
         for u in 0..self.n_users {
             for &i in self.user_items.items_of(u) {
-                let w = 1.0 / ((self.user_degree[u] as f32) * (self.item_degree[i as usize] as f32)).sqrt();
+                let w = 1.0
+                    / ((self.user_degree[u] as f32) * (self.item_degree[i as usize] as f32)).sqrt();
                 let (a, b) = (u as i64, (self.n_users + i as usize) as i64);
                 rows.extend([a, b]);
                 cols.extend([b, a]);
@@ -64,9 +89,15 @@ impl TrainGraph {
         }
         let n = (self.n_users + self.n_items) as i64;
         let idx = Tensor::stack(&[Tensor::from_slice(&rows), Tensor::from_slice(&cols)], 0);
-        Tensor::sparse_coo_tensor_indices_size(&idx, &Tensor::from_slice(&vals), [n, n], (Kind::Float, Device::Cpu), false)
-            .coalesce()
-            .to_device(device)
+        Tensor::sparse_coo_tensor_indices_size(
+            &idx,
+            &Tensor::from_slice(&vals),
+            [n, n],
+            (Kind::Float, Device::Cpu),
+            false,
+        )
+        .coalesce()
+        .to_device(device)
     }
 
     /// For each item, its `k` most co-occurring items (by number of shared users) and weights
@@ -97,7 +128,11 @@ impl TrainGraph {
                 let (j, c) = top.get(s).copied().unwrap_or((i as u32, 0));
                 idx[i * k + s] = j as i64;
                 let dj = self.item_degree[j as usize] as f32;
-                w[i * k + s] = if c == 0 || di == 0.0 { 0.0 } else { c as f32 / di * ((di + 1.0) / (dj + 1.0)).sqrt() };
+                w[i * k + s] = if c == 0 || di == 0.0 {
+                    0.0
+                } else {
+                    c as f32 / di * ((di + 1.0) / (dj + 1.0)).sqrt()
+                };
             }
         }
         (idx, w)

@@ -42,13 +42,19 @@ impl GradNormalization {
             GradNormalization::Loss => loss.abs(),
             GradNormalization::LossPlus => loss.abs() * n,
         };
-        if s.is_finite() && s > 1e-12 { s } else { 1.0 }
+        if s.is_finite() && s > 1e-12 {
+            s
+        } else {
+            1.0
+        }
     }
 }
 
 fn quad(g: &Array2<f64>, w: &[f64]) -> f64 {
     let n = w.len();
-    (0..n).map(|i| (0..n).map(|j| w[i] * w[j] * g[[i, j]]).sum::<f64>()).sum()
+    (0..n)
+        .map(|i| (0..n).map(|j| w[i] * w[j] * g[[i, j]]).sum::<f64>())
+        .sum()
 }
 
 /// Closed form for two gradients: weight α on g₁ is clip(((g₂ − g₁)·g₂) / ‖g₁ − g₂‖², 0, 1).
@@ -71,7 +77,12 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
     assert!(n > 0, "need at least one gradient");
     let finish = |w: Vec<f64>, iterations, converged| {
         let norm = quad(gram, &w).max(0.0).sqrt();
-        MinNorm { weights: w, norm, iterations, converged }
+        MinNorm {
+            weights: w,
+            norm,
+            iterations,
+            converged,
+        }
     };
     if n == 1 {
         return finish(vec![1.0], 0, true);
@@ -80,14 +91,19 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
         let a = two_point(gram[[0, 0]], gram[[0, 1]], gram[[1, 1]]);
         return finish(vec![a, 1.0 - a], 0, true);
     }
-    let scale = (0..n).map(|i| gram[[i, i]]).fold(0.0f64, f64::max).max(1e-300);
+    let scale = (0..n)
+        .map(|i| gram[[i, i]])
+        .fold(0.0f64, f64::max)
+        .max(1e-300);
     // start at the best of all pairs (Sener & Koltun), which is exact when the optimum has two atoms
     let mut w = vec![0.0; n];
     let mut best = f64::INFINITY;
     for i in 0..n {
         for j in i..n {
             let a = two_point(gram[[i, i]], gram[[i, j]], gram[[j, j]]);
-            let v = a * a * gram[[i, i]] + 2.0 * a * (1.0 - a) * gram[[i, j]] + (1.0 - a) * (1.0 - a) * gram[[j, j]];
+            let v = a * a * gram[[i, i]]
+                + 2.0 * a * (1.0 - a) * gram[[i, j]]
+                + (1.0 - a) * (1.0 - a) * gram[[j, j]];
             if v < best {
                 best = v;
                 w.iter_mut().for_each(|x| *x = 0.0);
@@ -99,10 +115,17 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
     // Frank–Wolfe with away steps (Lacoste-Julien & Jaggi 2015): linear convergence on the
     // simplex, where plain Frank–Wolfe zig-zags when the optimum lies on a face.
     for it in 0..max_iter {
-        let gw: Vec<f64> = (0..n).map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum()).collect();
+        let gw: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum())
+            .collect();
         let vv: f64 = (0..n).map(|i| w[i] * gw[i]).sum();
-        let t = (0..n).min_by(|&i, &j| gw[i].total_cmp(&gw[j])).expect("n > 0");
-        let a = (0..n).filter(|&i| w[i] > 0.0).max_by(|&i, &j| gw[i].total_cmp(&gw[j])).expect("weights sum to 1");
+        let t = (0..n)
+            .min_by(|&i, &j| gw[i].total_cmp(&gw[j]))
+            .expect("n > 0");
+        let a = (0..n)
+            .filter(|&i| w[i] > 0.0)
+            .max_by(|&i, &j| gw[i].total_cmp(&gw[j]))
+            .expect("weights sum to 1");
         let fw_gap = vv - gw[t];
         if fw_gap <= tol * scale {
             return finish(w, it, true);
@@ -111,14 +134,26 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
         if fw_gap >= away_gap {
             // towards vertex t: d = e_t − w, γ ∈ [0, 1]
             let curv = gram[[t, t]] - 2.0 * gw[t] + vv;
-            let gamma = if curv > 0.0 { (fw_gap / curv).min(1.0) } else { 1.0 };
+            let gamma = if curv > 0.0 {
+                (fw_gap / curv).min(1.0)
+            } else {
+                1.0
+            };
             w.iter_mut().for_each(|x| *x *= 1.0 - gamma);
             w[t] += gamma;
         } else {
             // away from vertex a: d = w − e_a, γ ∈ [0, w_a / (1 − w_a)]
-            let max_step = if w[a] < 1.0 { w[a] / (1.0 - w[a]) } else { f64::INFINITY };
+            let max_step = if w[a] < 1.0 {
+                w[a] / (1.0 - w[a])
+            } else {
+                f64::INFINITY
+            };
             let curv = vv - 2.0 * gw[a] + gram[[a, a]];
-            let gamma = if curv > 0.0 { (away_gap / curv).min(max_step) } else { max_step };
+            let gamma = if curv > 0.0 {
+                (away_gap / curv).min(max_step)
+            } else {
+                max_step
+            };
             w.iter_mut().for_each(|x| *x *= 1.0 + gamma);
             w[a] -= gamma;
             if w[a] < 1e-15 {
@@ -126,7 +161,9 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
             }
         }
     }
-    let gw: Vec<f64> = (0..n).map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum()).collect();
+    let gw: Vec<f64> = (0..n)
+        .map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum())
+        .collect();
     let vv: f64 = (0..n).map(|i| w[i] * gw[i]).sum();
     let converged = gw.iter().all(|&x| vv - x <= tol * scale);
     finish(w, max_iter, converged)
@@ -139,11 +176,15 @@ mod tests {
 
     fn gram_of(gs: &[Vec<f64>]) -> Array2<f64> {
         let n = gs.len();
-        Array2::from_shape_fn((n, n), |(i, j)| gs[i].iter().zip(&gs[j]).map(|(a, b)| a * b).sum())
+        Array2::from_shape_fn((n, n), |(i, j)| {
+            gs[i].iter().zip(&gs[j]).map(|(a, b)| a * b).sum()
+        })
     }
 
     fn grads() -> impl Strategy<Value = Vec<Vec<f64>>> {
-        (2usize..7, 1usize..6).prop_flat_map(|(n, d)| proptest::collection::vec(proptest::collection::vec(-5.0f64..5.0, d), n))
+        (2usize..7, 1usize..6).prop_flat_map(|(n, d)| {
+            proptest::collection::vec(proptest::collection::vec(-5.0f64..5.0, d), n)
+        })
     }
 
     #[test]
@@ -159,15 +200,19 @@ mod tests {
     #[test]
     fn adversarial_inputs_terminate() {
         for gs in [
-            vec![vec![1.0, 2.0], vec![2.0, 4.0], vec![3.0, 6.0]],     // parallel
-            vec![vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]],    // opposite: origin reachable
-            vec![vec![0.0, 0.0], vec![0.0, 0.0], vec![0.0, 0.0]],     // zero
+            vec![vec![1.0, 2.0], vec![2.0, 4.0], vec![3.0, 6.0]], // parallel
+            vec![vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]], // opposite: origin reachable
+            vec![vec![0.0, 0.0], vec![0.0, 0.0], vec![0.0, 0.0]], // zero
         ] {
             let s = min_norm_point(&gram_of(&gs), 50, 1e-10);
             assert!(s.iterations <= 50);
             assert!((s.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
-        let s = min_norm_point(&gram_of(&[vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]]), 50, 1e-10);
+        let s = min_norm_point(
+            &gram_of(&[vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]]),
+            50,
+            1e-10,
+        );
         assert!(s.norm < 1e-6);
     }
 

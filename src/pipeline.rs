@@ -1,0 +1,264 @@
+//! The whole method: ERM pre-training → rounds of (i) environment inference → (ii) mask
+//! learning → (iii) conversion → final training with early stopping → evaluation on val, test
+//! and test_ood. Composed only through the `painvrl-core` traits.
+
+use crate::config::{Config, Method};
+use painvrl_convert::{variant, Converter, Fusion};
+use painvrl_core::eval::{evaluate, EmbeddingScorer};
+use painvrl_core::io::{write_atomic, write_json_atomic};
+use painvrl_core::{
+    Backbone, Dataset, DatasetCounts, EnvironmentInference, Error, Modality, Result, UserItems,
+};
+use painvrl_data::NegativeSampler;
+use painvrl_env::{HeterogeneousIdentification, RandomEnvironments};
+use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
+use painvrl_mask::{train_mask, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::Tensor;
+
+/// Everything a run reports; written as `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `ok`, or `failed: <error>`.
+    pub status: String,
+    /// Method name.
+    pub method: String,
+    /// Backbone name.
+    pub backbone: String,
+    /// Dataset counts.
+    pub dataset: DatasetCounts,
+    /// `{split: {"recall@20": x, ...}}` for val, test and test_ood.
+    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Users evaluated per split.
+    pub users_evaluated: BTreeMap<String, usize>,
+    /// Final mask, one weight per feature dimension in modality order (empty for ERM).
+    pub mask: Vec<f32>,
+    /// Modalities in column order.
+    pub modalities: Vec<Modality>,
+    /// Interactions per environment (last round).
+    pub environments: Vec<usize>,
+    /// Mean Pareto weight α on the ERM gradient per mask epoch.
+    pub pareto: Vec<f64>,
+    /// Mask-learning log.
+    pub mask_log: Vec<MaskEpochLog>,
+    /// Seconds per module and in total.
+    pub timings: BTreeMap<String, f64>,
+    /// The configuration that ran.
+    pub config: Config,
+}
+
+/// Trains and evaluates `cfg.method` on `ds`. With `out`, checkpoints, the epoch log and
+/// `report.json` are written there (atomically); `resume` continues an interrupted run.
+pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Result<Report> {
+    cfg.validate(ds.n_items)?;
+    ds.validate()?;
+    let t_all = Instant::now();
+    let device = cfg.device.resolve()?;
+    painvrl_core::init_runtime(cfg.threads, cfg.seed);
+    let mut timings = BTreeMap::new();
+    let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
+    let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
+    let val_idx = UserItems::build(ds.n_users, &[&ds.val]);
+    let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items)?;
+    let data = TrainData {
+        train: &ds.train,
+        sampler: &sampler,
+        val: &val_idx,
+    };
+    let features = ds.features.to_tensor(device);
+    let ckpt = out.map(|d| Checkpointing {
+        dir: d.to_path_buf(),
+        resume,
+    });
+    let mut history: Vec<EpochLog> = Vec::new();
+
+    // ERM pre-training on all features
+    let t = Instant::now();
+    let mut vs0 = VarStore::new(device);
+    let pre = build_backbone(
+        &(vs0.root() / "backbone"),
+        &graph,
+        ds.features.dim(),
+        &cfg.backbone,
+    )?;
+    let raw = || features.shallow_clone();
+    let mut pre_cfg = cfg.train.clone();
+    if cfg.method != Method::Erm {
+        pre_cfg.epochs = cfg.pretrain_epochs;
+    }
+    let outcome = fit(
+        "pretrain",
+        &mut vs0,
+        pre.as_ref(),
+        &raw,
+        &data,
+        &pre_cfg,
+        cfg.seed,
+        &HashSet::new(),
+        ckpt.as_ref(),
+        None,
+    )?;
+    history.extend(outcome.history);
+    timings.insert("pretrain".into(), t.elapsed().as_secs_f64());
+
+    let mut report = Report {
+        status: "ok".into(),
+        method: cfg.method.name().into(),
+        backbone: pre.name().into(),
+        dataset: ds.counts(),
+        metrics: BTreeMap::new(),
+        users_evaluated: BTreeMap::new(),
+        mask: vec![],
+        modalities: ds.features.modalities().to_vec(),
+        environments: vec![],
+        pareto: vec![],
+        mask_log: vec![],
+        timings: BTreeMap::new(),
+        config: cfg.clone(),
+    };
+
+    if cfg.method == Method::Erm {
+        evaluate_all(ds, pre.as_ref(), &features, cfg, &mut report)?;
+    } else {
+        let mut mcfg = cfg.mask.clone();
+        let mut inference: Box<dyn EnvironmentInference> = match cfg.method {
+            Method::PainvrlRandomEnvs => Box::new(RandomEnvironments {
+                n_envs: cfg.envs.n_envs,
+            }),
+            _ => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
+        };
+        match cfg.method {
+            Method::Invrl => {
+                mcfg.kind = MaskKind::Gate;
+                mcfg.penalty = PenaltyKind::Variance;
+                mcfg.weighting = Weighting::Fixed;
+            }
+            Method::PainvrlFixedWeights => mcfg.weighting = Weighting::Fixed,
+            _ => {}
+        }
+        let mask = Mask::new(
+            &(vs0.root() / "mask"),
+            ds.features.dim(),
+            mcfg.kind,
+            mcfg.gate_sigma,
+        );
+        let mut variant_repr: Option<Tensor> = None;
+        for round in 0..cfg.rounds {
+            let t = Instant::now();
+            let envs = inference.infer(
+                ds,
+                variant_repr.as_ref(),
+                cfg.seed.wrapping_add(round as u64),
+            )?;
+            *timings.entry("environments".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let log = train_mask(
+                &vs0,
+                pre.as_ref(),
+                &mask,
+                &features,
+                &ds.features,
+                &ds.train,
+                &envs,
+                &sampler,
+                &mcfg,
+                cfg.seed.wrapping_add(1000 + round as u64),
+            )?;
+            *timings.entry("mask".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+            report.pareto.extend(log.iter().map(|l| l.alpha));
+            report.mask_log.extend(log);
+            report.environments = envs.sizes.clone();
+            variant_repr = Some(tch::no_grad(|| variant(&features, &mask.values(false))));
+            // InvRL's schedule: both weights grow by 5 % per round
+            mcfg.irm_weight *= 1.05;
+            mcfg.reg_lambda *= 1.05;
+        }
+        let m = tch::no_grad(|| mask.values(false)).detach();
+        report.mask = Vec::<f32>::try_from(m.to_device(tch::Device::Cpu))?;
+
+        // final training on the converted representation
+        let t = Instant::now();
+        let mut vs1 = VarStore::new(device);
+        let fusion = match cfg.method {
+            Method::Invrl | Method::PainvrlInvariantOnly => Fusion::InvariantOnly,
+            _ => cfg.fusion,
+        };
+        let converter = Converter::new(
+            &(vs1.root() / "convert"),
+            ds.features.dim(),
+            cfg.convert_dim,
+            fusion,
+        )?;
+        let fin = build_backbone(
+            &(vs1.root() / "backbone"),
+            &graph,
+            cfg.convert_dim,
+            &cfg.backbone,
+        )?;
+        let content = || converter.encode(&features, &m);
+        let outcome = fit(
+            "final",
+            &mut vs1,
+            fin.as_ref(),
+            &content,
+            &data,
+            &cfg.train,
+            cfg.seed.wrapping_add(7),
+            &HashSet::new(),
+            ckpt.as_ref(),
+            None,
+        )?;
+        history.extend(outcome.history);
+        timings.insert("final".into(), t.elapsed().as_secs_f64());
+        let converted = tch::no_grad(content);
+        evaluate_all(ds, fin.as_ref(), &converted, cfg, &mut report)?;
+    }
+    timings.insert("total".into(), t_all.elapsed().as_secs_f64());
+    report.timings = timings;
+    if let Some(dir) = out {
+        let mut log = Vec::new();
+        for h in &history {
+            log.extend(
+                serde_json::to_vec(h).map_err(|e| Error::io(dir, std::io::Error::other(e)))?,
+            );
+            log.push(b'\n');
+        }
+        write_atomic(&dir.join("epochs.jsonl"), &log)?;
+        write_json_atomic(&dir.join("report.json"), &report)?;
+    }
+    Ok(report)
+}
+
+fn evaluate_all(
+    ds: &Dataset,
+    backbone: &dyn Backbone,
+    content: &Tensor,
+    cfg: &Config,
+    report: &mut Report,
+) -> Result<()> {
+    let (users, items) = tch::no_grad(|| backbone.embeddings(content));
+    let scorer = EmbeddingScorer { users, items };
+    let n = ds.n_users;
+    let train = UserItems::build(n, &[&ds.train]);
+    let tv = UserItems::build(n, &[&ds.train, &ds.val]);
+    let tvt = UserItems::build(n, &[&ds.train, &ds.val, &ds.test]);
+    let mut splits: Vec<(&str, UserItems, &UserItems)> = vec![
+        ("val", UserItems::build(n, &[&ds.val]), &train),
+        ("test", UserItems::build(n, &[&ds.test]), &tv),
+    ];
+    if let Some(ood) = &ds.test_ood {
+        splits.push(("test_ood", UserItems::build(n, &[ood]), &tvt));
+    }
+    for (name, rel, seen) in splits {
+        let m = evaluate(&scorer, &rel, &[seen], &cfg.train.eval)?;
+        report
+            .users_evaluated
+            .insert(name.into(), m.users_evaluated);
+        report.metrics.insert(name.into(), m.values);
+    }
+    Ok(())
+}

@@ -69,8 +69,9 @@ pub fn two_point(g11: f64, g12: f64, g22: f64) -> f64 {
 }
 
 /// Minimum-norm convex combination for the Gram matrix `gram` (n × n, symmetric PSD).
-/// Frank–Wolfe for n > 2 stops when the duality gap max_i(wᵀGw − (Gw)ᵢ) ≤ `tol` · max Gᵢᵢ or
-/// after `max_iter` iterations.
+/// For n > 2, Wolfe's min-norm-point algorithm (Frank–Wolfe vertex steps with exact affine
+/// corrections) stops when the duality gap max_i(wᵀGw − (Gw)ᵢ) ≤ `tol` · max Gᵢᵢ or after
+/// `max_iter` major iterations.
 pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm {
     let n = gram.nrows();
     assert_eq!(n, gram.ncols(), "gram matrix must be square");
@@ -95,25 +96,17 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
         .map(|i| gram[[i, i]])
         .fold(0.0f64, f64::max)
         .max(1e-300);
-    // start at the best of all pairs (Sener & Koltun), which is exact when the optimum has two atoms
+    // Wolfe's min-norm-point algorithm (1976): each major cycle is a Frank–Wolfe vertex choice
+    // (the gradient with the smallest projection on the current point); the minor cycles then
+    // move to the exact minimiser over the affine hull of the active set, staying in the simplex.
+    // Plain Frank–Wolfe converges sublinearly and stalls on nearly parallel gradients; this
+    // terminates finitely in exact arithmetic and is capped at `max_iter` major cycles here.
+    let start = (0..n)
+        .min_by(|&i, &j| gram[[i, i]].total_cmp(&gram[[j, j]]))
+        .expect("n > 0");
+    let mut active = vec![start];
     let mut w = vec![0.0; n];
-    let mut best = f64::INFINITY;
-    for i in 0..n {
-        for j in i..n {
-            let a = two_point(gram[[i, i]], gram[[i, j]], gram[[j, j]]);
-            let v = a * a * gram[[i, i]]
-                + 2.0 * a * (1.0 - a) * gram[[i, j]]
-                + (1.0 - a) * (1.0 - a) * gram[[j, j]];
-            if v < best {
-                best = v;
-                w.iter_mut().for_each(|x| *x = 0.0);
-                w[i] += a;
-                w[j] += 1.0 - a;
-            }
-        }
-    }
-    // Frank–Wolfe with away steps (Lacoste-Julien & Jaggi 2015): linear convergence on the
-    // simplex, where plain Frank–Wolfe zig-zags when the optimum lies on a face.
+    w[start] = 1.0;
     for it in 0..max_iter {
         let gw: Vec<f64> = (0..n)
             .map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum())
@@ -122,43 +115,39 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
         let t = (0..n)
             .min_by(|&i, &j| gw[i].total_cmp(&gw[j]))
             .expect("n > 0");
-        let a = (0..n)
-            .filter(|&i| w[i] > 0.0)
-            .max_by(|&i, &j| gw[i].total_cmp(&gw[j]))
-            .expect("weights sum to 1");
-        let fw_gap = vv - gw[t];
-        if fw_gap <= tol * scale {
+        if vv - gw[t] <= tol * scale {
             return finish(w, it, true);
         }
-        let away_gap = gw[a] - vv;
-        if fw_gap >= away_gap {
-            // towards vertex t: d = e_t − w, γ ∈ [0, 1]
-            let curv = gram[[t, t]] - 2.0 * gw[t] + vv;
-            let gamma = if curv > 0.0 {
-                (fw_gap / curv).min(1.0)
-            } else {
-                1.0
-            };
-            w.iter_mut().for_each(|x| *x *= 1.0 - gamma);
-            w[t] += gamma;
-        } else {
-            // away from vertex a: d = w − e_a, γ ∈ [0, w_a / (1 − w_a)]
-            let max_step = if w[a] < 1.0 {
-                w[a] / (1.0 - w[a])
-            } else {
-                f64::INFINITY
-            };
-            let curv = vv - 2.0 * gw[a] + gram[[a, a]];
-            let gamma = if curv > 0.0 {
-                (away_gap / curv).min(max_step)
-            } else {
-                max_step
-            };
-            w.iter_mut().for_each(|x| *x *= 1.0 + gamma);
-            w[a] -= gamma;
-            if w[a] < 1e-15 {
-                w[a] = 0.0;
+        if active.contains(&t) {
+            // round-off: the affine minimiser is already optimal up to floating error
+            return finish(w, it, false);
+        }
+        active.push(t);
+        loop {
+            let v = affine_minimizer(gram, &active, scale);
+            if v.iter().all(|&x| x > 1e-14) {
+                w.iter_mut().for_each(|x| *x = 0.0);
+                for (&k, &x) in active.iter().zip(&v) {
+                    w[k] = x;
+                }
+                break;
             }
+            // move from w towards v until the first weight hits zero, then drop it
+            let theta = active
+                .iter()
+                .zip(&v)
+                .filter(|(_, &x)| x <= 1e-14)
+                .map(|(&k, &x)| w[k] / (w[k] - x))
+                .fold(1.0f64, f64::min);
+            for (&k, &x) in active.iter().zip(&v) {
+                w[k] = (1.0 - theta) * w[k] + theta * x;
+            }
+            active.retain(|&k| w[k] > 1e-14);
+            (0..n)
+                .filter(|k| !active.contains(k))
+                .for_each(|k| w[k] = 0.0);
+            let sum: f64 = w.iter().sum();
+            w.iter_mut().for_each(|x| *x /= sum);
         }
     }
     let gw: Vec<f64> = (0..n)
@@ -167,6 +156,57 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
     let vv: f64 = (0..n).map(|i| w[i] * gw[i]).sum();
     let converged = gw.iter().all(|&x| vv - x <= tol * scale);
     finish(w, max_iter, converged)
+}
+
+/// Weights (summing to 1, possibly negative) of the minimum-norm point of the affine hull of the
+/// `active` gradients: solves [G_S 1; 1ᵀ 0] [v; λ] = [0; 1] by Gauss–Jordan elimination with
+/// partial pivoting, with a ridge of 1e-12 · scale for rank-deficient sets.
+fn affine_minimizer(gram: &Array2<f64>, active: &[usize], scale: f64) -> Vec<f64> {
+    let m = active.len();
+    let mut a = vec![vec![0.0; m + 2]; m + 1];
+    for (r, &i) in active.iter().enumerate() {
+        for (c, &j) in active.iter().enumerate() {
+            a[r][c] = gram[[i, j]] + if r == c { 1e-12 * scale } else { 0.0 };
+        }
+        a[r][m] = 1.0;
+        a[m][r] = 1.0;
+    }
+    a[m][m + 1] = 1.0;
+    for col in 0..=m {
+        let piv = (col..=m)
+            .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
+            .expect("non-empty");
+        a.swap(col, piv);
+        let p = a[col][col];
+        if p.abs() < 1e-300 {
+            continue;
+        }
+        for r in 0..=m {
+            if r != col {
+                let f = a[r][col] / p;
+                if f != 0.0 {
+                    for c in col..m + 2 {
+                        a[r][c] -= f * a[col][c];
+                    }
+                }
+            }
+        }
+    }
+    let v: Vec<f64> = (0..m)
+        .map(|r| {
+            if a[r][r].abs() < 1e-300 {
+                0.0
+            } else {
+                a[r][m + 1] / a[r][r]
+            }
+        })
+        .collect();
+    let sum: f64 = v.iter().sum();
+    if sum.abs() > 1e-12 {
+        v.iter().map(|x| x / sum).collect()
+    } else {
+        vec![1.0 / m as f64; m]
+    }
 }
 
 #[cfg(test)]

@@ -181,13 +181,12 @@ fn affine_minimizer(gram: &Array2<f64>, active: &[usize], scale: f64) -> Vec<f64
         if p.abs() < 1e-300 {
             continue;
         }
-        for r in 0..=m {
-            if r != col {
-                let f = a[r][col] / p;
-                if f != 0.0 {
-                    for c in col..m + 2 {
-                        a[r][c] -= f * a[col][c];
-                    }
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            let f = row[col] / p;
+            if r != col && f != 0.0 {
+                for (x, y) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * y;
                 }
             }
         }

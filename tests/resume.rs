@@ -1,0 +1,139 @@
+//! Stopping a training run at an epoch boundary and resuming from its checkpoint reproduces the
+//! uninterrupted run's metrics exactly on CPU; a NaN loss stops with the documented error.
+
+use painvrl::core::{signal, UserItems};
+use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
+use painvrl::graph::{
+    build_backbone, fit, BackboneConfig, Checkpointing, TrainConfig, TrainData, TrainGraph,
+};
+use std::collections::HashSet;
+use tch::{nn::VarStore, Device, Tensor};
+
+struct Setup {
+    ds: painvrl::core::Dataset,
+    graph: TrainGraph,
+    sampler: NegativeSampler,
+    val: UserItems,
+}
+
+fn setup() -> Setup {
+    let ds = generate(&SyntheticConfig {
+        n_users: 60,
+        n_items: 90,
+        ..Default::default()
+    })
+    .unwrap()
+    .dataset;
+    let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
+    let sampler =
+        NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
+    let val = UserItems::build(ds.n_users, &[&ds.val]);
+    Setup {
+        ds,
+        graph,
+        sampler,
+        val,
+    }
+}
+
+/// The stop flag is process-wide: tests in this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+type Hook<'a> = Option<&'a dyn Fn(usize, usize, &Tensor) -> Option<Tensor>>;
+
+fn train(
+    s: &Setup,
+    dir: Option<&std::path::Path>,
+    resume: bool,
+    hook: Hook,
+) -> painvrl::core::Result<painvrl::graph::TrainOutcome> {
+    tch::manual_seed(3);
+    tch::set_num_threads(1);
+    let mut vs = VarStore::new(Device::Cpu);
+    let cfg = BackboneConfig {
+        negatives: 4,
+        ..Default::default()
+    };
+    let b = build_backbone(
+        &(vs.root() / "backbone"),
+        &s.graph,
+        s.ds.features.dim(),
+        &cfg,
+    )?;
+    let x = s.ds.features.to_tensor(Device::Cpu);
+    let content = || x.shallow_clone();
+    let tcfg = TrainConfig {
+        epochs: 4,
+        batch_size: 128,
+        patience: 10,
+        progress: false,
+        ..Default::default()
+    };
+    let data = TrainData {
+        train: &s.ds.train,
+        sampler: &s.sampler,
+        val: &s.val,
+    };
+    let ck = dir.map(|d| Checkpointing {
+        dir: d.to_path_buf(),
+        resume,
+    });
+    fit(
+        "final",
+        &mut vs,
+        b.as_ref(),
+        &content,
+        &data,
+        &tcfg,
+        11,
+        &HashSet::new(),
+        ck.as_ref(),
+        hook,
+    )
+}
+
+#[test]
+fn interrupted_then_resumed_equals_uninterrupted() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    let full = train(&s, None, false, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // request a stop during epoch 2's first step: the run stops at that step boundary
+    let stopper = |epoch: usize, step: usize, _: &Tensor| {
+        if epoch == 2 && step == 0 {
+            signal::request_stop();
+        }
+        None
+    };
+    let err = train(&s, Some(dir.path()), false, Some(&stopper)).unwrap_err();
+    signal::clear_stop();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    let resumed = train(&s, Some(dir.path()), true, None).unwrap();
+    assert_eq!(resumed.best_val, full.best_val);
+    assert_eq!(resumed.epochs_run, full.epochs_run);
+    let losses =
+        |o: &painvrl::graph::TrainOutcome| o.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&resumed), losses(&full));
+}
+
+#[test]
+fn nan_loss_names_module_epoch_and_step_and_keeps_the_checkpoint() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let inject =
+        |epoch: usize, step: usize, l: &Tensor| (epoch == 1 && step == 1).then(|| l * f64::NAN);
+    let err = train(&s, Some(dir.path()), false, Some(&inject))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("final") && err.contains("epoch 1") && err.contains("step 1"),
+        "{err}"
+    );
+    assert!(dir.path().join("final.checkpoint.safetensors").exists());
+    let failed = std::fs::read_to_string(dir.path().join("final.state.failed.json")).unwrap();
+    assert!(failed.contains("not finite"));
+    // the checkpoint of epoch 0 is intact and resumable
+    let resumed = train(&s, Some(dir.path()), true, None).unwrap();
+    assert_eq!(resumed.epochs_run, 4);
+}

@@ -12,9 +12,7 @@ use painvrl::data::{describe, load_dir, ood_by_popularity, LoadOptions};
 use std::path::PathBuf;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,12 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = arg(&args, "--data")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/tiktok"));
-    let mut base = Config {
-        threads: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        ..Default::default()
-    };
+    let mut base =
+        Config { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), ..Default::default() };
     if let Some(d) = arg(&args, "--device") {
         base.device = d.parse::<DeviceSpec>()?;
     }
@@ -41,7 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}\n{}", ds.summary(), describe(&report));
     if ds.test_ood.is_none() {
         let info = ood_by_popularity(&mut ds, base.ood.fraction, base.ood.cap_per_item, base.seed)?;
-        println!("built a popularity-intervened test_ood: {} interactions (fraction {}, cap {} per item)", info.size, base.ood.fraction, base.ood.cap_per_item);
+        println!(
+            "built a popularity-intervened test_ood: {} interactions (fraction {}, cap {} per item)",
+            info.size, base.ood.fraction, base.ood.cap_per_item
+        );
     }
     println!(
         "device {:?}, backbone {:?}, {} libtorch threads\n",
@@ -54,18 +51,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "method", "R@20 IID", "N@20 IID", "R@20 OOD", "N@20 OOD", "seconds"
     );
     for method in [Method::Erm, Method::Invrl, Method::Painvrl] {
-        let cfg = Config {
-            method,
-            ..base.clone()
-        };
+        let cfg = Config { method, ..base.clone() };
         let r = painvrl::pipeline::run(&ds, &cfg, None, false)?;
-        let get = |split: &str, key: &str| {
-            r.metrics
-                .get(split)
-                .and_then(|m| m.get(key))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let get = |split: &str, key: &str| r.metrics.get(split).and_then(|m| m.get(key)).copied().unwrap_or(f64::NAN);
         println!(
             "{:<10} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>9.1}",
             method.name(),

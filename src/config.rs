@@ -54,16 +54,10 @@ impl Method {
 impl std::str::FromStr for Method {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-                Error::config(
-                    "method",
-                    format!("'{s}' is not one of {}", names.join(", ")),
-                )
-            })
+        Method::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            Error::config("method", format!("'{s}' is not one of {}", names.join(", ")))
+        })
     }
 }
 
@@ -81,11 +75,7 @@ pub struct OodConfig {
 
 impl Default for OodConfig {
     fn default() -> Self {
-        OodConfig {
-            build_if_missing: true,
-            fraction: 0.5,
-            cap_per_item: 5,
-        }
+        OodConfig { build_if_missing: true, fraction: 0.5, cap_per_item: 5 }
     }
 }
 

@@ -9,11 +9,7 @@ use painvrl::graph::BackboneKind;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "painvrl",
-    version,
-    about = "Pareto invariant representation learning for multimedia recommendation"
-)]
+#[command(name = "painvrl", version, about = "Pareto invariant representation learning for multimedia recommendation")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,6 +50,33 @@ enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Recommend top-K items from a finished run.
+    Recommend {
+        /// Run directory written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// One user id.
+        #[arg(long, conflicts_with = "users")]
+        user: Option<u32>,
+        /// A file of user ids, one per line.
+        #[arg(long)]
+        users: Option<PathBuf>,
+        /// Items per user.
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        /// Directory of `<modality>_feat.npy` rows for new items, ranked with the catalogue.
+        #[arg(long)]
+        new_items: Option<PathBuf>,
+        /// Output format: tsv or json.
+        #[arg(long, default_value = "tsv")]
+        format: String,
+        /// Keep items the user has already interacted with.
+        #[arg(long)]
+        include_seen: bool,
+        /// Also export users.npy, items.npy, mask.npy and manifest.json to this directory.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
     /// Print a dataset's one-screen summary.
     Info {
         /// Dataset directory.
@@ -89,44 +112,59 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().command {
+        Command::Recommend { run, user, users, k, new_items, format, include_seen, export } => {
+            if format != "tsv" && format != "json" {
+                bail!("--format '{format}' is not one of tsv, json");
+            }
+            let ids: Vec<u32> = match (user, users) {
+                (Some(u), _) => vec![u],
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                    .map(|(n, l)| {
+                        l.trim().parse::<u32>().with_context(|| {
+                            format!("{}, line {}: '{}' is not a user id", f.display(), n + 1, l.trim())
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                (None, None) => bail!("give --user U or --users FILE"),
+            };
+            let mut rec = painvrl::recommender::Recommender::load(&run, tch::Device::Cpu)?;
+            if let Some(dir) = new_items {
+                let feats = painvrl::data::load_features(&dir, true)?;
+                let r = rec.add_items(&feats)?;
+                eprintln!("added {} new items as ids {}..{}", r.len(), r.start, r.end);
+            }
+            if let Some(dir) = export {
+                rec.export_npy(&dir)?;
+            }
+            let lists = rec.recommend(&ids, k, !include_seen)?;
+            if format == "json" {
+                let v: Vec<_> =
+                    ids.iter().zip(&lists).map(|(u, l)| serde_json::json!({ "user": u, "items": l })).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("user\trank\titem\tscore");
+                for (u, l) in ids.iter().zip(&lists) {
+                    for (r, s) in l.iter().enumerate() {
+                        println!("{u}\t{}\t{}\t{}", r + 1, s.item, s.score);
+                    }
+                }
+            }
+        }
         Command::Info { data } => {
             let (ds, report) = load_dir(&data, &LoadOptions::default())?;
             println!("{}\n{}", ds.summary(), describe(&report));
         }
-        Command::Split {
-            data,
-            out,
-            ood_fraction,
-            cap_per_item,
-            seed,
-        } => {
-            let (mut ds, _) = load_dir(
-                &data,
-                &LoadOptions {
-                    l2_normalize: false,
-                    ..Default::default()
-                },
-            )?;
+        Command::Split { data, out, ood_fraction, cap_per_item, seed } => {
+            let (mut ds, _) = load_dir(&data, &LoadOptions { l2_normalize: false, ..Default::default() })?;
             let info = ood_by_popularity(&mut ds, ood_fraction, cap_per_item, seed)?;
             write_dataset(&out, &ds, Some(&info))?;
-            println!(
-                "wrote {} ({} OOD test interactions)",
-                out.display(),
-                info.size
-            );
+            println!("wrote {} ({} OOD test interactions)", out.display(), info.size);
         }
-        Command::Train {
-            data,
-            method,
-            backbone,
-            config,
-            seed,
-            device,
-            epochs,
-            out,
-            force,
-            resume,
-        } => {
+        Command::Train { data, method, backbone, config, seed, device, epochs, out, force, resume } => {
             let mut cfg = match &config {
                 Some(p) => Config::from_toml_file(p)?,
                 None => Config::default(),
@@ -151,15 +189,10 @@ fn real_main() -> Result<()> {
             cfg.validate(ds.n_items)?;
             eprintln!("{}\n{}", ds.summary(), describe(&report));
             if ds.test_ood.is_none() && cfg.ood.build_if_missing {
-                let info =
-                    ood_by_popularity(&mut ds, cfg.ood.fraction, cfg.ood.cap_per_item, cfg.seed)?;
-                eprintln!(
-                    "built a popularity-intervened test_ood with {} interactions",
-                    info.size
-                );
+                let info = ood_by_popularity(&mut ds, cfg.ood.fraction, cfg.ood.cap_per_item, cfg.seed)?;
+                eprintln!("built a popularity-intervened test_ood with {} interactions", info.size);
             }
-            ctrlc::set_handler(painvrl::core::signal::request_stop)
-                .context("installing the signal handler")?;
+            ctrlc::set_handler(painvrl::core::signal::request_stop).context("installing the signal handler")?;
             let r = painvrl::pipeline::run(&ds, &cfg, Some(&out), resume)?;
             println!("{}", serde_json::to_string_pretty(&r.metrics)?);
             println!("report: {}", out.join("report.json").display());
@@ -173,10 +206,7 @@ fn prepare_out(out: &std::path::Path, force: bool, resume: bool) -> Result<()> {
         bail!("--out {} is a file; give a directory", out.display());
     }
     if out.join("report.json").exists() && !force && !resume {
-        bail!(
-            "{} already holds a finished run; pass --force to overwrite or choose another --out",
-            out.display()
-        );
+        bail!("{} already holds a finished run; pass --force to overwrite or choose another --out", out.display());
     }
     if force && !resume && out.exists() {
         std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;

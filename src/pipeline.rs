@@ -3,12 +3,11 @@
 //! and test_ood. Composed only through the `painvrl-core` traits.
 
 use crate::config::{Config, Method};
+use crate::recommender::{save_model, TrainedModel};
 use painvrl_convert::{variant, Converter, Fusion};
 use painvrl_core::eval::{evaluate, EmbeddingScorer};
 use painvrl_core::io::{write_atomic, write_json_atomic};
-use painvrl_core::{
-    Backbone, Dataset, DatasetCounts, EnvironmentInference, Error, Modality, Result, UserItems,
-};
+use painvrl_core::{Dataset, DatasetCounts, EnvironmentInference, Error, Modality, Result, UserItems};
 use painvrl_data::NegativeSampler;
 use painvrl_env::{HeterogeneousIdentification, RandomEnvironments};
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
@@ -64,44 +63,22 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
     let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
     let val_idx = UserItems::build(ds.n_users, &[&ds.val]);
     let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items)?;
-    let data = TrainData {
-        train: &ds.train,
-        sampler: &sampler,
-        val: &val_idx,
-    };
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx };
     let features = ds.features.to_tensor(device);
-    let ckpt = out.map(|d| Checkpointing {
-        dir: d.to_path_buf(),
-        resume,
-    });
+    let ckpt = out.map(|d| Checkpointing { dir: d.to_path_buf(), resume });
     let mut history: Vec<EpochLog> = Vec::new();
 
     // ERM pre-training on all features
     let t = Instant::now();
     let mut vs0 = VarStore::new(device);
-    let pre = build_backbone(
-        &(vs0.root() / "backbone"),
-        &graph,
-        ds.features.dim(),
-        &cfg.backbone,
-    )?;
+    let pre = build_backbone(&(vs0.root() / "backbone"), &graph, ds.features.dim(), &cfg.backbone)?;
     let raw = || features.shallow_clone();
     let mut pre_cfg = cfg.train.clone();
     if cfg.method != Method::Erm {
         pre_cfg.epochs = cfg.pretrain_epochs;
     }
-    let outcome = fit(
-        "pretrain",
-        &mut vs0,
-        pre.as_ref(),
-        &raw,
-        &data,
-        &pre_cfg,
-        cfg.seed,
-        &HashSet::new(),
-        ckpt.as_ref(),
-        None,
-    )?;
+    let outcome =
+        fit("pretrain", &mut vs0, pre.as_ref(), &raw, &data, &pre_cfg, cfg.seed, &HashSet::new(), ckpt.as_ref(), None)?;
     history.extend(outcome.history);
     timings.insert("pretrain".into(), t.elapsed().as_secs_f64());
 
@@ -121,14 +98,25 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
         config: cfg.clone(),
     };
 
+    // what the saved model needs: final embeddings, content projection, mask and converter
+    let model: TrainedModel;
     if cfg.method == Method::Erm {
-        evaluate_all(ds, pre.as_ref(), &features, cfg, &mut report)?;
+        let (u, i) = tch::no_grad(|| pre.embeddings(&features));
+        evaluate_all(ds, &u, &i, cfg, &mut report)?;
+        let proj = vs0.variables()["backbone.proj"].detach();
+        model = TrainedModel {
+            users: u,
+            items: i,
+            proj,
+            mask: None,
+            converter: vec![],
+            fusion: None,
+            cold_start: pre.cold_start(),
+        };
     } else {
         let mut mcfg = cfg.mask.clone();
         let mut inference: Box<dyn EnvironmentInference> = match cfg.method {
-            Method::PainvrlRandomEnvs => Box::new(RandomEnvironments {
-                n_envs: cfg.envs.n_envs,
-            }),
+            Method::PainvrlRandomEnvs => Box::new(RandomEnvironments { n_envs: cfg.envs.n_envs }),
             _ => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
         };
         match cfg.method {
@@ -140,20 +128,11 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
             Method::PainvrlFixedWeights => mcfg.weighting = Weighting::Fixed,
             _ => {}
         }
-        let mask = Mask::new(
-            &(vs0.root() / "mask"),
-            ds.features.dim(),
-            mcfg.kind,
-            mcfg.gate_sigma,
-        );
+        let mask = Mask::new(&(vs0.root() / "mask"), ds.features.dim(), mcfg.kind, mcfg.gate_sigma);
         let mut variant_repr: Option<Tensor> = None;
         for round in 0..cfg.rounds {
             let t = Instant::now();
-            let envs = inference.infer(
-                ds,
-                variant_repr.as_ref(),
-                cfg.seed.wrapping_add(round as u64),
-            )?;
+            let envs = inference.infer(ds, variant_repr.as_ref(), cfg.seed.wrapping_add(round as u64))?;
             *timings.entry("environments".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
             let t = Instant::now();
             let log = train_mask(
@@ -187,18 +166,8 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
             Method::Invrl | Method::PainvrlInvariantOnly => Fusion::InvariantOnly,
             _ => cfg.fusion,
         };
-        let converter = Converter::new(
-            &(vs1.root() / "convert"),
-            ds.features.dim(),
-            cfg.convert_dim,
-            fusion,
-        )?;
-        let fin = build_backbone(
-            &(vs1.root() / "backbone"),
-            &graph,
-            cfg.convert_dim,
-            &cfg.backbone,
-        )?;
+        let converter = Converter::new(&(vs1.root() / "convert"), ds.features.dim(), cfg.convert_dim, fusion)?;
+        let fin = build_backbone(&(vs1.root() / "backbone"), &graph, cfg.convert_dim, &cfg.backbone)?;
         let content = || converter.encode(&features, &m);
         let outcome = fit(
             "final",
@@ -215,49 +184,50 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
         history.extend(outcome.history);
         timings.insert("final".into(), t.elapsed().as_secs_f64());
         let converted = tch::no_grad(content);
-        evaluate_all(ds, fin.as_ref(), &converted, cfg, &mut report)?;
+        let (u, i) = tch::no_grad(|| fin.embeddings(&converted));
+        evaluate_all(ds, &u, &i, cfg, &mut report)?;
+        let vars = vs1.variables();
+        let conv: Vec<(String, Tensor)> =
+            vars.iter().filter_map(|(n, t)| n.strip_prefix("convert.").map(|k| (k.to_string(), t.detach()))).collect();
+        model = TrainedModel {
+            users: u,
+            items: i,
+            proj: vars["backbone.proj"].detach(),
+            mask: Some(m),
+            converter: conv,
+            fusion: Some(fusion),
+            cold_start: fin.cold_start(),
+        };
     }
     timings.insert("total".into(), t_all.elapsed().as_secs_f64());
     report.timings = timings;
     if let Some(dir) = out {
         let mut log = Vec::new();
         for h in &history {
-            log.extend(
-                serde_json::to_vec(h).map_err(|e| Error::io(dir, std::io::Error::other(e)))?,
-            );
+            log.extend(serde_json::to_vec(h).map_err(|e| Error::io(dir, std::io::Error::other(e)))?);
             log.push(b'\n');
         }
         write_atomic(&dir.join("epochs.jsonl"), &log)?;
+        save_model(dir, &report.method, &report.backbone, ds, &model)?;
         write_json_atomic(&dir.join("report.json"), &report)?;
     }
     Ok(report)
 }
 
-fn evaluate_all(
-    ds: &Dataset,
-    backbone: &dyn Backbone,
-    content: &Tensor,
-    cfg: &Config,
-    report: &mut Report,
-) -> Result<()> {
-    let (users, items) = tch::no_grad(|| backbone.embeddings(content));
-    let scorer = EmbeddingScorer { users, items };
+fn evaluate_all(ds: &Dataset, users: &Tensor, items: &Tensor, cfg: &Config, report: &mut Report) -> Result<()> {
+    let scorer = EmbeddingScorer { users: users.shallow_clone(), items: items.shallow_clone() };
     let n = ds.n_users;
     let train = UserItems::build(n, &[&ds.train]);
     let tv = UserItems::build(n, &[&ds.train, &ds.val]);
     let tvt = UserItems::build(n, &[&ds.train, &ds.val, &ds.test]);
-    let mut splits: Vec<(&str, UserItems, &UserItems)> = vec![
-        ("val", UserItems::build(n, &[&ds.val]), &train),
-        ("test", UserItems::build(n, &[&ds.test]), &tv),
-    ];
+    let mut splits: Vec<(&str, UserItems, &UserItems)> =
+        vec![("val", UserItems::build(n, &[&ds.val]), &train), ("test", UserItems::build(n, &[&ds.test]), &tv)];
     if let Some(ood) = &ds.test_ood {
         splits.push(("test_ood", UserItems::build(n, &[ood]), &tvt));
     }
     for (name, rel, seen) in splits {
         let m = evaluate(&scorer, &rel, &[seen], &cfg.train.eval)?;
-        report
-            .users_evaluated
-            .insert(name.into(), m.users_evaluated);
+        report.users_evaluated.insert(name.into(), m.users_evaluated);
         report.metrics.insert(name.into(), m.values);
     }
     Ok(())

@@ -14,50 +14,21 @@ fn evaluation_agrees_between_cpu_and_cuda() {
     let i = Tensor::randn([800, 32], (Kind::Float, Device::Cpu));
     let train = Interactions::from_pairs((0..500u32).map(|x| (x, (x * 7) % 800)));
     let test = Interactions::from_pairs((0..500u32).map(|x| (x, (x * 13 + 1) % 800)));
-    let (tr, te) = (
-        UserItems::build(500, &[&train]),
-        UserItems::build(500, &[&test]),
-    );
+    let (tr, te) = (UserItems::build(500, &[&train]), UserItems::build(500, &[&test]));
     let cfg = EvalConfig::default();
-    let cpu = evaluate(
-        &EmbeddingScorer {
-            users: u.shallow_clone(),
-            items: i.shallow_clone(),
-        },
-        &te,
-        &[&tr],
-        &cfg,
-    )
-    .unwrap();
-    let gpu = evaluate(
-        &EmbeddingScorer {
-            users: u.to_device(cuda),
-            items: i.to_device(cuda),
-        },
-        &te,
-        &[&tr],
-        &cfg,
-    )
-    .unwrap();
+    let cpu =
+        evaluate(&EmbeddingScorer { users: u.shallow_clone(), items: i.shallow_clone() }, &te, &[&tr], &cfg).unwrap();
+    let gpu =
+        evaluate(&EmbeddingScorer { users: u.to_device(cuda), items: i.to_device(cuda) }, &te, &[&tr], &cfg).unwrap();
     for (k, v) in &cpu.values {
-        assert!(
-            (gpu.values[k] - v).abs() < 1e-6,
-            "{k}: {v} vs {}",
-            gpu.values[k]
-        );
+        assert!((gpu.values[k] - v).abs() < 1e-6, "{k}: {v} vs {}", gpu.values[k]);
     }
 }
 
 #[test]
 fn pipeline_runs_on_cuda() {
-    let ds = painvrl::data::generate(&Default::default())
-        .unwrap()
-        .dataset;
-    let mut cfg = painvrl::config::Config {
-        device: DeviceSpec::Cuda(0),
-        pretrain_epochs: 2,
-        ..Default::default()
-    };
+    let ds = painvrl::data::generate(&Default::default()).unwrap().dataset;
+    let mut cfg = painvrl::config::Config { device: DeviceSpec::Cuda(0), pretrain_epochs: 2, ..Default::default() };
     cfg.train.epochs = 2;
     cfg.train.progress = false;
     cfg.envs.n_envs = 2;

@@ -7,13 +7,7 @@ use painvrl::data::{generate, SyntheticConfig};
 use std::process::Command;
 
 fn small_config(method: Method) -> Config {
-    let mut cfg = Config {
-        method,
-        device: DeviceSpec::Cpu,
-        threads: 1,
-        pretrain_epochs: 2,
-        ..Default::default()
-    };
+    let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 2, ..Default::default() };
     cfg.train.epochs = 2;
     cfg.train.batch_size = 256;
     cfg.train.progress = false;
@@ -27,13 +21,7 @@ fn small_config(method: Method) -> Config {
 }
 
 fn synthetic() -> painvrl::core::Dataset {
-    generate(&SyntheticConfig {
-        n_users: 80,
-        n_items: 120,
-        ..Default::default()
-    })
-    .unwrap()
-    .dataset
+    generate(&SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() }).unwrap().dataset
 }
 
 #[test]
@@ -41,17 +29,12 @@ fn every_method_writes_a_complete_report() {
     let ds = synthetic();
     for method in Method::ALL {
         let dir = tempfile::tempdir().unwrap();
-        let r =
-            painvrl::pipeline::run(&ds, &small_config(method), Some(dir.path()), false).unwrap();
+        let r = painvrl::pipeline::run(&ds, &small_config(method), Some(dir.path()), false).unwrap();
         assert_eq!(r.method, method.name());
         for split in ["val", "test", "test_ood"] {
             let m = &r.metrics[split];
             for key in ["recall@20", "ndcg@20", "precision@10", "hit@50", "map@20"] {
-                assert!(
-                    (0.0..=1.0).contains(&m[key]),
-                    "{method:?} {split} {key} = {}",
-                    m[key]
-                );
+                assert!((0.0..=1.0).contains(&m[key]), "{method:?} {split} {key} = {}", m[key]);
             }
         }
         if method == Method::Erm {
@@ -83,33 +66,21 @@ fn bad_configuration_fails_before_training() {
     let ds = synthetic();
     let mut cfg = small_config(Method::Painvrl);
     cfg.train.select_metric = "auc@20".into();
-    let e = painvrl::pipeline::run(&ds, &cfg, None, false)
-        .unwrap_err()
-        .to_string();
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
     assert!(e.contains("train.select_metric"), "{e}");
     let mut cfg = small_config(Method::Painvrl);
     cfg.mask.preference = [1.0, -1.0];
-    assert!(painvrl::pipeline::run(&ds, &cfg, None, false)
-        .unwrap_err()
-        .to_string()
-        .contains("mask.preference"));
+    assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("mask.preference"));
     let mut cfg = small_config(Method::Erm);
     cfg.train.eval.ks = vec![10, 500];
-    assert!(painvrl::pipeline::run(&ds, &cfg, None, false)
-        .unwrap_err()
-        .to_string()
-        .contains("eval.ks"));
+    assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("eval.ks"));
 }
 
 #[test]
 fn toml_unknown_keys_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");
-    std::fs::write(
-        &p,
-        "method = \"invrl\"\n[train]\nepochs = 3\nlearning_rate = 1\n",
-    )
-    .unwrap();
+    std::fs::write(&p, "method = \"invrl\"\n[train]\nepochs = 3\nlearning_rate = 1\n").unwrap();
     let e = Config::from_toml_file(&p).unwrap_err().to_string();
     assert!(e.contains("learning_rate") && e.contains("c.toml"), "{e}");
     std::fs::write(&p, "method = \"invrl\"\n[train]\nepochs = 3\n").unwrap();
@@ -126,38 +97,20 @@ fn cli_rejects_nonsense_options_clearly() {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiktok");
     let out = tempfile::tempdir().unwrap();
     let run = |extra: &[&str]| {
-        let o = cli()
-            .args(["train", "--data", data, "--out"])
-            .arg(out.path().join("r"))
-            .args(extra)
-            .output()
-            .unwrap();
+        let o = cli().args(["train", "--data", data, "--out"]).arg(out.path().join("r")).args(extra).output().unwrap();
         assert!(!o.status.success());
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
     assert!(run(&["--method", "magic"]).contains("method"));
     assert!(run(&["--backbone", "transformer"]).contains("backbone"));
     assert!(run(&["--device", "tpu"]).contains("device"));
-    let o = cli()
-        .args(["info", "--data", "/no/such/dir"])
-        .output()
-        .unwrap();
+    let o = cli().args(["info", "--data", "/no/such/dir"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
 }
 
 #[test]
 fn cli_info_prints_the_summary() {
-    let o = cli()
-        .args([
-            "info",
-            "--data",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiktok"),
-        ])
-        .output()
-        .unwrap();
+    let o = cli().args(["info", "--data", concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiktok")]).output().unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && s.contains("9308 users") && s.contains("6710 items"),
-        "{s}"
-    );
+    assert!(o.status.success() && s.contains("9308 users") && s.contains("6710 items"), "{s}");
 }

@@ -3,9 +3,7 @@
 
 use painvrl::core::{signal, UserItems};
 use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
-use painvrl::graph::{
-    build_backbone, fit, BackboneConfig, Checkpointing, TrainConfig, TrainData, TrainGraph,
-};
+use painvrl::graph::{build_backbone, fit, BackboneConfig, Checkpointing, TrainConfig, TrainData, TrainGraph};
 use std::collections::HashSet;
 use tch::{nn::VarStore, Device, Tensor};
 
@@ -17,23 +15,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let ds = generate(&SyntheticConfig {
-        n_users: 60,
-        n_items: 90,
-        ..Default::default()
-    })
-    .unwrap()
-    .dataset;
+    let ds = generate(&SyntheticConfig { n_users: 60, n_items: 90, ..Default::default() }).unwrap().dataset;
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
-    let sampler =
-        NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
+    let sampler = NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
     let val = UserItems::build(ds.n_users, &[&ds.val]);
-    Setup {
-        ds,
-        graph,
-        sampler,
-        val,
-    }
+    Setup { ds, graph, sampler, val }
 }
 
 /// The stop flag is process-wide: tests in this file take turns.
@@ -50,46 +36,14 @@ fn train(
     tch::manual_seed(3);
     tch::set_num_threads(1);
     let mut vs = VarStore::new(Device::Cpu);
-    let cfg = BackboneConfig {
-        negatives: 4,
-        ..Default::default()
-    };
-    let b = build_backbone(
-        &(vs.root() / "backbone"),
-        &s.graph,
-        s.ds.features.dim(),
-        &cfg,
-    )?;
+    let cfg = BackboneConfig { negatives: 4, ..Default::default() };
+    let b = build_backbone(&(vs.root() / "backbone"), &s.graph, s.ds.features.dim(), &cfg)?;
     let x = s.ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
-    let tcfg = TrainConfig {
-        epochs: 4,
-        batch_size: 128,
-        patience: 10,
-        progress: false,
-        ..Default::default()
-    };
-    let data = TrainData {
-        train: &s.ds.train,
-        sampler: &s.sampler,
-        val: &s.val,
-    };
-    let ck = dir.map(|d| Checkpointing {
-        dir: d.to_path_buf(),
-        resume,
-    });
-    fit(
-        "final",
-        &mut vs,
-        b.as_ref(),
-        &content,
-        &data,
-        &tcfg,
-        11,
-        &HashSet::new(),
-        ck.as_ref(),
-        hook,
-    )
+    let tcfg = TrainConfig { epochs: 4, batch_size: 128, patience: 10, progress: false, ..Default::default() };
+    let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val };
+    let ck = dir.map(|d| Checkpointing { dir: d.to_path_buf(), resume });
+    fit("final", &mut vs, b.as_ref(), &content, &data, &tcfg, 11, &HashSet::new(), ck.as_ref(), hook)
 }
 
 #[test]
@@ -111,8 +65,7 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     let resumed = train(&s, Some(dir.path()), true, None).unwrap();
     assert_eq!(resumed.best_val, full.best_val);
     assert_eq!(resumed.epochs_run, full.epochs_run);
-    let losses =
-        |o: &painvrl::graph::TrainOutcome| o.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    let losses = |o: &painvrl::graph::TrainOutcome| o.history.iter().map(|h| h.loss).collect::<Vec<_>>();
     assert_eq!(losses(&resumed), losses(&full));
 }
 
@@ -121,15 +74,9 @@ fn nan_loss_names_module_epoch_and_step_and_keeps_the_checkpoint() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup();
     let dir = tempfile::tempdir().unwrap();
-    let inject =
-        |epoch: usize, step: usize, l: &Tensor| (epoch == 1 && step == 1).then(|| l * f64::NAN);
-    let err = train(&s, Some(dir.path()), false, Some(&inject))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("final") && err.contains("epoch 1") && err.contains("step 1"),
-        "{err}"
-    );
+    let inject = |epoch: usize, step: usize, l: &Tensor| (epoch == 1 && step == 1).then(|| l * f64::NAN);
+    let err = train(&s, Some(dir.path()), false, Some(&inject)).unwrap_err().to_string();
+    assert!(err.contains("final") && err.contains("epoch 1") && err.contains("step 1"), "{err}");
     assert!(dir.path().join("final.checkpoint.safetensors").exists());
     let failed = std::fs::read_to_string(dir.path().join("final.state.failed.json")).unwrap();
     assert!(failed.contains("not finite"));

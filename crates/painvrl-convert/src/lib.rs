@@ -45,10 +45,7 @@ impl Converter {
     /// Creates projections `d_in → d_out` and the fusion weights under `p`.
     pub fn new(p: &nn::Path, d_in: usize, d_out: usize, fusion: Fusion) -> Result<Self> {
         if d_in == 0 || d_out == 0 {
-            return Err(Error::config(
-                "convert.dim",
-                "input and output widths must be ≥ 1",
-            ));
+            return Err(Error::config("convert.dim", "input and output widths must be ≥ 1"));
         }
         let b = 1.0 / (d_in as f64).sqrt();
         let init = nn::Init::Uniform { lo: -b, up: b };
@@ -64,13 +61,9 @@ impl Converter {
     /// Per-item fusion weights β `[n, 1]` for the given projections.
     pub fn weights(&self, h_inv: &Tensor, h_var: &Tensor) -> Tensor {
         match self.fusion {
-            Fusion::Attention => {
-                (Tensor::cat(&[h_inv, h_var], 1).matmul(&self.att) + &self.att_bias).sigmoid()
-            }
+            Fusion::Attention => (Tensor::cat(&[h_inv, h_var], 1).matmul(&self.att) + &self.att_bias).sigmoid(),
             Fusion::Scalar => self.att_bias.sigmoid().expand([h_inv.size()[0], 1], false),
-            Fusion::InvariantOnly => {
-                Tensor::ones([h_inv.size()[0], 1], (Kind::Float, h_inv.device()))
-            }
+            Fusion::InvariantOnly => Tensor::ones([h_inv.size()[0], 1], (Kind::Float, h_inv.device())),
         }
     }
 
@@ -90,10 +83,7 @@ impl std::str::FromStr for Fusion {
             "attention" => Ok(Fusion::Attention),
             "scalar" => Ok(Fusion::Scalar),
             "invariant-only" | "invariantonly" => Ok(Fusion::InvariantOnly),
-            _ => Err(Error::config(
-                "convert.fusion",
-                format!("'{s}' is not one of attention, scalar, invariant-only"),
-            )),
+            _ => Err(Error::config("convert.fusion", format!("'{s}' is not one of attention, scalar, invariant-only"))),
         }
     }
 }

@@ -69,10 +69,7 @@ impl Interactions {
     pub fn to_tensors(&self, device: Device) -> (Tensor, Tensor) {
         let u: Vec<i64> = self.users.iter().map(|&x| x as i64).collect();
         let i: Vec<i64> = self.items.iter().map(|&x| x as i64).collect();
-        (
-            Tensor::from_slice(&u).to_device(device),
-            Tensor::from_slice(&i).to_device(device),
-        )
+        (Tensor::from_slice(&u).to_device(device), Tensor::from_slice(&i).to_device(device))
     }
 }
 
@@ -108,11 +105,7 @@ impl ItemFeatures {
                 values.len()
             )));
         }
-        let f = ItemFeatures {
-            modalities,
-            n_items,
-            values,
-        };
+        let f = ItemFeatures { modalities, n_items, values };
         if let Some(pos) = f.values.iter().position(|v| !v.is_finite()) {
             let (item, col) = (pos / dim, pos % dim);
             let m = f.modality_of_column(col);
@@ -159,9 +152,7 @@ impl ItemFeatures {
 
     /// Index of the modality that owns column `col`.
     pub fn modality_of_column(&self, col: usize) -> usize {
-        (0..self.modalities.len())
-            .find(|&m| self.modality_range(m).contains(&col))
-            .unwrap_or(0)
+        (0..self.modalities.len()).find(|&m| self.modality_range(m).contains(&col)).unwrap_or(0)
     }
 
     /// Keeps the rows of the given items, in that order.
@@ -170,11 +161,7 @@ impl ItemFeatures {
         for &i in items {
             values.extend_from_slice(self.row(i));
         }
-        ItemFeatures {
-            modalities: self.modalities.clone(),
-            n_items: items.len(),
-            values,
-        }
+        ItemFeatures { modalities: self.modalities.clone(), n_items: items.len(), values }
     }
 
     /// The features as an `n_items × dim` float tensor on `device`.
@@ -240,16 +227,11 @@ impl Dataset {
             )));
         }
         if self.train.is_empty() {
-            return Err(Error::InvalidData(format!(
-                "dataset '{}' has an empty training split",
-                self.name
-            )));
+            return Err(Error::InvalidData(format!("dataset '{}' has an empty training split", self.name)));
         }
         for (split, x) in self.splits() {
-            if let Some((k, (u, i))) = x
-                .iter()
-                .enumerate()
-                .find(|(_, (u, i))| *u as usize >= self.n_users || *i as usize >= self.n_items)
+            if let Some((k, (u, i))) =
+                x.iter().enumerate().find(|(_, (u, i))| *u as usize >= self.n_users || *i as usize >= self.n_items)
             {
                 return Err(Error::InvalidData(format!(
                     "split '{split}', interaction {k}: (user {u}, item {i}) is outside {} users × {} items",
@@ -262,11 +244,7 @@ impl Dataset {
 
     /// The non-empty-or-not splits by name, OOD last when present.
     pub fn splits(&self) -> Vec<(&'static str, &Interactions)> {
-        let mut v = vec![
-            ("train", &self.train),
-            ("val", &self.val),
-            ("test", &self.test),
-        ];
+        let mut v = vec![("train", &self.train), ("val", &self.val), ("test", &self.test)];
         if let Some(ood) = &self.test_ood {
             v.push(("test_ood", ood));
         }
@@ -289,14 +267,8 @@ impl Dataset {
 
     /// A one-screen human-readable summary.
     pub fn summary(&self) -> String {
-        let density =
-            self.train.len() as f64 / (self.n_users as f64 * self.n_items as f64).max(1.0);
-        let mods: Vec<String> = self
-            .features
-            .modalities()
-            .iter()
-            .map(|m| format!("{} ({})", m.name, m.dim))
-            .collect();
+        let density = self.train.len() as f64 / (self.n_users as f64 * self.n_items as f64).max(1.0);
+        let mods: Vec<String> = self.features.modalities().iter().map(|m| format!("{} ({})", m.name, m.dim)).collect();
         let mut s = format!(
             "dataset {}: {} users × {} items, train {} / val {} / test {}",
             self.name,
@@ -309,11 +281,7 @@ impl Dataset {
         if let Some(ood) = &self.test_ood {
             s.push_str(&format!(" / test_ood {}", ood.len()));
         }
-        s.push_str(&format!(
-            ", train density {:.5}, modalities: {}",
-            density,
-            mods.join(", ")
-        ));
+        s.push_str(&format!(", train density {:.5}, modalities: {}", density, mods.join(", ")));
         s
     }
 }
@@ -411,31 +379,16 @@ mod tests {
 
     #[test]
     fn features_reject_nan_naming_modality_and_row() {
-        let mods = vec![
-            Modality {
-                name: "image".into(),
-                dim: 2,
-            },
-            Modality {
-                name: "audio".into(),
-                dim: 1,
-            },
-        ];
+        let mods = vec![Modality { name: "image".into(), dim: 2 }, Modality { name: "audio".into(), dim: 1 }];
         let mut v = vec![0.0f32; 9];
         v[5] = f32::NAN; // item 1, column 2 = audio dim 0
         let e = ItemFeatures::new(mods, 3, v).unwrap_err().to_string();
-        assert!(
-            e.contains("audio") && e.contains("item 1") && e.contains("dim 0"),
-            "{e}"
-        );
+        assert!(e.contains("audio") && e.contains("item 1") && e.contains("dim 0"), "{e}");
     }
 
     #[test]
     fn features_reject_wrong_length() {
-        let mods = vec![Modality {
-            name: "x".into(),
-            dim: 2,
-        }];
+        let mods = vec![Modality { name: "x".into(), dim: 2 }];
         assert!(ItemFeatures::new(mods, 3, vec![0.0; 5]).is_err());
     }
 }

@@ -32,9 +32,7 @@ impl DeviceSpec {
                         "cuda:{n} requested but libtorch sees no CUDA device (is this a CPU-only build, or is the driver missing?)"
                     )))
                 } else if n >= count {
-                    Err(Error::Device(format!(
-                        "cuda:{n} requested but only {count} CUDA device(s) exist"
-                    )))
+                    Err(Error::Device(format!("cuda:{n} requested but only {count} CUDA device(s) exist")))
                 } else {
                     Ok(tch::Device::Cuda(n))
                 }
@@ -54,10 +52,7 @@ impl FromStr for DeviceSpec {
             "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
             _ => match t.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
-                _ => Err(Error::config(
-                    "device",
-                    format!("'{s}' is not one of cpu, cuda, cuda:N, auto"),
-                )),
+                _ => Err(Error::config("device", format!("'{s}' is not one of cpu, cuda, cuda:N, auto"))),
             },
         }
     }

@@ -62,31 +62,17 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// Builds an [`Error::Parse`] for `path` at an optional 1-based `line`.
-    pub fn parse(
-        path: impl Into<PathBuf>,
-        line: Option<usize>,
-        message: impl Into<String>,
-    ) -> Self {
-        Error::Parse {
-            path: path.into(),
-            line,
-            message: message.into(),
-        }
+    pub fn parse(path: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
+        Error::Parse { path: path.into(), line, message: message.into() }
     }
 
     /// Builds an [`Error::Config`] naming `field`.
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Config { field: field.into(), message: message.into() }
     }
 }
 

@@ -21,11 +21,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig {
-            ks: vec![10, 20, 50],
-            block_users: None,
-            memory_budget_mb: 512,
-        }
+        EvalConfig { ks: vec![10, 20, 50], block_users: None, memory_budget_mb: 512 }
     }
 }
 
@@ -33,16 +29,10 @@ impl EvalConfig {
     /// Checks the cut-offs and block size against a catalogue of `n_items`.
     pub fn validate(&self, n_items: usize) -> Result<()> {
         if self.ks.is_empty() || self.ks.contains(&0) {
-            return Err(Error::config(
-                "eval.ks",
-                "give at least one cut-off, each ≥ 1",
-            ));
+            return Err(Error::config("eval.ks", "give at least one cut-off, each ≥ 1"));
         }
         if let Some(&k) = self.ks.iter().find(|&&k| k > n_items) {
-            return Err(Error::config(
-                "eval.ks",
-                format!("K = {k} exceeds the catalogue of {n_items} items"),
-            ));
+            return Err(Error::config("eval.ks", format!("K = {k} exceeds the catalogue of {n_items} items")));
         }
         if self.block_users == Some(0) {
             return Err(Error::config("eval.block_users", "must be ≥ 1"));
@@ -116,14 +106,9 @@ pub fn evaluate(
         if rel.is_empty() {
             continue;
         }
-        let known = seen
-            .first()
-            .is_none_or(|s| u < s.n_users() && !s.items_of(u).is_empty());
-        let fresh: Vec<u32> = rel
-            .iter()
-            .copied()
-            .filter(|&i| !seen.iter().any(|s| u < s.n_users() && s.contains(u, i)))
-            .collect();
+        let known = seen.first().is_none_or(|s| u < s.n_users() && !s.items_of(u).is_empty());
+        let fresh: Vec<u32> =
+            rel.iter().copied().filter(|&i| !seen.iter().any(|s| u < s.n_users() && s.contains(u, i))).collect();
         if !known || fresh.is_empty() {
             acc.skip_user();
         } else {
@@ -185,10 +170,7 @@ mod tests {
     fn scorer(u: &[f32], i: &[f32], d: i64) -> EmbeddingScorer {
         let nu = u.len() as i64 / d;
         let ni = i.len() as i64 / d;
-        EmbeddingScorer {
-            users: Tensor::from_slice(u).reshape([nu, d]),
-            items: Tensor::from_slice(i).reshape([ni, d]),
-        }
+        EmbeddingScorer { users: Tensor::from_slice(u).reshape([nu, d]), items: Tensor::from_slice(i).reshape([ni, d]) }
     }
 
     #[test]
@@ -202,11 +184,7 @@ mod tests {
         let s = scorer(&[1.0, -1.0], &[5.0, 4.0, 3.0, 2.0, 1.0], 1);
         let train = UserItems::build(2, &[&Interactions::from_pairs([(0, 0), (1, 4)])]);
         let test = UserItems::build(2, &[&Interactions::from_pairs([(0, 2), (1, 0), (1, 3)])]);
-        let cfg = EvalConfig {
-            ks: vec![2],
-            block_users: Some(1),
-            ..Default::default()
-        };
+        let cfg = EvalConfig { ks: vec![2], block_users: Some(1), ..Default::default() };
         let m = evaluate(&s, &test, &[&train], &cfg).unwrap();
         assert_eq!(m.users_evaluated, 2);
         assert_abs_diff_eq!(m.get("recall", 2).unwrap(), 0.75, epsilon = 1e-9);
@@ -219,10 +197,7 @@ mod tests {
         let train = UserItems::build(3, &[&Interactions::from_pairs([(0, 0), (1, 1)])]);
         // user 1's only test item is already in train; user 2 has no training history
         let test = UserItems::build(3, &[&Interactions::from_pairs([(0, 2), (1, 1), (2, 0)])]);
-        let cfg = EvalConfig {
-            ks: vec![1],
-            ..Default::default()
-        };
+        let cfg = EvalConfig { ks: vec![1], ..Default::default() };
         let m = evaluate(&s, &test, &[&train], &cfg).unwrap();
         assert_eq!((m.users_evaluated, m.users_skipped), (1, 2));
         assert_abs_diff_eq!(m.get("recall", 1).unwrap(), 1.0, epsilon = 1e-12);
@@ -233,14 +208,8 @@ mod tests {
         let s = scorer(&[1.0], &[1.0, 2.0], 1);
         let t = UserItems::build(1, &[&Interactions::from_pairs([(0, 1)])]);
         for ks in [vec![], vec![0], vec![3]] {
-            let cfg = EvalConfig {
-                ks,
-                ..Default::default()
-            };
-            assert!(evaluate(&s, &t, &[], &cfg)
-                .unwrap_err()
-                .to_string()
-                .contains("eval.ks"));
+            let cfg = EvalConfig { ks, ..Default::default() };
+            assert!(evaluate(&s, &t, &[], &cfg).unwrap_err().to_string().contains("eval.ks"));
         }
     }
 

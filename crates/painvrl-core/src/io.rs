@@ -11,18 +11,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes `path` atomically with a writer callback.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".painvrl-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
+    let mut tmp = tempfile::Builder::new().prefix(".painvrl-tmp-").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
     {
         let mut buf = std::io::BufWriter::new(tmp.as_file_mut());
         fill(&mut buf).map_err(|e| Error::io(path, e))?;
@@ -35,8 +29,7 @@ pub fn write_atomic_with(
 
 /// Serialises `value` as pretty JSON to `path` atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text =
-        serde_json::to_vec_pretty(value).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
     write_atomic(path, &text)
 }
 
@@ -70,9 +63,7 @@ mod tests {
 
     #[test]
     fn missing_directory_names_the_path() {
-        let e = write_atomic(Path::new("/nonexistent-dir-xyz/a.txt"), b"x")
-            .unwrap_err()
-            .to_string();
+        let e = write_atomic(Path::new("/nonexistent-dir-xyz/a.txt"), b"x").unwrap_err().to_string();
         assert!(e.contains("/nonexistent-dir-xyz/a.txt"), "{e}");
     }
 }

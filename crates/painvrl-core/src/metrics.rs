@@ -42,24 +42,15 @@ pub fn user_metrics(hits: &[bool], n_relevant: usize, k: usize) -> [f64; 5] {
 /// Ranks all items by descending score (ties: lower item id first), skipping `excluded`
 /// (sorted), and returns the first `k` item ids.
 pub fn rank_top_k(scores: &[f32], excluded: &[u32], k: usize) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..scores.len() as u32)
-        .filter(|i| excluded.binary_search(i).is_err())
-        .collect();
-    order.sort_by(|&a, &b| {
-        scores[b as usize]
-            .total_cmp(&scores[a as usize])
-            .then(a.cmp(&b))
-    });
+    let mut order: Vec<u32> = (0..scores.len() as u32).filter(|i| excluded.binary_search(i).is_err()).collect();
+    order.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
     order.truncate(k);
     order
 }
 
 /// Marks which ranked items are relevant (`relevant` sorted).
 pub fn hit_vector(ranked: &[u32], relevant: &[u32]) -> Vec<bool> {
-    ranked
-        .iter()
-        .map(|i| relevant.binary_search(i).is_ok())
-        .collect()
+    ranked.iter().map(|i| relevant.binary_search(i).is_ok()).collect()
 }
 
 /// Sums of per-user metrics for several cut-offs; averaged into a [`SplitMetrics`].
@@ -74,12 +65,7 @@ pub struct MetricAccumulator {
 impl MetricAccumulator {
     /// An empty accumulator for the cut-offs `ks`.
     pub fn new(ks: &[usize]) -> Self {
-        MetricAccumulator {
-            ks: ks.to_vec(),
-            sums: vec![[0.0; 5]; ks.len()],
-            users: 0,
-            skipped: 0,
-        }
+        MetricAccumulator { ks: ks.to_vec(), sums: vec![[0.0; 5]; ks.len()], users: 0, skipped: 0 }
     }
 
     /// Adds one user's ranked hit vector (length ≥ max K, or the catalogue size if smaller).
@@ -114,19 +100,11 @@ impl MetricAccumulator {
         let mut values = BTreeMap::new();
         for (j, &k) in self.ks.iter().enumerate() {
             for (name, s) in METRIC_NAMES.iter().zip(self.sums[j]) {
-                let v = if self.users == 0 {
-                    0.0
-                } else {
-                    s / self.users as f64
-                };
+                let v = if self.users == 0 { 0.0 } else { s / self.users as f64 };
                 values.insert(format!("{name}@{k}"), v);
             }
         }
-        SplitMetrics {
-            users_evaluated: self.users,
-            users_skipped: self.skipped,
-            values,
-        }
+        SplitMetrics { users_evaluated: self.users, users_skipped: self.skipped, values }
     }
 }
 

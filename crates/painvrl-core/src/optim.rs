@@ -36,10 +36,7 @@ impl Adam {
             .into_keys()
             .filter(|n| !frozen.contains(n))
             .map(|n| {
-                let g = groups
-                    .iter()
-                    .position(|(p, _)| !p.is_empty() && n.starts_with(p))
-                    .unwrap_or(0);
+                let g = groups.iter().position(|(p, _)| !p.is_empty() && n.starts_with(p)).unwrap_or(0);
                 (n, g)
             })
             .collect();
@@ -93,11 +90,7 @@ impl Adam {
                     continue;
                 }
                 let h = self.groups[*g];
-                let grad = if h.weight_decay > 0.0 {
-                    &grad + &p * h.weight_decay
-                } else {
-                    grad
-                };
+                let grad = if h.weight_decay > 0.0 { &grad + &p * h.weight_decay } else { grad };
                 let m = self.m.entry(name.clone()).or_insert_with(|| p.zeros_like());
                 let _ = m.g_mul_scalar_(b1).g_add_(&(&grad * (1.0 - b1)));
                 let v = self.v.entry(name.clone()).or_insert_with(|| p.zeros_like());
@@ -118,10 +111,7 @@ impl Adam {
         for (n, t) in &self.v {
             out.push((format!("adam.v/{n}"), t.shallow_clone()));
         }
-        out.push((
-            "adam.step".into(),
-            Tensor::from_slice(&[self.step]).to_kind(Kind::Int64),
-        ));
+        out.push(("adam.step".into(), Tensor::from_slice(&[self.step]).to_kind(Kind::Int64)));
         out
     }
 
@@ -145,23 +135,11 @@ pub fn save_checkpoint(path: &Path, vs: &VarStore, extra: &[(String, Tensor)]) -
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .map(|(n, t)| {
-            (
-                format!("var/{n}"),
-                t.to_device(tch::Device::Cpu).contiguous(),
-            )
-        })
+        .map(|(n, t)| (format!("var/{n}"), t.to_device(tch::Device::Cpu).contiguous()))
         .collect();
-    named.extend(
-        extra
-            .iter()
-            .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())),
-    );
+    named.extend(extra.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())));
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".painvrl-tmp-")
         .suffix(".safetensors")
@@ -188,22 +166,14 @@ pub fn load_checkpoint(path: &Path, vs: &mut VarStore) -> Result<Vec<(String, Te
                 let mut dst = vars
                     .get(n)
                     .ok_or_else(|| {
-                        Error::parse(
-                            path,
-                            None,
-                            format!("unknown variable '{n}' (a checkpoint of another model?)"),
-                        )
+                        Error::parse(path, None, format!("unknown variable '{n}' (a checkpoint of another model?)"))
                     })?
                     .shallow_clone();
                 if dst.size() != t.size() {
                     return Err(Error::parse(
                         path,
                         None,
-                        format!(
-                            "variable '{n}' has shape {:?}, the model expects {:?}",
-                            t.size(),
-                            dst.size()
-                        ),
+                        format!("variable '{n}' has shape {:?}, the model expects {:?}", t.size(), dst.size()),
                     ));
                 }
                 dst.copy_(&t);
@@ -215,11 +185,7 @@ pub fn load_checkpoint(path: &Path, vs: &mut VarStore) -> Result<Vec<(String, Te
         Ok(())
     })?;
     if let Some(missing) = vars.keys().find(|k| !found.contains(*k)) {
-        return Err(Error::parse(
-            path,
-            None,
-            format!("variable '{missing}' is missing"),
-        ));
+        return Err(Error::parse(path, None, format!("variable '{missing}' is missing")));
     }
     Ok(extra)
 }
@@ -238,17 +204,7 @@ mod tests {
     fn adam_minimises_a_quadratic() {
         let (vs, w) = quadratic_vs();
         let target = Tensor::from_slice(&[1.0f32, -2.0, 0.5]);
-        let mut opt = Adam::new(
-            &vs,
-            &[(
-                "",
-                GroupHyper {
-                    lr: 0.1,
-                    weight_decay: 0.0,
-                },
-            )],
-            &HashSet::new(),
-        );
+        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.1, weight_decay: 0.0 })], &HashSet::new());
         for _ in 0..300 {
             opt.zero_grad(&vs);
             (&w - &target).square().sum(Kind::Float).backward();
@@ -261,26 +217,11 @@ mod tests {
     fn first_step_moves_by_lr_times_sign() {
         // Adam's first bias-corrected step is lr · g / (|g| + eps) = lr · sign(g)
         let (vs, w) = quadratic_vs();
-        let mut opt = Adam::new(
-            &vs,
-            &[(
-                "",
-                GroupHyper {
-                    lr: 0.5,
-                    weight_decay: 0.0,
-                },
-            )],
-            &HashSet::new(),
-        );
-        (&w * Tensor::from_slice(&[2.0f32, -3.0, 0.0]))
-            .sum(Kind::Float)
-            .backward();
+        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.5, weight_decay: 0.0 })], &HashSet::new());
+        (&w * Tensor::from_slice(&[2.0f32, -3.0, 0.0])).sum(Kind::Float).backward();
         opt.step(&vs);
         let got: Vec<f32> = Vec::try_from(&w).unwrap();
-        assert!(
-            (got[0] + 0.5).abs() < 1e-5 && (got[1] - 0.5).abs() < 1e-5 && got[2].abs() < 1e-6,
-            "{got:?}"
-        );
+        assert!((got[0] + 0.5).abs() < 1e-5 && (got[1] - 0.5).abs() < 1e-5 && got[2].abs() < 1e-6, "{got:?}");
     }
 
     #[test]
@@ -289,17 +230,7 @@ mod tests {
         let a = vs.root().sub("ids").ones("a", &[2]);
         let b = vs.root().sub("proj").ones("b", &[2]);
         let frozen: HashSet<String> = ["ids.a".to_string()].into();
-        let mut opt = Adam::new(
-            &vs,
-            &[(
-                "",
-                GroupHyper {
-                    lr: 0.1,
-                    weight_decay: 0.0,
-                },
-            )],
-            &frozen,
-        );
+        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.1, weight_decay: 0.0 })], &frozen);
         (&a * &b).sum(Kind::Float).backward();
         opt.step(&vs);
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 1.0]);
@@ -311,10 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ck.safetensors");
         let (vs, w) = quadratic_vs();
-        tch::no_grad(|| {
-            w.shallow_clone()
-                .copy_(&Tensor::from_slice(&[4.0f32, 5.0, 6.0]))
-        });
+        tch::no_grad(|| w.shallow_clone().copy_(&Tensor::from_slice(&[4.0f32, 5.0, 6.0])));
         save_checkpoint(&p, &vs, &[("extra".into(), Tensor::from_slice(&[7i64]))]).unwrap();
         let (mut vs2, w2) = quadratic_vs();
         let extra = load_checkpoint(&p, &mut vs2).unwrap();
@@ -322,14 +250,8 @@ mod tests {
         assert_eq!(extra[0].0, "extra");
         let mut vs3 = VarStore::new(tch::Device::Cpu);
         let _ = vs3.root().sub("emb").zeros("w", &[4]);
-        assert!(load_checkpoint(&p, &mut vs3)
-            .unwrap_err()
-            .to_string()
-            .contains("shape"));
+        assert!(load_checkpoint(&p, &mut vs3).unwrap_err().to_string().contains("shape"));
         std::fs::write(&p, b"garbage").unwrap();
-        assert!(load_checkpoint(&p, &mut vs2)
-            .unwrap_err()
-            .to_string()
-            .contains("ck.safetensors"));
+        assert!(load_checkpoint(&p, &mut vs2).unwrap_err().to_string().contains("ck.safetensors"));
     }
 }

@@ -48,6 +48,22 @@ pub trait Backbone {
 
     /// Names of the variables that hold ID embeddings (frozen while the mask is learned).
     fn id_embedding_names(&self) -> Vec<String>;
+
+    /// How an item with no interactions is embedded from its content alone, so that new items
+    /// can be ranked with the catalogue after training.
+    fn cold_start(&self) -> ColdStartLayout;
+}
+
+/// The embedding of an item without interactions: `[0 (id_dim); (content · proj)] · scale`,
+/// followed by `trailing_zeros` zero columns. `proj` is the backbone's `backbone.proj` variable.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColdStartLayout {
+    /// Width of the ID part (zero for a new item).
+    pub id_dim: usize,
+    /// Factor applied to the whole embedding (LightGCN's layer mean gives 1 / (L + 1)).
+    pub scale: f64,
+    /// Zero columns appended (VBPR's item-bias column).
+    pub trailing_zeros: usize,
 }
 
 /// Environment labels for the training interactions, with a report of how they were found.
@@ -89,13 +105,7 @@ impl EnvironmentAssignment {
 
     /// The training interactions of environment `e`.
     pub fn split(&self, train: &Interactions, e: usize) -> Interactions {
-        Interactions::from_pairs(
-            train
-                .iter()
-                .zip(&self.labels)
-                .filter(|(_, &l)| l as usize == e)
-                .map(|(p, _)| p),
-        )
+        Interactions::from_pairs(train.iter().zip(&self.labels).filter(|(_, &l)| l as usize == e).map(|(p, _)| p))
     }
 }
 
@@ -106,10 +116,5 @@ pub trait EnvironmentInference {
 
     /// Infers environments. `variant` is the `[n_items, c]` variant representation from the
     /// previous round's mask, when one exists; `None` on the first round.
-    fn infer(
-        &mut self,
-        data: &Dataset,
-        variant: Option<&Tensor>,
-        seed: u64,
-    ) -> Result<EnvironmentAssignment>;
+    fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment>;
 }

@@ -60,8 +60,7 @@ pub fn load_features(dir: &Path, l2_normalize: bool) -> Result<ItemFeatures> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix("_feat.npy")
-                .map(|m| (m.to_string(), e.path()))
+            name.strip_suffix("_feat.npy").map(|m| (m.to_string(), e.path()))
         })
         .collect();
     files.sort();
@@ -106,18 +105,11 @@ pub fn load_features(dir: &Path, l2_normalize: bool) -> Result<ItemFeatures> {
     let mut off = 0;
     for (_, _, _, cols, v) in &mats {
         for i in 0..n_items {
-            values[i * dim + off..i * dim + off + cols]
-                .copy_from_slice(&v[i * cols..(i + 1) * cols]);
+            values[i * dim + off..i * dim + off + cols].copy_from_slice(&v[i * cols..(i + 1) * cols]);
         }
         off += cols;
     }
-    let modalities = mats
-        .iter()
-        .map(|m| Modality {
-            name: m.0.clone(),
-            dim: m.3,
-        })
-        .collect();
+    let modalities = mats.iter().map(|m| Modality { name: m.0.clone(), dim: m.3 }).collect();
     ItemFeatures::new(modalities, n_items, values)
 }
 
@@ -125,10 +117,7 @@ pub fn load_features(dir: &Path, l2_normalize: bool) -> Result<ItemFeatures> {
 /// (`interactions.tsv` with `user item rating timestamp`), plus its feature files.
 pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)> {
     if !dir.is_dir() {
-        return Err(Error::io(
-            dir,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "dataset directory not found"),
-        ));
+        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "dataset directory not found")));
     }
     let features = load_features(dir, opts.l2_normalize)?;
     let name = dir
@@ -147,11 +136,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         let train = read("train.tsv")?;
         let val = read("val.tsv")?;
         let test = read("test.tsv")?;
-        let ood = if dir.join("test_ood.tsv").exists() {
-            Some(read("test_ood.tsv")?)
-        } else {
-            None
-        };
+        let ood = if dir.join("test_ood.tsv").exists() { Some(read("test_ood.tsv")?) } else { None };
         (train, val, test, ood)
     } else if let Some(inter) = find_inter(dir)? {
         report.layout = "mmrec".into();
@@ -161,19 +146,9 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
     } else if dir.join("interactions.tsv").exists() {
         report.layout = "ratings".into();
         let ratings = read_ratings(&dir.join("interactions.tsv"))?;
-        let kept: Vec<_> = ratings
-            .iter()
-            .filter(|r| r.rating >= opts.rating_threshold)
-            .copied()
-            .collect();
+        let kept: Vec<_> = ratings.iter().filter(|r| r.rating >= opts.rating_threshold).copied().collect();
         report.below_threshold = ratings.len() - kept.len();
-        let s = split_per_user(
-            &kept,
-            opts.split,
-            opts.val_fraction,
-            opts.test_fraction,
-            opts.seed,
-        )?;
+        let s = split_per_user(&kept, opts.split, opts.val_fraction, opts.test_fraction, opts.seed)?;
         report.duplicates = s.duplicates;
         (s.train, s.val, s.test, None)
     } else {
@@ -188,11 +163,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         .into_iter()
         .chain(test_ood.as_ref().map(|t| ("test_ood", t)))
     {
-        if let Some((k, (u, i))) = x
-            .iter()
-            .enumerate()
-            .find(|(_, (_, i))| *i as usize >= n_items)
-        {
+        if let Some((k, (u, i))) = x.iter().enumerate().find(|(_, (_, i))| *i as usize >= n_items) {
             return Err(Error::InvalidData(format!(
                 "{}: split '{split}', interaction {}: item {i} (user {u}) is ≥ the {n_items} feature rows",
                 dir.display(),
@@ -201,18 +172,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         }
         n_users = n_users.max(x.users.iter().map(|&u| u as usize + 1).max().unwrap_or(0));
     }
-    let ds = Dataset {
-        name,
-        n_users,
-        n_items,
-        train,
-        val,
-        test,
-        test_ood,
-        features,
-    };
-    ds.validate()
-        .map_err(|e| Error::InvalidData(format!("{}: {e}", dir.display())))?;
+    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, features };
+    ds.validate().map_err(|e| Error::InvalidData(format!("{}: {e}", dir.display())))?;
     let train_users = ds.train.user_degrees(n_users);
     let mut cold = vec![false; n_users];
     for (_, x) in ds.splits().into_iter().skip(1) {
@@ -221,20 +182,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         }
     }
     report.cold_users = cold.iter().filter(|&&c| c).count();
-    report.cold_items = ds
-        .train
-        .item_degrees(n_items)
-        .iter()
-        .filter(|&&d| d == 0)
-        .count();
+    report.cold_items = ds.train.item_degrees(n_items).iter().filter(|&&d| d == 0).count();
     Ok((ds, report))
 }
 
 fn find_inter(dir: &Path) -> Result<Option<std::path::PathBuf>> {
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .flatten()
-    {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.flatten() {
         if e.path().extension().is_some_and(|x| x == "inter") {
             return Ok(Some(e.path()));
         }

@@ -36,25 +36,20 @@ impl NegativeSampler {
     /// `k` negatives for each user in `users`, row-major (`users.len() × k`).
     pub fn sample(&self, users: &[u32], k: usize, seed: u64) -> Vec<u32> {
         let mut out = vec![0u32; users.len() * k];
-        out.par_chunks_mut(CHUNK * k.max(1))
-            .zip(users.par_chunks(CHUNK))
-            .enumerate()
-            .for_each(|(c, (dst, us))| {
-                let mut rng = ChaCha8Rng::seed_from_u64(
-                    seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                );
-                for (row, &u) in dst.chunks_mut(k.max(1)).zip(us) {
-                    let pos = self.seen.items_of(u as usize);
-                    for slot in row.iter_mut() {
-                        *slot = loop {
-                            let j = rng.gen_range(0..self.n_items as u32);
-                            if pos.binary_search(&j).is_err() {
-                                break j;
-                            }
-                        };
-                    }
+        out.par_chunks_mut(CHUNK * k.max(1)).zip(users.par_chunks(CHUNK)).enumerate().for_each(|(c, (dst, us))| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for (row, &u) in dst.chunks_mut(k.max(1)).zip(us) {
+                let pos = self.seen.items_of(u as usize);
+                for slot in row.iter_mut() {
+                    *slot = loop {
+                        let j = rng.gen_range(0..self.n_items as u32);
+                        if pos.binary_search(&j).is_err() {
+                            break j;
+                        }
+                    };
                 }
-            });
+            }
+        });
         out
     }
 }
@@ -63,10 +58,7 @@ impl NegativeSampler {
 pub fn epoch_batches(n: usize, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    order
-        .chunks(batch_size.max(1))
-        .map(|c| c.to_vec())
-        .collect()
+    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
 }
 
 /// Builds a training batch from interactions at `positions`, with `k` negatives per positive.
@@ -80,18 +72,12 @@ pub fn make_batch(
 ) -> Batch {
     let users: Vec<u32> = positions.iter().map(|&p| train.users[p]).collect();
     let items: Vec<i64> = positions.iter().map(|&p| train.items[p] as i64).collect();
-    let negs: Vec<i64> = sampler
-        .sample(&users, k, seed)
-        .into_iter()
-        .map(i64::from)
-        .collect();
+    let negs: Vec<i64> = sampler.sample(&users, k, seed).into_iter().map(i64::from).collect();
     let users: Vec<i64> = users.into_iter().map(i64::from).collect();
     Batch {
         users: Tensor::from_slice(&users).to_device(device),
         pos_items: Tensor::from_slice(&items).to_device(device),
-        neg_items: Tensor::from_slice(&negs)
-            .reshape([positions.len() as i64, k as i64])
-            .to_device(device),
+        neg_items: Tensor::from_slice(&negs).reshape([positions.len() as i64, k as i64]).to_device(device),
     }
 }
 

@@ -42,10 +42,7 @@ fn check_fractions(val: f64, test: f64) -> Result<()> {
         }
     }
     if val + test >= 1.0 {
-        return Err(Error::config(
-            "val_fraction + test_fraction",
-            "must leave something to train on (sum < 1)",
-        ));
+        return Err(Error::config("val_fraction + test_fraction", "must leave something to train on (sum < 1)"));
     }
     Ok(())
 }
@@ -62,9 +59,7 @@ pub fn split_per_user(
 ) -> Result<SplitResult> {
     check_fractions(val_fraction, test_fraction)?;
     if ratings.is_empty() {
-        return Err(Error::InvalidData(
-            "nothing to split: no interactions".into(),
-        ));
+        return Err(Error::InvalidData("nothing to split: no interactions".into()));
     }
     let mut by_user: HashMap<u32, Vec<Rating>> = HashMap::new();
     let mut seen = HashSet::new();
@@ -91,10 +86,8 @@ pub fn split_per_user(
             rs.iter().for_each(|r| out.train.push(r.user, r.item));
             continue;
         }
-        let n_test =
-            ((n as f64 * test_fraction).round() as usize).max(usize::from(test_fraction > 0.0));
-        let n_val =
-            ((n as f64 * val_fraction).round() as usize).max(usize::from(val_fraction > 0.0));
+        let n_test = ((n as f64 * test_fraction).round() as usize).max(usize::from(test_fraction > 0.0));
+        let n_val = ((n as f64 * val_fraction).round() as usize).max(usize::from(val_fraction > 0.0));
         let n_train = n.saturating_sub(n_test + n_val).max(1);
         for (k, r) in rs.iter().enumerate() {
             let dst = if k < n_train {
@@ -124,25 +117,15 @@ pub struct OodInfo {
 /// Popularity-intervened OOD test set: moves `fraction` of the test interactions into
 /// `test_ood`, each drawn with probability ∝ 1 / (training popularity of its item + 1), at most
 /// `cap_per_item` per item. The remaining test interactions stay the IID test set.
-pub fn ood_by_popularity(
-    ds: &mut Dataset,
-    fraction: f64,
-    cap_per_item: usize,
-    seed: u64,
-) -> Result<OodInfo> {
+pub fn ood_by_popularity(ds: &mut Dataset, fraction: f64, cap_per_item: usize, seed: u64) -> Result<OodInfo> {
     if !(0.0 < fraction && fraction < 1.0) {
-        return Err(Error::config(
-            "ood.fraction",
-            format!("{fraction} is not in (0, 1)"),
-        ));
+        return Err(Error::config("ood.fraction", format!("{fraction} is not in (0, 1)")));
     }
     if cap_per_item == 0 {
         return Err(Error::config("ood.cap_per_item", "must be ≥ 1"));
     }
     if ds.test.is_empty() {
-        return Err(Error::InvalidData(
-            "cannot build an OOD test set from an empty test split".into(),
-        ));
+        return Err(Error::InvalidData("cannot build an OOD test set from an empty test split".into()));
     }
     let pop = ds.train.item_degrees(ds.n_items);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -189,22 +172,13 @@ pub fn ood_by_popularity(
 
 /// Temporal OOD test set from a rating log: interactions after the global `1 − fraction` time
 /// quantile become `test_ood` (and are removed from the log); returns the remaining log.
-pub fn ood_by_time(
-    ratings: &[Rating],
-    fraction: f64,
-) -> Result<(Vec<Rating>, Interactions, OodInfo)> {
+pub fn ood_by_time(ratings: &[Rating], fraction: f64) -> Result<(Vec<Rating>, Interactions, OodInfo)> {
     if !(0.0 < fraction && fraction < 1.0) {
-        return Err(Error::config(
-            "ood.fraction",
-            format!("{fraction} is not in (0, 1)"),
-        ));
+        return Err(Error::config("ood.fraction", format!("{fraction} is not in (0, 1)")));
     }
     let mut times: Vec<i64> = ratings.iter().map(|r| r.timestamp).collect();
     times.sort_unstable();
-    let cut = times
-        .get(((times.len() as f64) * (1.0 - fraction)) as usize)
-        .copied()
-        .unwrap_or(i64::MAX);
+    let cut = times.get(((times.len() as f64) * (1.0 - fraction)) as usize).copied().unwrap_or(i64::MAX);
     let (rest, late): (Vec<Rating>, Vec<Rating>) = ratings.iter().partition(|r| r.timestamp < cut);
     let ood = Interactions::from_pairs(late.iter().map(|r| (r.user, r.item)));
     let info = OodInfo {
@@ -235,12 +209,7 @@ pub fn write_dataset(dir: &Path, ds: &Dataset, ood: Option<&OodInfo>) -> Result<
         for i in 0..f.n_items() {
             vals.extend_from_slice(&f.row(i)[r.clone()]);
         }
-        write_matrix(
-            &dir.join(format!("{}_feat.npy", modality.name)),
-            f.n_items(),
-            modality.dim,
-            &vals,
-        )?;
+        write_matrix(&dir.join(format!("{}_feat.npy", modality.name)), f.n_items(), modality.dim, &vals)?;
     }
     Ok(())
 }
@@ -250,14 +219,7 @@ mod tests {
     use super::*;
 
     fn log() -> Vec<Rating> {
-        (0..10u32)
-            .map(|k| Rating {
-                user: 0,
-                item: k,
-                rating: 5.0,
-                timestamp: 100 - k as i64,
-            })
-            .collect()
+        (0..10u32).map(|k| Rating { user: 0, item: k, rating: 5.0, timestamp: 100 - k as i64 }).collect()
     }
 
     #[test]
@@ -274,19 +236,14 @@ mod tests {
         let a = split_per_user(&log(), SplitStrategy::Random, 0.2, 0.2, 7).unwrap();
         let b = split_per_user(&log(), SplitStrategy::Random, 0.2, 0.2, 7).unwrap();
         assert_eq!(a, b);
-        let mut all: Vec<u32> = [&a.train, &a.val, &a.test]
-            .iter()
-            .flat_map(|x| x.items.clone())
-            .collect();
+        let mut all: Vec<u32> = [&a.train, &a.val, &a.test].iter().flat_map(|x| x.items.clone()).collect();
         all.sort();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
     }
 
     #[test]
     fn nonsense_fractions_name_the_field() {
-        let e = split_per_user(&log(), SplitStrategy::Random, 0.6, 0.5, 0)
-            .unwrap_err()
-            .to_string();
+        let e = split_per_user(&log(), SplitStrategy::Random, 0.6, 0.5, 0).unwrap_err().to_string();
         assert!(e.contains("val_fraction + test_fraction"), "{e}");
         assert!(split_per_user(&[], SplitStrategy::Random, 0.1, 0.1, 0).is_err());
     }
@@ -296,8 +253,6 @@ mod tests {
         let (rest, ood, info) = ood_by_time(&log(), 0.3).unwrap();
         assert_eq!(ood.len(), 3);
         assert_eq!(rest.len(), 7);
-        assert!(rest
-            .iter()
-            .all(|r| r.timestamp < info.params["cutoff_timestamp"].as_i64().unwrap()));
+        assert!(rest.iter().all(|r| r.timestamp < info.params["cutoff_timestamp"].as_i64().unwrap()));
     }
 }

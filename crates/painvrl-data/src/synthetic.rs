@@ -2,8 +2,9 @@
 //! planted environments, for tests and demos. Deterministic per seed.
 //!
 //! Users like items through invariant dimensions only (`a_u · z_i`). Each training environment
-//! also pushes exposure along a spurious direction of the variant dimensions (`b_e · v_i`), so in
-//! training data the variant dimensions correlate with clicks; the OOD environment reverses that
+//! also pushes exposure along its own direction of the variant dimensions (`b_e · v_i`, where
+//! `b_e` mixes a shared spurious direction with an environment-specific one), so in training data
+//! the variant dimensions correlate with clicks; the OOD environment reverses the shared
 //! direction. A model that leans on variant dimensions looks good IID and fails OOD.
 
 use painvrl_core::{Dataset, Interactions, ItemFeatures, Modality, Result};
@@ -85,12 +86,15 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
     let prefs: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| unit(&mut rng, di)).collect();
     let z: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| unit(&mut rng, di)).collect();
     let v: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| unit(&mut rng, dv)).collect();
+    // each training environment exposes items along its own direction of the variant space;
+    // the directions share a common component, which the OOD environment reverses
     let spurious = unit(&mut rng, dv);
-    // training environments lean on the spurious direction with different strengths
     let env_dirs: Vec<Vec<f32>> = (0..cfg.n_envs)
-        .map(|e| {
-            let s = 0.5 + e as f32 / cfg.n_envs.max(1) as f32;
-            spurious.iter().map(|x| x * s).collect()
+        .map(|_| {
+            let own = unit(&mut rng, dv);
+            let mixed: Vec<f32> = spurious.iter().zip(&own).map(|(c, o)| c + o).collect();
+            let n = mixed.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+            mixed.into_iter().map(|x| x / n).collect()
         })
         .collect();
     let ood_dir: Vec<f32> = spurious.iter().map(|x| -x).collect();
@@ -114,22 +118,14 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
                 rng: &mut ChaCha8Rng|
      -> Vec<u32> {
         let logits: Vec<f32> = (0..cfg.n_items)
-            .map(|i| {
-                cfg.invariant_strength * dot(&prefs[u], &z[i])
-                    + cfg.variant_strength * dot(dir, &v[i])
-            })
+            .map(|i| cfg.invariant_strength * dot(&prefs[u], &z[i]) + cfg.variant_strength * dot(dir, &v[i]))
             .collect();
         let mut out = Vec::new();
         // Gumbel-top-n sampling without replacement, skipping items the user already has
         let mut keyed: Vec<(f32, u32)> = logits
             .iter()
             .enumerate()
-            .map(|(i, &l)| {
-                (
-                    l - (-(rng.gen_range(f32::EPSILON..1.0f32)).ln()).ln(),
-                    i as u32,
-                )
-            })
+            .map(|(i, &l)| (l - (-(rng.gen_range(f32::EPSILON..1.0f32)).ln()).ln(), i as u32))
             .collect();
         keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (_, i) in keyed {
@@ -147,36 +143,16 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
     for u in 0..cfg.n_users {
         let mut taken = std::collections::HashSet::new();
         let env = u % cfg.n_envs.max(1);
-        let push = |x: &mut Interactions, items: Vec<u32>| {
-            items.into_iter().for_each(|i| x.push(u as u32, i))
-        };
+        let push = |x: &mut Interactions, items: Vec<u32>| items.into_iter().for_each(|i| x.push(u as u32, i));
         let tr = draw(u, &env_dirs[env], 4 * cfg.per_user, &mut taken, &mut rng);
         train_envs.extend(std::iter::repeat_n(env as u32, tr.len()));
         push(&mut train, tr);
-        push(
-            &mut val,
-            draw(u, &env_dirs[env], cfg.per_user, &mut taken, &mut rng),
-        );
-        push(
-            &mut test,
-            draw(u, &env_dirs[env], cfg.per_user, &mut taken, &mut rng),
-        );
-        push(
-            &mut ood,
-            draw(u, &ood_dir, cfg.per_user, &mut taken, &mut rng),
-        );
+        push(&mut val, draw(u, &env_dirs[env], cfg.per_user, &mut taken, &mut rng));
+        push(&mut test, draw(u, &env_dirs[env], cfg.per_user, &mut taken, &mut rng));
+        push(&mut ood, draw(u, &ood_dir, cfg.per_user, &mut taken, &mut rng));
     }
     let half = d / 2;
-    let modalities = vec![
-        Modality {
-            name: "a".into(),
-            dim: half,
-        },
-        Modality {
-            name: "b".into(),
-            dim: d - half,
-        },
-    ];
+    let modalities = vec![Modality { name: "a".into(), dim: half }, Modality { name: "b".into(), dim: d - half }];
     let features = ItemFeatures::new(modalities, cfg.n_items, values)?;
     let dataset = Dataset {
         name: "synthetic".into(),
@@ -189,11 +165,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
         features,
     };
     dataset.validate()?;
-    Ok(SyntheticData {
-        dataset,
-        invariant_mask,
-        train_envs,
-    })
+    Ok(SyntheticData { dataset, invariant_mask, train_envs })
 }
 
 fn unit(rng: &mut ChaCha8Rng, d: usize) -> Vec<f32> {
@@ -208,23 +180,13 @@ mod tests {
 
     #[test]
     fn deterministic_and_consistent() {
-        let cfg = SyntheticConfig {
-            n_users: 20,
-            n_items: 50,
-            ..Default::default()
-        };
+        let cfg = SyntheticConfig { n_users: 20, n_items: 50, ..Default::default() };
         let a = generate(&cfg).unwrap();
         let b = generate(&cfg).unwrap();
         assert_eq!(a.dataset.train, b.dataset.train);
         assert_eq!(a.dataset.features, b.dataset.features);
         assert_eq!(a.train_envs.len(), a.dataset.train.len());
-        assert_eq!(
-            a.invariant_mask.iter().filter(|&&x| x).count(),
-            cfg.invariant_dims
-        );
-        assert_eq!(
-            a.dataset.test_ood.as_ref().unwrap().len(),
-            20 * cfg.per_user
-        );
+        assert_eq!(a.invariant_mask.iter().filter(|&&x| x).count(), cfg.invariant_dims);
+        assert_eq!(a.dataset.test_ood.as_ref().unwrap().len(), 20 * cfg.per_user);
     }
 }

@@ -20,27 +20,20 @@ fn read_text(path: &Path) -> Result<String> {
 }
 
 fn fields(line: &str) -> Vec<&str> {
-    line.split(['\t', ',', ' '])
-        .filter(|f| !f.is_empty())
-        .collect()
+    line.split(['\t', ',', ' ']).filter(|f| !f.is_empty()).collect()
 }
 
 fn parse_id(path: &Path, line_no: usize, field: &str, what: &str) -> Result<u32> {
     field.parse::<u32>().map_err(|_| {
-        let why = if field.starts_with('-') {
-            "negative ids are not allowed"
-        } else {
-            "expected a non-negative integer id"
-        };
+        let why =
+            if field.starts_with('-') { "negative ids are not allowed" } else { "expected a non-negative integer id" };
         Error::parse(path, Some(line_no), format!("{what} '{field}': {why}"))
     })
 }
 
 /// Whether a first line is a header (its first field is not a number).
 fn is_header(line: &str) -> bool {
-    fields(line)
-        .first()
-        .is_some_and(|f| f.parse::<f64>().is_err())
+    fields(line).first().is_some_and(|f| f.parse::<f64>().is_err())
 }
 
 /// Reads a `user<TAB>item` file (0-based ids, optional header, extra columns ignored).
@@ -61,11 +54,7 @@ pub fn parse_pairs(path: &Path, text: &str) -> Result<PairFile> {
         }
         let f = fields(line);
         if f.len() < 2 {
-            return Err(Error::parse(
-                path,
-                Some(line_no),
-                format!("expected 'user<TAB>item', got '{line}'"),
-            ));
+            return Err(Error::parse(path, Some(line_no), format!("expected 'user<TAB>item', got '{line}'")));
         }
         let u = parse_id(path, line_no, f[0], "user")?;
         let i = parse_id(path, line_no, f[1], "item")?;
@@ -120,24 +109,13 @@ pub fn read_ratings(path: &Path) -> Result<Vec<Rating>> {
                 format!("expected 'user item rating timestamp', got '{line}'"),
             ));
         }
-        let rating = f[2]
-            .parse::<f32>()
-            .ok()
-            .filter(|r| r.is_finite())
-            .ok_or_else(|| {
-                Error::parse(
-                    path,
-                    Some(line_no),
-                    format!("rating '{}' is not a finite number", f[2]),
-                )
+        let rating =
+            f[2].parse::<f32>().ok().filter(|r| r.is_finite()).ok_or_else(|| {
+                Error::parse(path, Some(line_no), format!("rating '{}' is not a finite number", f[2]))
             })?;
-        let timestamp = f[3].parse::<i64>().map_err(|_| {
-            Error::parse(
-                path,
-                Some(line_no),
-                format!("timestamp '{}' is not an integer", f[3]),
-            )
-        })?;
+        let timestamp = f[3]
+            .parse::<i64>()
+            .map_err(|_| Error::parse(path, Some(line_no), format!("timestamp '{}' is not an integer", f[3])))?;
         out.push(Rating {
             user: parse_id(path, line_no, f[0], "user")?,
             item: parse_id(path, line_no, f[1], "item")?,
@@ -153,18 +131,12 @@ pub fn read_ratings(path: &Path) -> Result<Vec<Rating>> {
 pub fn read_mmrec(path: &Path) -> Result<([Interactions; 3], usize)> {
     let text = read_text(path)?;
     let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = lines
-        .next()
-        .map(|(_, l)| l.split('\t').map(str::trim).collect())
-        .unwrap_or_default();
+    let header: Vec<&str> = lines.next().map(|(_, l)| l.split('\t').map(str::trim).collect()).unwrap_or_default();
     let col = |name: &str| {
-        header.iter().position(|h| *h == name).ok_or_else(|| {
-            Error::parse(
-                path,
-                Some(1),
-                format!("header lacks the '{name}' column (found {header:?})"),
-            )
-        })
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| Error::parse(path, Some(1), format!("header lacks the '{name}' column (found {header:?})")))
     };
     let (cu, ci, cl) = (col("userID")?, col("itemID")?, col("x_label")?);
     let mut splits: [Interactions; 3] = Default::default();
@@ -181,11 +153,7 @@ pub fn read_mmrec(path: &Path) -> Result<([Interactions; 3], usize)> {
             return Err(Error::parse(
                 path,
                 Some(line_no),
-                format!(
-                    "expected at least {} tab-separated fields, got {}",
-                    need + 1,
-                    f.len()
-                ),
+                format!("expected at least {} tab-separated fields, got {}", need + 1, f.len()),
             ));
         }
         let u = parse_id(path, line_no, f[cu], "userID")?;
@@ -194,13 +162,7 @@ pub fn read_mmrec(path: &Path) -> Result<([Interactions; 3], usize)> {
             "0" => 0,
             "1" => 1,
             "2" => 2,
-            other => {
-                return Err(Error::parse(
-                    path,
-                    Some(line_no),
-                    format!("x_label '{other}' is not 0, 1 or 2"),
-                ))
-            }
+            other => return Err(Error::parse(path, Some(line_no), format!("x_label '{other}' is not 0, 1 or 2"))),
         };
         if seen.insert((u, i)) {
             splits[label].push(u, i);
@@ -224,19 +186,11 @@ mod tests {
 
     #[test]
     fn bad_lines_name_file_and_line() {
-        for (text, want) in [
-            ("0\t1\n3\n", "line 2"),
-            ("0\t1\n1\tx\n", "line 2"),
-            ("0\t1\n-1\t2\n", "negative"),
-            ("0\t1.5\n", "line 1"),
-        ] {
-            let e = parse_pairs(Path::new("train.tsv"), text)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("train.tsv") && e.contains(want),
-                "{text:?} -> {e}"
-            );
+        for (text, want) in
+            [("0\t1\n3\n", "line 2"), ("0\t1\n1\tx\n", "line 2"), ("0\t1\n-1\t2\n", "negative"), ("0\t1.5\n", "line 1")]
+        {
+            let e = parse_pairs(Path::new("train.tsv"), text).unwrap_err().to_string();
+            assert!(e.contains("train.tsv") && e.contains(want), "{text:?} -> {e}");
         }
     }
 
@@ -253,11 +207,7 @@ mod tests {
     fn mmrec_labels_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.inter");
-        std::fs::write(
-            &p,
-            "userID\titemID\trating\tx_label\n0\t1\t5\t0\n0\t2\t4\t1\n1\t1\t3\t2\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "userID\titemID\trating\tx_label\n0\t1\t5\t0\n0\t2\t4\t1\n1\t1\t3\t2\n").unwrap();
         let ([tr, va, te], d) = read_mmrec(&p).unwrap();
         assert_eq!((tr.len(), va.len(), te.len(), d), (1, 1, 1, 0));
         std::fs::write(&p, "userID\titemID\tx_label\n0\t1\t7\n").unwrap();

@@ -5,14 +5,11 @@ use painvrl_data::{load_dir, LoadOptions};
 use std::path::{Path, PathBuf};
 
 fn bundled(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
 }
 
 fn meta(name: &str) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(bundled(name).join("meta.json")).unwrap())
-        .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(bundled(name).join("meta.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -22,21 +19,10 @@ fn tiktok_counts_match_meta() {
     assert_eq!(report.layout, "canonical");
     assert_eq!(ds.n_users as u64, m["n_users"].as_u64().unwrap());
     assert_eq!(ds.n_items as u64, m["n_items"].as_u64().unwrap());
-    assert_eq!(
-        (ds.train.len() + report.duplicates) as u64,
-        m["train_interactions"].as_u64().unwrap()
-    );
+    assert_eq!((ds.train.len() + report.duplicates) as u64, m["train_interactions"].as_u64().unwrap());
     assert_eq!(ds.val.len() as u64, m["val_interactions"].as_u64().unwrap());
-    assert_eq!(
-        ds.test.len() as u64,
-        m["test_interactions"].as_u64().unwrap()
-    );
-    let names: Vec<_> = ds
-        .features
-        .modalities()
-        .iter()
-        .map(|m| (m.name.as_str(), m.dim))
-        .collect();
+    assert_eq!(ds.test.len() as u64, m["test_interactions"].as_u64().unwrap());
+    let names: Vec<_> = ds.features.modalities().iter().map(|m| (m.name.as_str(), m.dim)).collect();
     assert_eq!(names, vec![("audio", 128), ("image", 128)]);
     // rows are unit-norm per modality after loading
     let r = &ds.features.row(0)[..128];
@@ -53,10 +39,7 @@ fn movielens_rating_log_counts_match_meta() {
     assert!(ds.n_users as u64 <= m["n_users"].as_u64().unwrap());
     let positives = ds.train.len() + ds.val.len() + ds.test.len() + report.duplicates;
     assert_eq!(positives as u64, m["n_positive_ge4"].as_u64().unwrap());
-    assert_eq!(
-        positives + report.below_threshold,
-        m["n_ratings"].as_u64().unwrap() as usize
-    );
+    assert_eq!(positives + report.below_threshold, m["n_ratings"].as_u64().unwrap() as usize);
     let dims: Vec<_> = ds.features.modalities().iter().map(|m| m.dim).collect();
     assert_eq!(dims, vec![20, 384]);
 }
@@ -66,19 +49,11 @@ fn tiny(dir: &Path) {
     std::fs::write(dir.join("train.tsv"), "0\t0\n0\t1\n1\t2\n2\t3\n").unwrap();
     std::fs::write(dir.join("val.tsv"), "0\t2\n").unwrap();
     std::fs::write(dir.join("test.tsv"), "1\t0\n").unwrap();
-    write_matrix(
-        &dir.join("image_feat.npy"),
-        4,
-        2,
-        &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5, 0.5],
-    )
-    .unwrap();
+    write_matrix(&dir.join("image_feat.npy"), 4, 2, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5, 0.5]).unwrap();
 }
 
 fn load_err(dir: &Path) -> String {
-    load_dir(dir, &LoadOptions::default())
-        .unwrap_err()
-        .to_string()
+    load_dir(dir, &LoadOptions::default()).unwrap_err().to_string()
 }
 
 #[test]
@@ -126,13 +101,7 @@ fn modalities_with_different_rows_are_rejected() {
 fn nan_features_name_modality_and_row() {
     let d = tempfile::tempdir().unwrap();
     tiny(d.path());
-    write_matrix(
-        &d.path().join("image_feat.npy"),
-        4,
-        2,
-        &[1.0, 0.0, 0.0, 1.0, f32::NAN, 1.0, 0.5, 0.5],
-    )
-    .unwrap();
+    write_matrix(&d.path().join("image_feat.npy"), 4, 2, &[1.0, 0.0, 0.0, 1.0, f32::NAN, 1.0, 0.5, 0.5]).unwrap();
     let e = load_err(d.path());
     assert!(e.contains("image") && e.contains("row 2"), "{e}");
 }
@@ -153,10 +122,7 @@ fn truncated_npy_is_rejected() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
     let e = load_err(d.path());
-    assert!(
-        e.contains("image_feat.npy") && e.contains("truncated"),
-        "{e}"
-    );
+    assert!(e.contains("image_feat.npy") && e.contains("truncated"), "{e}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! a projection of the content matrix it is given.
 
 use crate::graph::TrainGraph;
-use painvrl_core::{Backbone, Batch, Error, Result};
+use painvrl_core::{Backbone, Batch, ColdStartLayout, Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -26,10 +26,7 @@ impl std::str::FromStr for BackboneKind {
             "ultragcn" => Ok(BackboneKind::Ultragcn),
             "lightgcn" => Ok(BackboneKind::Lightgcn),
             "mf" | "vbpr" => Ok(BackboneKind::Mf),
-            _ => Err(Error::config(
-                "backbone",
-                format!("'{s}' is not one of ultragcn, lightgcn, mf"),
-            )),
+            _ => Err(Error::config("backbone", format!("'{s}' is not one of ultragcn, lightgcn, mf"))),
         }
     }
 }
@@ -112,10 +109,7 @@ impl BackboneConfig {
             ("item_item_lambda", self.item_item_lambda),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(
-                    format!("backbone.{f}"),
-                    format!("{v} is not a finite non-negative number"),
-                ));
+                return Err(Error::config(format!("backbone.{f}"), format!("{v} is not a finite non-negative number")));
             }
         }
         if !(self.init_std.is_finite() && self.init_std > 0.0) {
@@ -134,18 +128,9 @@ struct Embeddings {
 }
 
 impl Embeddings {
-    fn new(
-        p: &nn::Path,
-        n_users: usize,
-        n_items: usize,
-        content_in: usize,
-        cfg: &BackboneConfig,
-    ) -> Self {
+    fn new(p: &nn::Path, n_users: usize, n_items: usize, content_in: usize, cfg: &BackboneConfig) -> Self {
         let d = (cfg.id_dim + cfg.content_dim) as i64;
-        let init = nn::Init::Randn {
-            mean: 0.0,
-            stdev: cfg.init_std,
-        };
+        let init = nn::Init::Randn { mean: 0.0, stdev: cfg.init_std };
         let bound = 1.0 / (content_in as f64).sqrt();
         Embeddings {
             user: p.var("user", &[n_users as i64, d], init),
@@ -153,10 +138,7 @@ impl Embeddings {
             proj: p.var(
                 "proj",
                 &[content_in as i64, cfg.content_dim as i64],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
+                nn::Init::Uniform { lo: -bound, up: bound },
             ),
         }
     }
@@ -183,10 +165,7 @@ impl Embeddings {
 
 fn bpr(pos: &Tensor, neg: &Tensor) -> Tensor {
     // −log σ(pos − neg), averaged over negatives and the batch
-    (pos.unsqueeze(1) - neg)
-        .log_sigmoid()
-        .neg()
-        .mean(Kind::Float)
+    (pos.unsqueeze(1) - neg).log_sigmoid().neg().mean(Kind::Float)
 }
 
 /// UltraGCN as used by InvRL: no message passing; the graph enters through degree-based
@@ -208,12 +187,8 @@ impl UltraGcn {
             let (idx, w) = graph.item_neighbors(cfg.item_item_k);
             let k = cfg.item_item_k as i64;
             (
-                Tensor::from_slice(&idx)
-                    .reshape([graph.n_items as i64, k])
-                    .to_device(device),
-                Tensor::from_slice(&w)
-                    .reshape([graph.n_items as i64, k])
-                    .to_device(device),
+                Tensor::from_slice(&idx).reshape([graph.n_items as i64, k]).to_device(device),
+                Tensor::from_slice(&w).reshape([graph.n_items as i64, k]).to_device(device),
             )
         });
         UltraGcn {
@@ -241,25 +216,13 @@ impl Backbone for UltraGcn {
         let bu = self.beta_u.index_select(0, &b.users);
         let w_pos = bu.shallow_clone() * self.beta_i.index_select(0, &b.pos_items) * c.w2 + c.w1;
         let w_neg = bu.unsqueeze(1)
-            * self
-                .beta_i
-                .index_select(0, &b.neg_items.reshape([-1]))
-                .reshape(b.neg_items.size().as_slice())
+            * self.beta_i.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice())
             * c.w4
             + c.w3;
-        let pos_loss = pos.binary_cross_entropy_with_logits::<&Tensor>(
-            &pos.ones_like(),
-            Some(&w_pos),
-            None,
-            Reduction::None,
-        );
+        let pos_loss =
+            pos.binary_cross_entropy_with_logits::<&Tensor>(&pos.ones_like(), Some(&w_pos), None, Reduction::None);
         let neg_loss = neg
-            .binary_cross_entropy_with_logits::<&Tensor>(
-                &neg.zeros_like(),
-                Some(&w_neg),
-                None,
-                Reduction::None,
-            )
+            .binary_cross_entropy_with_logits::<&Tensor>(&neg.zeros_like(), Some(&w_neg), None, Reduction::None)
             .mean_dim([1i64].as_slice(), false, Kind::Float);
         let mut loss = (pos_loss + neg_loss * c.negative_weight).mean(Kind::Float);
         if let Some((idx, w)) = &self.neighbors {
@@ -268,13 +231,11 @@ impl Backbone for UltraGcn {
             let nw = w.index_select(0, &b.pos_items);
             let en = self.emb.items(&nb, content);
             let s = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
-            let ii = (s.log_sigmoid().neg() * nw)
-                .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
-                .mean(Kind::Float);
+            let ii =
+                (s.log_sigmoid().neg() * nw).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
             loss += ii * c.item_item_lambda;
         }
-        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float))
-            / b.users.size()[0] as f64;
+        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float)) / b.users.size()[0] as f64;
         loss + reg * c.l2
     }
 
@@ -284,6 +245,10 @@ impl Backbone for UltraGcn {
 
     fn negatives_per_positive(&self) -> usize {
         self.cfg.negatives
+    }
+
+    fn cold_start(&self) -> ColdStartLayout {
+        ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0, trailing_zeros: 0 }
     }
 
     fn id_embedding_names(&self) -> Vec<String> {
@@ -312,10 +277,7 @@ impl LightGcn {
     }
 
     fn propagate(&self, content: &Tensor) -> (Tensor, Tensor) {
-        let base = Tensor::cat(
-            &[self.emb.user.shallow_clone(), self.emb.all_items(content)],
-            0,
-        );
+        let base = Tensor::cat(&[self.emb.user.shallow_clone(), self.emb.all_items(content)], 0);
         let mut layer = base.shallow_clone();
         let mut sum = base;
         for _ in 0..self.cfg.layers {
@@ -336,32 +298,15 @@ impl Backbone for LightGcn {
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
         let (u, i) = self.propagate(content);
         let pu = u.index_select(0, &b.users);
-        let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist(
-            [1i64].as_slice(),
-            false,
-            Kind::Float,
-        );
+        let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let neg = i
             .index_select(0, &b.neg_items.reshape([-1]))
             .reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1])
             .bmm(&pu.unsqueeze(2))
             .squeeze_dim(2);
-        let reg = (self
-            .emb
-            .user
-            .index_select(0, &b.users)
-            .square()
-            .sum(Kind::Float)
-            + self
-                .emb
-                .items(&b.pos_items, content)
-                .square()
-                .sum(Kind::Float)
-            + self
-                .emb
-                .items(&b.neg_items, content)
-                .square()
-                .sum(Kind::Float))
+        let reg = (self.emb.user.index_select(0, &b.users).square().sum(Kind::Float)
+            + self.emb.items(&b.pos_items, content).square().sum(Kind::Float)
+            + self.emb.items(&b.neg_items, content).square().sum(Kind::Float))
             / b.users.size()[0] as f64;
         bpr(&pos, &neg) + reg * self.cfg.l2
     }
@@ -372,6 +317,11 @@ impl Backbone for LightGcn {
 
     fn negatives_per_positive(&self) -> usize {
         1
+    }
+
+    fn cold_start(&self) -> ColdStartLayout {
+        // an isolated node keeps only its layer-0 embedding in the layer mean
+        ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0 / (self.cfg.layers + 1) as f64, trailing_zeros: 0 }
     }
 
     fn id_embedding_names(&self) -> Vec<String> {
@@ -394,11 +344,7 @@ impl Mf {
     pub fn new(p: &nn::Path, graph: &TrainGraph, content_in: usize, cfg: &BackboneConfig) -> Self {
         Mf {
             emb: Embeddings::new(p, graph.n_users, graph.n_items, content_in, cfg),
-            bias: p.var(
-                "item_bias",
-                &[graph.n_items as i64, 1],
-                nn::Init::Const(0.0),
-            ),
+            bias: p.var("item_bias", &[graph.n_items as i64, 1], nn::Init::Const(0.0)),
             cfg: cfg.clone(),
         }
     }
@@ -415,14 +361,9 @@ impl Backbone for Mf {
         let en = self.emb.items(&b.neg_items, content);
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
             + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
-        let neg_bias = self
-            .bias
-            .index_select(0, &b.neg_items.reshape([-1]))
-            .reshape(b.neg_items.size().as_slice());
+        let neg_bias = self.bias.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice());
         let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2) + neg_bias;
-        let reg = (pu.square().sum(Kind::Float)
-            + ep.square().sum(Kind::Float)
-            + en.square().sum(Kind::Float))
+        let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float) + en.square().sum(Kind::Float))
             / b.users.size()[0] as f64;
         bpr(&pos, &neg) + reg * self.cfg.l2
     }
@@ -438,6 +379,11 @@ impl Backbone for Mf {
 
     fn negatives_per_positive(&self) -> usize {
         1
+    }
+
+    fn cold_start(&self) -> ColdStartLayout {
+        // a new item has no learned bias: its bias column is 0
+        ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0, trailing_zeros: 1 }
     }
 
     fn id_embedding_names(&self) -> Vec<String> {

@@ -33,38 +33,19 @@ impl TrainGraph {
                 item_degree[i as usize] += 1;
             }
         }
-        TrainGraph {
-            n_users,
-            n_items,
-            user_items,
-            user_degree,
-            item_degree,
-        }
+        TrainGraph { n_users, n_items, user_items, user_degree, item_degree }
     }
 
     /// UltraGCN's β_u = √(d_u + 1) / d_u (0 for users without interactions) as a float tensor.
     pub fn beta_users(&self, device: Device) -> Tensor {
-        let v: Vec<f32> = self
-            .user_degree
-            .iter()
-            .map(|&d| {
-                if d == 0 {
-                    0.0
-                } else {
-                    ((d as f32) + 1.0).sqrt() / d as f32
-                }
-            })
-            .collect();
+        let v: Vec<f32> =
+            self.user_degree.iter().map(|&d| if d == 0 { 0.0 } else { ((d as f32) + 1.0).sqrt() / d as f32 }).collect();
         Tensor::from_slice(&v).to_device(device)
     }
 
     /// UltraGCN's β_i = 1 / √(d_i + 1) as a float tensor.
     pub fn beta_items(&self, device: Device) -> Tensor {
-        let v: Vec<f32> = self
-            .item_degree
-            .iter()
-            .map(|&d| 1.0 / ((d as f32) + 1.0).sqrt())
-            .collect();
+        let v: Vec<f32> = self.item_degree.iter().map(|&d| 1.0 / ((d as f32) + 1.0).sqrt()).collect();
         Tensor::from_slice(&v).to_device(device)
     }
 
@@ -72,15 +53,11 @@ impl TrainGraph {
     /// (users first), as a coalesced sparse COO tensor.
     pub fn normalized_adjacency(&self, device: Device) -> Tensor {
         let nnz = self.user_items.nnz();
-        let (mut rows, mut cols, mut vals) = (
-            Vec::with_capacity(2 * nnz),
-            Vec::with_capacity(2 * nnz),
-            Vec::with_capacity(2 * nnz),
-        );
+        let (mut rows, mut cols, mut vals) =
+            (Vec::with_capacity(2 * nnz), Vec::with_capacity(2 * nnz), Vec::with_capacity(2 * nnz));
         for u in 0..self.n_users {
             for &i in self.user_items.items_of(u) {
-                let w = 1.0
-                    / ((self.user_degree[u] as f32) * (self.item_degree[i as usize] as f32)).sqrt();
+                let w = 1.0 / ((self.user_degree[u] as f32) * (self.item_degree[i as usize] as f32)).sqrt();
                 let (a, b) = (u as i64, (self.n_users + i as usize) as i64);
                 rows.extend([a, b]);
                 cols.extend([b, a]);
@@ -128,11 +105,7 @@ impl TrainGraph {
                 let (j, c) = top.get(s).copied().unwrap_or((i as u32, 0));
                 idx[i * k + s] = j as i64;
                 let dj = self.item_degree[j as usize] as f32;
-                w[i * k + s] = if c == 0 || di == 0.0 {
-                    0.0
-                } else {
-                    c as f32 / di * ((di + 1.0) / (dj + 1.0)).sqrt()
-                };
+                w[i * k + s] = if c == 0 || di == 0.0 { 0.0 } else { c as f32 / di * ((di + 1.0) / (dj + 1.0)).sqrt() };
             }
         }
         (idx, w)

@@ -78,28 +78,18 @@ impl TrainConfig {
                 return Err(Error::config(f, format!("{v} is not a positive number")));
             }
         }
-        for (f, v) in [
-            ("train.weight_decay", self.weight_decay),
-            ("train.weight_decay_content", self.weight_decay_content),
-        ] {
+        for (f, v) in
+            [("train.weight_decay", self.weight_decay), ("train.weight_decay_content", self.weight_decay_content)]
+        {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(
-                    f,
-                    format!("{v} is not a non-negative number"),
-                ));
+                return Err(Error::config(f, format!("{v} is not a non-negative number")));
             }
         }
         self.eval.validate(n_items)?;
-        let (name, k) = self
-            .select_metric
-            .split_once('@')
-            .and_then(|(n, k)| k.parse::<usize>().ok().map(|k| (n, k)))
-            .ok_or_else(|| {
-                Error::config(
-                    "train.select_metric",
-                    format!("'{}' is not of the form name@K", self.select_metric),
-                )
-            })?;
+        let (name, k) =
+            self.select_metric.split_once('@').and_then(|(n, k)| k.parse::<usize>().ok().map(|k| (n, k))).ok_or_else(
+                || Error::config("train.select_metric", format!("'{}' is not of the form name@K", self.select_metric)),
+            )?;
         if !painvrl_core::metrics::METRIC_NAMES.contains(&name) || !self.eval.ks.contains(&k) {
             return Err(Error::config(
                 "train.select_metric",
@@ -193,40 +183,24 @@ pub fn fit(
     ckpt: Option<&Checkpointing>,
     hook: Option<StepHook>,
 ) -> Result<TrainOutcome> {
-    let emb = GroupHyper {
-        lr: cfg.lr,
-        weight_decay: cfg.weight_decay,
-    };
-    let cont = GroupHyper {
-        lr: cfg.lr_content,
-        weight_decay: cfg.weight_decay_content,
-    };
+    let emb = GroupHyper { lr: cfg.lr, weight_decay: cfg.weight_decay };
+    let cont = GroupHyper { lr: cfg.lr_content, weight_decay: cfg.weight_decay_content };
     // group 0 (no prefix) takes content parameters; ID embeddings match their prefixes
     let mut opt = Adam::new(
         vs,
-        &[
-            ("", cont),
-            ("backbone.user", emb),
-            ("backbone.item", emb),
-            ("backbone.item_bias", emb),
-        ],
+        &[("", cont), ("backbone.user", emb), ("backbone.item", emb), ("backbone.item_bias", emb)],
         frozen,
     );
     let device = vs.device();
     let k_neg = backbone.negatives_per_positive();
     let files = ckpt.map(|c| ModuleFiles::new(&c.dir, module));
 
-    let mut state = LoopState {
-        next_epoch: 0,
-        best_score: f64::NEG_INFINITY,
-        bad_evals: 0,
-        outcome: TrainOutcome::default(),
-    };
+    let mut state =
+        LoopState { next_epoch: 0, best_score: f64::NEG_INFINITY, bad_evals: 0, outcome: TrainOutcome::default() };
     if let (Some(c), Some(f)) = (ckpt, &files) {
         if c.resume && f.state.exists() {
             let text = std::fs::read_to_string(&f.state).map_err(|e| Error::io(&f.state, e))?;
-            state = serde_json::from_str(&text)
-                .map_err(|e| Error::parse(&f.state, None, e.to_string()))?;
+            state = serde_json::from_str(&text).map_err(|e| Error::parse(&f.state, None, e.to_string()))?;
             let extra = load_checkpoint(&f.checkpoint, vs)?;
             opt.load_state(&extra, device)?;
         }
@@ -263,12 +237,7 @@ pub fn fit(
                 return Err(fail(
                     &files,
                     &state,
-                    Error::Diverged {
-                        module: module.into(),
-                        epoch,
-                        step,
-                        what: "training loss".into(),
-                    },
+                    Error::Diverged { module: module.into(), epoch, step, what: "training loss".into() },
                 ));
             }
             loss.backward();
@@ -276,28 +245,26 @@ pub fn fit(
             loss_sum += value;
             if signal::stop_requested() && step + 1 < batches.len() {
                 // finish cleanly at a step boundary: the checkpoint holds the last completed epoch
-                return Err(fail(&files, &state, Error::Interrupted(format!("{module}: stop requested during epoch {epoch}; resume continues from epoch {}", state.next_epoch))));
+                return Err(fail(
+                    &files,
+                    &state,
+                    Error::Interrupted(format!(
+                        "{module}: stop requested during epoch {epoch}; resume continues from epoch {}",
+                        state.next_epoch
+                    )),
+                ));
             }
         }
         let seconds = t0.elapsed().as_secs_f64();
         state.outcome.train_seconds += seconds;
-        let mut log = EpochLog {
-            module: module.into(),
-            epoch,
-            loss: loss_sum / batches.len().max(1) as f64,
-            seconds,
-            val: None,
-        };
+        let mut log =
+            EpochLog { module: module.into(), epoch, loss: loss_sum / batches.len().max(1) as f64, seconds, val: None };
         let last = epoch + 1 == cfg.epochs;
         if (epoch + 1) % cfg.eval_every == 0 || last {
             let t1 = Instant::now();
             let metrics = validate(backbone, content, data, cfg)?;
             state.outcome.eval_seconds += t1.elapsed().as_secs_f64();
-            let score = metrics
-                .values
-                .get(&cfg.select_metric)
-                .copied()
-                .unwrap_or(f64::NAN);
+            let score = metrics.values.get(&cfg.select_metric).copied().unwrap_or(f64::NAN);
             if !score.is_finite() {
                 return Err(fail(
                     &files,
@@ -325,10 +292,7 @@ pub fn fit(
                 state.bad_evals += 1;
             }
         }
-        bar.set_message(format!(
-            "loss {:.4} best {} {:.4}",
-            log.loss, cfg.select_metric, state.best_score
-        ));
+        bar.set_message(format!("loss {:.4} best {} {:.4}", log.loss, cfg.select_metric, state.best_score));
         bar.inc(1);
         state.outcome.history.push(log);
         state.outcome.epochs_run = epoch + 1;
@@ -361,18 +325,12 @@ pub fn validate(
     cfg: &TrainConfig,
 ) -> Result<SplitMetrics> {
     let (users, items) = tch::no_grad(|| backbone.embeddings(&content()));
-    evaluate(
-        &EmbeddingScorer { users, items },
-        data.val,
-        &[data.sampler.seen()],
-        &cfg.eval,
-    )
+    evaluate(&EmbeddingScorer { users, items }, data.val, &[data.sampler.seen()], &cfg.eval)
 }
 
 /// Deterministic seed for (run seed, epoch, step).
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    let mut x =
-        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut x = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     x ^= x >> 31;
     x.wrapping_mul(0xBF58_476D_1CE4_E5B9)
 }
@@ -393,8 +351,7 @@ impl ModuleFiles {
     }
 
     fn write_state(&self, state: &LoopState) -> Result<()> {
-        let text = serde_json::to_vec_pretty(state)
-            .map_err(|e| Error::io(&self.state, std::io::Error::other(e)))?;
+        let text = serde_json::to_vec_pretty(state).map_err(|e| Error::io(&self.state, std::io::Error::other(e)))?;
         write_atomic(&self.state, &text)
     }
 }
@@ -403,18 +360,15 @@ impl ModuleFiles {
 fn fail(files: &Option<ModuleFiles>, state: &LoopState, err: Error) -> Error {
     if let Some(f) = files {
         let failed = f.state.with_extension("failed.json");
-        let body = serde_json::json!({ "error": err.to_string(), "last_completed_epoch": state.next_epoch.checked_sub(1) });
+        let body =
+            serde_json::json!({ "error": err.to_string(), "last_completed_epoch": state.next_epoch.checked_sub(1) });
         let _ = write_atomic(&failed, body.to_string().as_bytes());
     }
     err
 }
 
 fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.detach().copy()))
-        .collect();
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -432,29 +386,23 @@ fn restore(vs: &VarStore, vars: &[(String, Tensor)]) {
 
 fn save_vars(path: &Path, vars: &[(String, Tensor)]) -> Result<()> {
     let tmp = path.with_extension("tmp.safetensors");
-    let refs: Vec<(&str, Tensor)> = vars
-        .iter()
-        .map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu)))
-        .collect();
+    let refs: Vec<(&str, Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu))).collect();
     Tensor::write_safetensors(&refs, &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 fn read_vars(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    Tensor::read_safetensors(path)
-        .map_err(|e| Error::parse(path, None, format!("not a readable checkpoint: {e}")))
+    Tensor::read_safetensors(path).map_err(|e| Error::parse(path, None, format!("not a readable checkpoint: {e}")))
 }
 
 fn progress_bar(cfg: &TrainConfig, module: &str) -> indicatif::ProgressBar {
-    let visible =
-        cfg.progress && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+    let visible = cfg.progress && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
     if !visible {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(cfg.epochs as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} epochs {elapsed} {msg}",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} epochs {elapsed} {msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(module.to_string());

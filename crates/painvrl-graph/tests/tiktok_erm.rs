@@ -4,20 +4,13 @@
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::{SplitMetrics, UserItems};
 use painvrl_data::{load_dir, LoadOptions, NegativeSampler};
-use painvrl_graph::{
-    build_backbone, fit, BackboneConfig, BackboneKind, TrainConfig, TrainData, TrainGraph,
-};
+use painvrl_graph::{build_backbone, fit, BackboneConfig, BackboneKind, TrainConfig, TrainData, TrainGraph};
 use std::collections::HashSet;
 use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn popularity(ds: &painvrl_core::Dataset, test: &UserItems, seen: &[&UserItems]) -> SplitMetrics {
-    let deg: Vec<f32> = ds
-        .train
-        .item_degrees(ds.n_items)
-        .iter()
-        .map(|&d| d as f32)
-        .collect();
+    let deg: Vec<f32> = ds.train.item_degrees(ds.n_items).iter().map(|&d| d as f32).collect();
     let scorer = EmbeddingScorer {
         users: Tensor::ones([ds.n_users as i64, 1], (Kind::Float, Device::Cpu)),
         items: Tensor::from_slice(&deg).reshape([-1, 1]),
@@ -38,44 +31,14 @@ fn erm(kind: BackboneKind, epochs: usize) -> (SplitMetrics, SplitMetrics) {
     let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items).unwrap();
     let mut vs = VarStore::new(Device::Cpu);
     let features = ds.features.to_tensor(Device::Cpu);
-    let cfg = BackboneConfig {
-        kind,
-        ..Default::default()
-    };
-    let backbone =
-        build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &cfg).unwrap();
-    let tcfg = TrainConfig {
-        epochs,
-        progress: false,
-        ..Default::default()
-    };
-    let data = TrainData {
-        train: &ds.train,
-        sampler: &sampler,
-        val: &val_idx,
-    };
+    let cfg = BackboneConfig { kind, ..Default::default() };
+    let backbone = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &cfg).unwrap();
+    let tcfg = TrainConfig { epochs, progress: false, ..Default::default() };
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx };
     let content = || features.shallow_clone();
-    fit(
-        "erm",
-        &mut vs,
-        backbone.as_ref(),
-        &content,
-        &data,
-        &tcfg,
-        0,
-        &HashSet::new(),
-        None,
-        None,
-    )
-    .unwrap();
+    fit("erm", &mut vs, backbone.as_ref(), &content, &data, &tcfg, 0, &HashSet::new(), None, None).unwrap();
     let (u, i) = tch::no_grad(|| backbone.embeddings(&features));
-    let got = evaluate(
-        &EmbeddingScorer { users: u, items: i },
-        &test_idx,
-        &[&tv],
-        &EvalConfig::default(),
-    )
-    .unwrap();
+    let got = evaluate(&EmbeddingScorer { users: u, items: i }, &test_idx, &[&tv], &EvalConfig::default()).unwrap();
     (got, popularity(&ds, &test_idx, &[&tv]))
 }
 

@@ -52,9 +52,7 @@ impl GradNormalization {
 
 fn quad(g: &Array2<f64>, w: &[f64]) -> f64 {
     let n = w.len();
-    (0..n)
-        .map(|i| (0..n).map(|j| w[i] * w[j] * g[[i, j]]).sum::<f64>())
-        .sum()
+    (0..n).map(|i| (0..n).map(|j| w[i] * w[j] * g[[i, j]]).sum::<f64>()).sum()
 }
 
 /// Closed form for two gradients: weight α on g₁ is clip(((g₂ − g₁)·g₂) / ‖g₁ − g₂‖², 0, 1).
@@ -78,12 +76,7 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
     assert!(n > 0, "need at least one gradient");
     let finish = |w: Vec<f64>, iterations, converged| {
         let norm = quad(gram, &w).max(0.0).sqrt();
-        MinNorm {
-            weights: w,
-            norm,
-            iterations,
-            converged,
-        }
+        MinNorm { weights: w, norm, iterations, converged }
     };
     if n == 1 {
         return finish(vec![1.0], 0, true);
@@ -92,29 +85,20 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
         let a = two_point(gram[[0, 0]], gram[[0, 1]], gram[[1, 1]]);
         return finish(vec![a, 1.0 - a], 0, true);
     }
-    let scale = (0..n)
-        .map(|i| gram[[i, i]])
-        .fold(0.0f64, f64::max)
-        .max(1e-300);
+    let scale = (0..n).map(|i| gram[[i, i]]).fold(0.0f64, f64::max).max(1e-300);
     // Wolfe's min-norm-point algorithm (1976): each major cycle is a Frank–Wolfe vertex choice
     // (the gradient with the smallest projection on the current point); the minor cycles then
     // move to the exact minimiser over the affine hull of the active set, staying in the simplex.
     // Plain Frank–Wolfe converges sublinearly and stalls on nearly parallel gradients; this
     // terminates finitely in exact arithmetic and is capped at `max_iter` major cycles here.
-    let start = (0..n)
-        .min_by(|&i, &j| gram[[i, i]].total_cmp(&gram[[j, j]]))
-        .expect("n > 0");
+    let start = (0..n).min_by(|&i, &j| gram[[i, i]].total_cmp(&gram[[j, j]])).expect("n > 0");
     let mut active = vec![start];
     let mut w = vec![0.0; n];
     w[start] = 1.0;
     for it in 0..max_iter {
-        let gw: Vec<f64> = (0..n)
-            .map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum())
-            .collect();
+        let gw: Vec<f64> = (0..n).map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum()).collect();
         let vv: f64 = (0..n).map(|i| w[i] * gw[i]).sum();
-        let t = (0..n)
-            .min_by(|&i, &j| gw[i].total_cmp(&gw[j]))
-            .expect("n > 0");
+        let t = (0..n).min_by(|&i, &j| gw[i].total_cmp(&gw[j])).expect("n > 0");
         if vv - gw[t] <= tol * scale {
             return finish(w, it, true);
         }
@@ -143,16 +127,12 @@ pub fn min_norm_point(gram: &Array2<f64>, max_iter: usize, tol: f64) -> MinNorm 
                 w[k] = (1.0 - theta) * w[k] + theta * x;
             }
             active.retain(|&k| w[k] > 1e-14);
-            (0..n)
-                .filter(|k| !active.contains(k))
-                .for_each(|k| w[k] = 0.0);
+            (0..n).filter(|k| !active.contains(k)).for_each(|k| w[k] = 0.0);
             let sum: f64 = w.iter().sum();
             w.iter_mut().for_each(|x| *x /= sum);
         }
     }
-    let gw: Vec<f64> = (0..n)
-        .map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum())
-        .collect();
+    let gw: Vec<f64> = (0..n).map(|i| (0..n).map(|j| gram[[i, j]] * w[j]).sum()).collect();
     let vv: f64 = (0..n).map(|i| w[i] * gw[i]).sum();
     let converged = gw.iter().all(|&x| vv - x <= tol * scale);
     finish(w, max_iter, converged)
@@ -173,9 +153,7 @@ fn affine_minimizer(gram: &Array2<f64>, active: &[usize], scale: f64) -> Vec<f64
     }
     a[m][m + 1] = 1.0;
     for col in 0..=m {
-        let piv = (col..=m)
-            .max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))
-            .expect("non-empty");
+        let piv = (col..=m).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).expect("non-empty");
         a.swap(col, piv);
         let p = a[col][col];
         if p.abs() < 1e-300 {
@@ -191,15 +169,7 @@ fn affine_minimizer(gram: &Array2<f64>, active: &[usize], scale: f64) -> Vec<f64
             }
         }
     }
-    let v: Vec<f64> = (0..m)
-        .map(|r| {
-            if a[r][r].abs() < 1e-300 {
-                0.0
-            } else {
-                a[r][m + 1] / a[r][r]
-            }
-        })
-        .collect();
+    let v: Vec<f64> = (0..m).map(|r| if a[r][r].abs() < 1e-300 { 0.0 } else { a[r][m + 1] / a[r][r] }).collect();
     let sum: f64 = v.iter().sum();
     if sum.abs() > 1e-12 {
         v.iter().map(|x| x / sum).collect()
@@ -215,15 +185,12 @@ mod tests {
 
     fn gram_of(gs: &[Vec<f64>]) -> Array2<f64> {
         let n = gs.len();
-        Array2::from_shape_fn((n, n), |(i, j)| {
-            gs[i].iter().zip(&gs[j]).map(|(a, b)| a * b).sum()
-        })
+        Array2::from_shape_fn((n, n), |(i, j)| gs[i].iter().zip(&gs[j]).map(|(a, b)| a * b).sum())
     }
 
     fn grads() -> impl Strategy<Value = Vec<Vec<f64>>> {
-        (2usize..7, 1usize..6).prop_flat_map(|(n, d)| {
-            proptest::collection::vec(proptest::collection::vec(-5.0f64..5.0, d), n)
-        })
+        (2usize..7, 1usize..6)
+            .prop_flat_map(|(n, d)| proptest::collection::vec(proptest::collection::vec(-5.0f64..5.0, d), n))
     }
 
     #[test]
@@ -239,19 +206,15 @@ mod tests {
     #[test]
     fn adversarial_inputs_terminate() {
         for gs in [
-            vec![vec![1.0, 2.0], vec![2.0, 4.0], vec![3.0, 6.0]], // parallel
+            vec![vec![1.0, 2.0], vec![2.0, 4.0], vec![3.0, 6.0]],  // parallel
             vec![vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]], // opposite: origin reachable
-            vec![vec![0.0, 0.0], vec![0.0, 0.0], vec![0.0, 0.0]], // zero
+            vec![vec![0.0, 0.0], vec![0.0, 0.0], vec![0.0, 0.0]],  // zero
         ] {
             let s = min_norm_point(&gram_of(&gs), 50, 1e-10);
             assert!(s.iterations <= 50);
             assert!((s.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         }
-        let s = min_norm_point(
-            &gram_of(&[vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]]),
-            50,
-            1e-10,
-        );
+        let s = min_norm_point(&gram_of(&[vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]]), 50, 1e-10);
         assert!(s.norm < 1e-6);
     }
 

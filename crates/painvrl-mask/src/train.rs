@@ -5,9 +5,7 @@
 use crate::solver::{min_norm_point, GradNormalization};
 use ndarray::Array2;
 use painvrl_core::optim::{Adam, GroupHyper};
-use painvrl_core::{
-    signal, Backbone, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result,
-};
+use painvrl_core::{signal, Backbone, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
 use painvrl_data::{make_batch, NegativeSampler};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -103,10 +101,7 @@ impl MaskConfig {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(Error::config(
-                    format!("mask.{f}"),
-                    format!("{v} is not a finite non-negative number"),
-                ))
+                Err(Error::config(format!("mask.{f}"), format!("{v} is not a finite non-negative number")))
             }
         };
         nonneg("gate_sigma", self.gate_sigma)?;
@@ -116,25 +111,15 @@ impl MaskConfig {
             return Err(Error::config("mask.lr", "must be positive"));
         }
         if self.preference.iter().any(|p| !(p.is_finite() && *p > 0.0)) {
-            return Err(Error::config(
-                "mask.preference",
-                "both entries must be positive",
-            ));
+            return Err(Error::config("mask.preference", "both entries must be positive"));
         }
-        for (f, v) in [
-            ("epochs", self.epochs),
-            ("batch_size", self.batch_size),
-            ("negatives", self.negatives),
-        ] {
+        for (f, v) in [("epochs", self.epochs), ("batch_size", self.batch_size), ("negatives", self.negatives)] {
             if v == 0 {
                 return Err(Error::config(format!("mask.{f}"), "must be ≥ 1"));
             }
         }
         if self.batch_size < 2 && self.penalty == PenaltyKind::Irmv1 {
-            return Err(Error::config(
-                "mask.batch_size",
-                "IRMv1's two-half estimator needs at least 2",
-            ));
+            return Err(Error::config("mask.batch_size", "IRMv1's two-half estimator needs at least 2"));
         }
         Ok(())
     }
@@ -152,11 +137,7 @@ pub struct Mask {
 impl Mask {
     /// Creates μ under `p` (variable `mu`), initialised so every weight starts at ½.
     pub fn new(p: &nn::Path, dim: usize, kind: MaskKind, sigma: f64) -> Self {
-        Mask {
-            mu: p.var("mu", &[dim as i64], nn::Init::Const(0.0)),
-            kind,
-            sigma,
-        }
+        Mask { mu: p.var("mu", &[dim as i64], nn::Init::Const(0.0)), kind, sigma }
     }
 
     /// Mask weights in [0, 1]; the gate adds noise when `train`.
@@ -164,11 +145,7 @@ impl Mask {
         match self.kind {
             MaskKind::Sigmoid => self.mu.sigmoid(),
             MaskKind::Gate => {
-                let noise = if train {
-                    self.mu.randn_like() * self.sigma
-                } else {
-                    self.mu.zeros_like()
-                };
+                let noise = if train { self.mu.randn_like() * self.sigma } else { self.mu.zeros_like() };
                 (&self.mu + 0.5 + noise).clamp(0.0, 1.0)
             }
         }
@@ -190,18 +167,9 @@ pub struct MaskEpochLog {
     pub density: BTreeMap<String, f64>,
 }
 
-fn risk(
-    users: &Tensor,
-    items: &Tensor,
-    u: &Tensor,
-    pos: &Tensor,
-    neg: &Tensor,
-    scale: &Tensor,
-) -> Tensor {
+fn risk(users: &Tensor, items: &Tensor, u: &Tensor, pos: &Tensor, neg: &Tensor, scale: &Tensor) -> Tensor {
     let pu = users.index_select(0, u);
-    let sp =
-        (&pu * items.index_select(0, pos)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
-            * scale;
+    let sp = (&pu * items.index_select(0, pos)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) * scale;
     let sn = items
         .index_select(0, &neg.reshape([-1]))
         .reshape([neg.size()[0], neg.size()[1], -1])
@@ -209,18 +177,11 @@ fn risk(
         .squeeze_dim(2)
         * scale;
     sp.binary_cross_entropy_with_logits::<&Tensor>(&sp.ones_like(), None, None, Reduction::Mean)
-        + sn.binary_cross_entropy_with_logits::<&Tensor>(
-            &sn.zeros_like(),
-            None,
-            None,
-            Reduction::Mean,
-        )
+        + sn.binary_cross_entropy_with_logits::<&Tensor>(&sn.zeros_like(), None, None, Reduction::Mean)
 }
 
 fn grad_of(y: &Tensor, x: &Tensor, create_graph: bool) -> Tensor {
-    Tensor::run_backward(&[y], &[x], true, create_graph)
-        .pop()
-        .expect("one input gives one gradient")
+    Tensor::run_backward(&[y], &[x], true, create_graph).pop().expect("one input gives one gradient")
 }
 
 /// Trains the mask (and the backbone's content projection `backbone.proj`) with every other
@@ -243,39 +204,13 @@ pub fn train_mask(
     let vars = vs.variables();
     let proj = vars
         .get("backbone.proj")
-        .ok_or_else(|| {
-            Error::config(
-                "backbone",
-                "mask learning needs a content projection variable 'backbone.proj'",
-            )
-        })?
+        .ok_or_else(|| Error::config("backbone", "mask learning needs a content projection variable 'backbone.proj'"))?
         .shallow_clone();
     let trainable: HashSet<String> = ["mask.mu".to_string(), "backbone.proj".to_string()].into();
-    let frozen: HashSet<String> = vars
-        .keys()
-        .filter(|k| !trainable.contains(*k))
-        .cloned()
-        .collect();
-    let mut opt = Adam::new(
-        vs,
-        &[(
-            "",
-            GroupHyper {
-                lr: cfg.lr,
-                weight_decay: 0.0,
-            },
-        )],
-        &frozen,
-    );
+    let frozen: HashSet<String> = vars.keys().filter(|k| !trainable.contains(*k)).cloned().collect();
+    let mut opt = Adam::new(vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &frozen);
     let env_positions: Vec<Vec<usize>> = (0..envs.n_envs)
-        .map(|e| {
-            envs.labels
-                .iter()
-                .enumerate()
-                .filter(|(_, &l)| l as usize == e)
-                .map(|(p, _)| p)
-                .collect()
-        })
+        .map(|e| envs.labels.iter().enumerate().filter(|(_, &l)| l as usize == e).map(|(p, _)| p).collect())
         .filter(|v: &Vec<usize>| v.len() >= 2)
         .collect();
     if env_positions.len() < 2 {
@@ -298,9 +233,7 @@ pub fn train_mask(
             let mut penalties = Vec::new();
             let mut proj_grads = Vec::new();
             for pos in &env_positions {
-                let picks: Vec<usize> = (0..cfg.batch_size)
-                    .map(|_| pos[rng.gen_range(0..pos.len())])
-                    .collect();
+                let picks: Vec<usize> = (0..cfg.batch_size).map(|_| pos[rng.gen_range(0..pos.len())]).collect();
                 let b = make_batch(train, &picks, sampler, cfg.negatives, rng.gen(), device);
                 let r = risk(&users, &items, &b.users, &b.pos_items, &b.neg_items, &scale);
                 match cfg.penalty {
@@ -349,11 +282,7 @@ pub fn train_mask(
                     module: "mask".into(),
                     epoch,
                     step,
-                    what: if le.is_finite() {
-                        "L_IRM".into()
-                    } else {
-                        "L_ERM".into()
-                    },
+                    what: if le.is_finite() { "L_IRM".into() } else { "L_ERM".into() },
                 });
             }
             let (w_erm, w_irm, alpha) = match cfg.weighting {
@@ -363,22 +292,14 @@ pub fn train_mask(
                     let g1 = Tensor::run_backward(&[&l_erm], &params, true, false);
                     let g2 = Tensor::run_backward(&[&l_irm], &params, true, false);
                     let dot = |a: &[Tensor], b: &[Tensor]| {
-                        a.iter()
-                            .zip(b)
-                            .map(|(x, y)| (x * y).sum(Kind::Double).double_value(&[]))
-                            .sum::<f64>()
+                        a.iter().zip(b).map(|(x, y)| (x * y).sum(Kind::Double).double_value(&[])).sum::<f64>()
                     };
                     let (g11, g12, g22) = (dot(&g1, &g1), dot(&g1, &g2), dot(&g2, &g2));
                     let s1 = cfg.normalization.scale(g11, le) / cfg.preference[0];
                     let s2 = cfg.normalization.scale(g22, li) / cfg.preference[1];
                     let gram = Array2::from_shape_vec(
                         (2, 2),
-                        vec![
-                            g11 / (s1 * s1),
-                            g12 / (s1 * s2),
-                            g12 / (s1 * s2),
-                            g22 / (s2 * s2),
-                        ],
+                        vec![g11 / (s1 * s1), g12 / (s1 * s2), g12 / (s1 * s2), g22 / (s2 * s2)],
                     )
                     .expect("2×2");
                     let sol = min_norm_point(&gram, 100, 1e-9);
@@ -395,33 +316,21 @@ pub fn train_mask(
             le_sum += le;
             li_sum += li;
             if signal::stop_requested() {
-                return Err(Error::Interrupted(format!(
-                    "mask learning stopped at epoch {epoch}, step {step}"
-                )));
+                return Err(Error::Interrupted(format!("mask learning stopped at epoch {epoch}, step {step}")));
             }
         }
-        let mv: Vec<f32> = Vec::<f32>::try_from(mask.values(false).to_device(tch::Device::Cpu))
-            .map_err(Error::from)?;
+        let mv: Vec<f32> = Vec::<f32>::try_from(mask.values(false).to_device(tch::Device::Cpu)).map_err(Error::from)?;
         let density = modalities
             .modalities()
             .iter()
             .enumerate()
             .map(|(k, md)| {
                 let r = modalities.modality_range(k);
-                (
-                    md.name.clone(),
-                    mv[r.clone()].iter().map(|&x| x as f64).sum::<f64>() / r.len().max(1) as f64,
-                )
+                (md.name.clone(), mv[r.clone()].iter().map(|&x| x as f64).sum::<f64>() / r.len().max(1) as f64)
             })
             .collect();
         let n = steps as f64;
-        logs.push(MaskEpochLog {
-            epoch,
-            alpha: a_sum / n,
-            loss_erm: le_sum / n,
-            loss_irm: li_sum / n,
-            density,
-        });
+        logs.push(MaskEpochLog { epoch, alpha: a_sum / n, loss_erm: le_sum / n, loss_irm: li_sum / n, density });
     }
     Ok(logs)
 }

@@ -77,7 +77,7 @@ impl Default for BackboneConfig {
             w3: 1e-6,
             w4: 1.0,
             negative_weight: 10.0,
-            l2: 1e-4,
+            l2: 3e-3,
             layers: 2,
             item_item_k: 0,
             item_item_lambda: 0.5,
@@ -378,7 +378,8 @@ impl Backbone for Mf {
     }
 
     fn negatives_per_positive(&self) -> usize {
-        1
+        // BPR averaged over several negatives per positive
+        self.cfg.negatives
     }
 
     fn cold_start(&self) -> ColdStartLayout {

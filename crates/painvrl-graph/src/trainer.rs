@@ -48,7 +48,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 30,
             batch_size: 1024,
-            lr: 1e-2,
+            lr: 5e-3,
             lr_content: 1e-3,
             weight_decay: 0.0,
             weight_decay_content: 0.0,

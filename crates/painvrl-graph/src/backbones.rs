@@ -143,17 +143,16 @@ impl Embeddings {
         }
     }
 
-    /// Item representations [q_i ; W c_i] of `items` (any shape), shape `items.shape + [d]`.
-    fn items(&self, items: &Tensor, content: &Tensor) -> Tensor {
-        let shape = items.size();
-        let flat = items.reshape([-1]);
-        let q = self.item.index_select(0, &flat);
-        let c = content.index_select(0, &flat).matmul(&self.proj);
-        let mut out_shape = shape.clone();
-        out_shape.push(-1);
-        Tensor::cat(&[q, c], 1).reshape(out_shape.as_slice())
+    /// Rows of `all` (from [`Embeddings::all_items`]) for `items` of any shape: `items.shape + [d]`.
+    /// Projecting the whole catalogue once per step and gathering is far cheaper than projecting
+    /// the content of every sampled negative.
+    fn gather(all: &Tensor, items: &Tensor) -> Tensor {
+        let mut shape = items.size();
+        shape.push(-1);
+        all.index_select(0, &items.reshape([-1])).reshape(shape.as_slice())
     }
 
+    /// All item representations [q_i ; W c_i], `[n_items, id_dim + content_dim]`.
     fn all_items(&self, content: &Tensor) -> Tensor {
         Tensor::cat(&[self.item.shallow_clone(), content.matmul(&self.proj)], 1)
     }
@@ -208,9 +207,10 @@ impl Backbone for UltraGcn {
 
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
         let c = &self.cfg;
+        let all = self.emb.all_items(content);
         let pu = self.emb.user.index_select(0, &b.users);
-        let ep = self.emb.items(&b.pos_items, content);
-        let en = self.emb.items(&b.neg_items, content);
+        let ep = Embeddings::gather(&all, &b.pos_items);
+        let en = Embeddings::gather(&all, &b.neg_items);
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
         let bu = self.beta_u.index_select(0, &b.users);
@@ -229,7 +229,7 @@ impl Backbone for UltraGcn {
             // item–item constraint: pull users towards the co-occurrence neighbours of their positives
             let nb = idx.index_select(0, &b.pos_items);
             let nw = w.index_select(0, &b.pos_items);
-            let en = self.emb.items(&nb, content);
+            let en = Embeddings::gather(&all, &nb);
             let s = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
             let ii =
                 (s.log_sigmoid().neg() * nw).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
@@ -276,8 +276,9 @@ impl LightGcn {
         }
     }
 
-    fn propagate(&self, content: &Tensor) -> (Tensor, Tensor) {
-        let base = Tensor::cat(&[self.emb.user.shallow_clone(), self.emb.all_items(content)], 0);
+    /// Layer-mean user and item embeddings from the layer-0 item representations `all`.
+    fn propagate(&self, all: &Tensor) -> (Tensor, Tensor) {
+        let base = Tensor::cat(&[self.emb.user.shallow_clone(), all.shallow_clone()], 0);
         let mut layer = base.shallow_clone();
         let mut sum = base;
         for _ in 0..self.cfg.layers {
@@ -296,7 +297,8 @@ impl Backbone for LightGcn {
     }
 
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
-        let (u, i) = self.propagate(content);
+        let all = self.emb.all_items(content);
+        let (u, i) = self.propagate(&all);
         let pu = u.index_select(0, &b.users);
         let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let neg = i
@@ -305,14 +307,14 @@ impl Backbone for LightGcn {
             .bmm(&pu.unsqueeze(2))
             .squeeze_dim(2);
         let reg = (self.emb.user.index_select(0, &b.users).square().sum(Kind::Float)
-            + self.emb.items(&b.pos_items, content).square().sum(Kind::Float)
-            + self.emb.items(&b.neg_items, content).square().sum(Kind::Float))
+            + Embeddings::gather(&all, &b.pos_items).square().sum(Kind::Float)
+            + Embeddings::gather(&all, &b.neg_items).square().sum(Kind::Float))
             / b.users.size()[0] as f64;
         bpr(&pos, &neg) + reg * self.cfg.l2
     }
 
     fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
-        self.propagate(content)
+        self.propagate(&self.emb.all_items(content))
     }
 
     fn negatives_per_positive(&self) -> usize {
@@ -356,9 +358,10 @@ impl Backbone for Mf {
     }
 
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
+        let all = self.emb.all_items(content);
         let pu = self.emb.user.index_select(0, &b.users);
-        let ep = self.emb.items(&b.pos_items, content);
-        let en = self.emb.items(&b.neg_items, content);
+        let ep = Embeddings::gather(&all, &b.pos_items);
+        let en = Embeddings::gather(&all, &b.neg_items);
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
             + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
         let neg_bias = self.bias.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice());

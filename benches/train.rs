@@ -1,0 +1,50 @@
+//! One UltraGCN training epoch on the bundled TikTok data (ERM, all features), and one
+//! mask-learning epoch (IRMv1, Pareto weights, 10 random environments), on CPU.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use painvrl::core::{EnvironmentInference, UserItems};
+use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
+use painvrl::env::RandomEnvironments;
+use painvrl::graph::{build_backbone, fit, BackboneConfig, TrainConfig, TrainData, TrainGraph};
+use painvrl::mask::{train_mask, Mask, MaskConfig, MaskKind};
+use std::collections::HashSet;
+use std::path::Path;
+use tch::{nn::VarStore, Device};
+
+fn benches(c: &mut Criterion) {
+    tch::set_num_threads(std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1));
+    let (ds, _) =
+        load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiktok"), &LoadOptions::default()).unwrap();
+    let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
+    let sampler = NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
+    let val = UserItems::build(ds.n_users, &[&ds.val]);
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val };
+    let x = ds.features.to_tensor(Device::Cpu);
+    let content = || x.shallow_clone();
+    let mut g = c.benchmark_group("tiktok");
+    g.sample_size(10);
+    g.bench_function("ultragcn_epoch_with_validation", |b| {
+        b.iter(|| {
+            let mut vs = VarStore::new(Device::Cpu);
+            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &BackboneConfig::default())
+                .unwrap();
+            let cfg = TrainConfig { epochs: 1, progress: false, ..Default::default() };
+            fit("bench", &mut vs, bb.as_ref(), &content, &data, &cfg, 0, &HashSet::new(), None, None).unwrap()
+        })
+    });
+    let envs = RandomEnvironments { n_envs: 10 }.infer(&ds, None, 0).unwrap();
+    g.bench_function("mask_epoch_irmv1_pareto_e10", |b| {
+        b.iter(|| {
+            let vs = VarStore::new(Device::Cpu);
+            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &BackboneConfig::default())
+                .unwrap();
+            let mask = Mask::new(&(vs.root() / "mask"), ds.features.dim(), MaskKind::Sigmoid, 0.01);
+            let cfg = MaskConfig { epochs: 1, ..Default::default() };
+            train_mask(&vs, bb.as_ref(), &mask, &x, &ds.features, &ds.train, &envs, &sampler, &cfg, 0).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(train_benches, benches);
+criterion_main!(train_benches);

@@ -53,6 +53,18 @@ pub struct Report {
 /// Trains and evaluates `cfg.method` on `ds`. With `out`, checkpoints, the epoch log and
 /// `report.json` are written there (atomically); `resume` continues an interrupted run.
 pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Result<Report> {
+    run_with(ds, cfg, out, resume, None)
+}
+
+/// [`run`] with a caller-supplied environment-inference method (any [`EnvironmentInference`],
+/// e.g. given labels); `None` picks the one `cfg.method` implies.
+pub fn run_with(
+    ds: &Dataset,
+    cfg: &Config,
+    out: Option<&Path>,
+    resume: bool,
+    inference: Option<Box<dyn EnvironmentInference>>,
+) -> Result<Report> {
     cfg.validate(ds.n_items)?;
     ds.validate()?;
     let t_all = Instant::now();
@@ -115,9 +127,10 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
         };
     } else {
         let mut mcfg = cfg.mask.clone();
-        let mut inference: Box<dyn EnvironmentInference> = match cfg.method {
-            Method::PainvrlRandomEnvs => Box::new(RandomEnvironments { n_envs: cfg.envs.n_envs }),
-            _ => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
+        let mut inference: Box<dyn EnvironmentInference> = match (inference, cfg.method) {
+            (Some(given), _) => given,
+            (None, Method::PainvrlRandomEnvs) => Box::new(RandomEnvironments { n_envs: cfg.envs.n_envs }),
+            (None, _) => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
         };
         match cfg.method {
             Method::Invrl => {

@@ -24,7 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             None
         };
-        let r = painvrl::pipeline::run_with(&syn.dataset, &cfg, None, false, given)?;
+        let parts = painvrl::pipeline::Components { inference: given, ..Default::default() };
+        let r = painvrl::pipeline::run_with(&syn.dataset, &cfg, None, false, parts)?;
         let auc = if r.mask.is_empty() { f64::NAN } else { roc_auc(&r.mask, &syn.invariant_mask) };
         println!(
             "{:<24} {:>10.4} {:>10.4} {:>9.3} {:>9.1}",

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod pipeline;
+pub mod plots;
 pub mod recommender;
 
 pub use painvrl_convert as convert;

@@ -4,7 +4,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
-use painvrl::data::{describe, load_dir, ood_by_popularity, write_dataset, LoadOptions};
+use painvrl::data::tsv::read_ratings;
+use painvrl::data::{
+    describe, load_dir, load_features, ood_by_popularity, ood_by_time, split_per_user, write_dataset, LoadOptions,
+    SplitStrategy,
+};
 use painvrl::graph::BackboneKind;
 use std::path::PathBuf;
 
@@ -91,7 +95,23 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Fraction of the test split moved to test_ood.
+        /// How rating logs are split per user: temporal or random.
+        #[arg(long, default_value = "temporal")]
+        split: String,
+        /// Validation fraction per user (rating logs).
+        #[arg(long, default_value_t = 0.1)]
+        val_fraction: f64,
+        /// Test fraction per user (rating logs).
+        #[arg(long, default_value_t = 0.1)]
+        test_fraction: f64,
+        /// Ratings at or above this are positives (rating logs).
+        #[arg(long, default_value_t = 4.0)]
+        rating_threshold: f32,
+        /// OOD test construction: popularity (from the test split), temporal (the latest
+        /// interactions of a rating log), or none.
+        #[arg(long, default_value = "popularity")]
+        ood: String,
+        /// Fraction moved to test_ood.
         #[arg(long, default_value_t = 0.5)]
         ood_fraction: f64,
         /// At most this many OOD interactions per item.
@@ -158,11 +178,67 @@ fn real_main() -> Result<()> {
             let (ds, report) = load_dir(&data, &LoadOptions::default())?;
             println!("{}\n{}", ds.summary(), describe(&report));
         }
-        Command::Split { data, out, ood_fraction, cap_per_item, seed } => {
-            let (mut ds, _) = load_dir(&data, &LoadOptions { l2_normalize: false, ..Default::default() })?;
-            let info = ood_by_popularity(&mut ds, ood_fraction, cap_per_item, seed)?;
-            write_dataset(&out, &ds, Some(&info))?;
-            println!("wrote {} ({} OOD test interactions)", out.display(), info.size);
+        Command::Split {
+            data,
+            out,
+            split,
+            val_fraction,
+            test_fraction,
+            rating_threshold,
+            ood,
+            ood_fraction,
+            cap_per_item,
+            seed,
+        } => {
+            let strategy = match split.as_str() {
+                "temporal" => SplitStrategy::Temporal,
+                "random" => SplitStrategy::Random,
+                other => bail!("--split '{other}' is not one of temporal, random"),
+            };
+            let opts = LoadOptions {
+                l2_normalize: false,
+                split: strategy,
+                val_fraction,
+                test_fraction,
+                rating_threshold,
+                seed,
+            };
+            let (ds, info) = match ood.as_str() {
+                "popularity" => {
+                    let (mut ds, _) = load_dir(&data, &opts)?;
+                    let info = ood_by_popularity(&mut ds, ood_fraction, cap_per_item, seed)?;
+                    (ds, Some(info))
+                }
+                "none" => (load_dir(&data, &opts)?.0, None),
+                "temporal" => {
+                    let log = data.join("interactions.tsv");
+                    if !log.exists() {
+                        bail!("--ood temporal needs a rating log with timestamps ({} not found)", log.display());
+                    }
+                    let ratings: Vec<_> =
+                        read_ratings(&log)?.into_iter().filter(|r| r.rating >= rating_threshold).collect();
+                    let (rest, test_ood, info) = ood_by_time(&ratings, ood_fraction)?;
+                    let s = split_per_user(&rest, strategy, val_fraction, test_fraction, seed)?;
+                    let features = load_features(&data, false)?;
+                    let n_users = ratings.iter().map(|r| r.user as usize + 1).max().unwrap_or(0);
+                    let name = data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let ds = painvrl::core::Dataset {
+                        name,
+                        n_users,
+                        n_items: features.n_items(),
+                        train: s.train,
+                        val: s.val,
+                        test: s.test,
+                        test_ood: Some(test_ood),
+                        features,
+                    };
+                    ds.validate()?;
+                    (ds, Some(info))
+                }
+                other => bail!("--ood '{other}' is not one of popularity, temporal, none"),
+            };
+            write_dataset(&out, &ds, info.as_ref())?;
+            println!("wrote {}: {}", out.display(), ds.summary());
         }
         Command::Train { data, method, backbone, config, seed, device, epochs, out, force, resume } => {
             let mut cfg = match &config {

@@ -7,7 +7,7 @@ use crate::recommender::{save_model, TrainedModel};
 use painvrl_convert::{variant, Converter, Fusion};
 use painvrl_core::eval::{evaluate, EmbeddingScorer};
 use painvrl_core::io::{write_atomic, write_json_atomic};
-use painvrl_core::{Dataset, DatasetCounts, EnvironmentInference, Error, Modality, Result, UserItems};
+use painvrl_core::{Backbone, Dataset, DatasetCounts, EnvironmentInference, Error, Modality, Result, UserItems};
 use painvrl_data::NegativeSampler;
 use painvrl_env::{HeterogeneousIdentification, RandomEnvironments};
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
-use tch::nn::VarStore;
+use tch::nn::{self, VarStore};
 use tch::Tensor;
 
 /// Everything a run reports; written as `report.json`.
@@ -53,18 +53,27 @@ pub struct Report {
 /// Trains and evaluates `cfg.method` on `ds`. With `out`, checkpoints, the epoch log and
 /// `report.json` are written there (atomically); `resume` continues an interrupted run.
 pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Result<Report> {
-    run_with(ds, cfg, out, resume, None)
+    run_with(ds, cfg, out, resume, Components::default())
 }
 
-/// [`run`] with a caller-supplied environment-inference method (any [`EnvironmentInference`],
-/// e.g. given labels); `None` picks the one `cfg.method` implies.
-pub fn run_with(
-    ds: &Dataset,
-    cfg: &Config,
-    out: Option<&Path>,
-    resume: bool,
-    inference: Option<Box<dyn EnvironmentInference>>,
-) -> Result<Report> {
+/// Builds a backbone under a `VarStore` path for a training graph and a content width. A
+/// backbone used with the invariant methods must name its content projection `proj`.
+pub type BackboneFactory<'a> = &'a dyn Fn(&nn::Path, &TrainGraph, usize) -> Result<Box<dyn Backbone>>;
+
+/// Caller-supplied parts of the pipeline; `None` takes what the configuration implies.
+#[derive(Default)]
+pub struct Components<'a> {
+    /// Environment inference (e.g. given labels).
+    pub inference: Option<Box<dyn EnvironmentInference>>,
+    /// Backbone factory (your own recommender).
+    pub backbone: Option<BackboneFactory<'a>>,
+}
+
+/// [`run`] with caller-supplied components: any [`EnvironmentInference`] and any [`Backbone`].
+pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, parts: Components) -> Result<Report> {
+    let Components { inference, backbone } = parts;
+    let default_factory = |p: &nn::Path, g: &TrainGraph, c: usize| build_backbone(p, g, c, &cfg.backbone);
+    let make: BackboneFactory = backbone.unwrap_or(&default_factory);
     cfg.validate(ds.n_items)?;
     ds.validate()?;
     let t_all = Instant::now();
@@ -83,7 +92,7 @@ pub fn run_with(
     // ERM pre-training on all features
     let t = Instant::now();
     let mut vs0 = VarStore::new(device);
-    let pre = build_backbone(&(vs0.root() / "backbone"), &graph, ds.features.dim(), &cfg.backbone)?;
+    let pre = make(&(vs0.root() / "backbone"), &graph, ds.features.dim())?;
     let raw = || features.shallow_clone();
     let mut pre_cfg = cfg.train.clone();
     if cfg.method != Method::Erm {
@@ -180,7 +189,7 @@ pub fn run_with(
             _ => cfg.fusion,
         };
         let converter = Converter::new(&(vs1.root() / "convert"), ds.features.dim(), cfg.convert_dim, fusion)?;
-        let fin = build_backbone(&(vs1.root() / "backbone"), &graph, cfg.convert_dim, &cfg.backbone)?;
+        let fin = make(&(vs1.root() / "backbone"), &graph, cfg.convert_dim)?;
         let content = || converter.encode(&features, &m);
         let outcome = fit(
             "final",
@@ -222,6 +231,7 @@ pub fn run_with(
         }
         write_atomic(&dir.join("epochs.jsonl"), &log)?;
         save_model(dir, &report.method, &report.backbone, ds, &model)?;
+        crate::plots::write_run_plots(dir, &report, &history)?;
         write_json_atomic(&dir.join("report.json"), &report)?;
     }
     Ok(report)

@@ -49,6 +49,12 @@ fn every_method_writes_a_complete_report() {
         let back: painvrl::pipeline::Report = serde_json::from_str(&text).unwrap();
         assert_eq!(back.metrics, r.metrics);
         assert!(dir.path().join("epochs.jsonl").exists());
+        let plots: &[&str] =
+            if method == Method::Erm { &["curves.svg"] } else { &["curves.svg", "mask.svg", "pareto.svg"] };
+        for p in plots {
+            let svg = std::fs::read_to_string(dir.path().join(p)).unwrap();
+            assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{p}");
+        }
     }
 }
 
@@ -113,4 +119,25 @@ fn cli_info_prints_the_summary() {
     let o = cli().args(["info", "--data", concat!(env!("CARGO_MANIFEST_DIR"), "/data/tiktok")]).output().unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && s.contains("9308 users") && s.contains("6710 items"), "{s}");
+}
+
+#[test]
+fn cli_split_writes_a_canonical_directory_that_loads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ml = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ml-latest-small");
+    for (ood, extra) in [("temporal", vec!["--split", "random"]), ("popularity", vec![]), ("none", vec![])] {
+        let out = tmp.path().join(ood);
+        let o = cli().args(["split", "--data", ml, "--ood", ood]).args(&extra).arg("--out").arg(&out).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (ds, report) = painvrl::data::load_dir(&out, &Default::default()).unwrap();
+        assert_eq!(report.layout, "canonical");
+        assert_eq!(ds.n_items, 9724);
+        assert_eq!(ds.test_ood.is_some(), ood != "none", "{ood}");
+        if ood != "none" {
+            assert!(out.join("test_ood.json").exists());
+        }
+    }
+    let o =
+        cli().args(["split", "--data", ml, "--ood", "sideways", "--out"]).arg(tmp.path().join("x")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--ood"));
 }

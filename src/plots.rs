@@ -1,0 +1,84 @@
+//! SVG plots of a run: training curves, the mask per modality and the Pareto weight trajectory.
+
+use crate::pipeline::Report;
+use painvrl_core::io::write_atomic;
+use painvrl_core::{Error, Result};
+use painvrl_graph::EpochLog;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One named line of (x, y) points.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// Draws line series into an SVG file, atomically.
+pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+    let pts = series.iter().flat_map(|s| s.1.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in pts.filter(|p| p.0.is_finite() && p.1.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-9);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, 480)).into_drawing_area();
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
+            for (k, (name, points)) in series.iter().enumerate() {
+                let color = Palette99::pick(k).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
+/// Writes `curves.svg`, and for invariant methods `mask.svg` and `pareto.svg`, into `dir`.
+pub fn write_run_plots(dir: &Path, report: &Report, history: &[EpochLog]) -> Result<()> {
+    let mut curves: Vec<Series> = Vec::new();
+    let mut modules: Vec<&str> = history.iter().map(|h| h.module.as_str()).collect();
+    modules.dedup();
+    for m in modules {
+        let of = || history.iter().filter(move |h| h.module == m);
+        curves.push((format!("{m} loss"), of().map(|h| (h.epoch as f64, h.loss)).collect()));
+        let val: Vec<(f64, f64)> =
+            of().filter_map(|h| h.val.as_ref().and_then(|v| v.get("ndcg@20")).map(|&v| (h.epoch as f64, v))).collect();
+        if !val.is_empty() {
+            curves.push((format!("{m} val ndcg@20"), val));
+        }
+    }
+    line_plot(&dir.join("curves.svg"), "training curves", "epoch", "value", &curves)?;
+    if !report.mask.is_empty() {
+        let mut start = 0;
+        let mut per_modality = Vec::new();
+        for m in &report.modalities {
+            let pts = (0..m.dim).map(|d| (d as f64, report.mask[start + d] as f64)).collect();
+            per_modality.push((m.name.clone(), pts));
+            start += m.dim;
+        }
+        line_plot(&dir.join("mask.svg"), "invariant mask per modality", "dimension", "mask weight", &per_modality)?;
+        let alpha =
+            vec![("α on L_ERM".to_string(), report.pareto.iter().enumerate().map(|(e, &a)| (e as f64, a)).collect())];
+        line_plot(&dir.join("pareto.svg"), "Pareto weight per mask epoch", "mask epoch", "α", &alpha)?;
+    }
+    Ok(())
+}

@@ -81,6 +81,30 @@ enum Command {
         #[arg(long)]
         export: Option<PathBuf>,
     },
+    /// Evaluate a finished run on a dataset's val, test and test_ood splits.
+    Eval {
+        /// Run directory written by `train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Dataset directory with the same users and items.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Sweep PaInvRL's preference between the IID and OOD objectives and plot the front.
+    Pareto {
+        /// Dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Output directory (front.json, front.svg).
+        #[arg(long)]
+        out: PathBuf,
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Number of preference vectors between the objectives.
+        #[arg(long, default_value_t = 5)]
+        points: usize,
+    },
     /// Print a dataset's one-screen summary.
     Info {
         /// Dataset directory.
@@ -173,6 +197,86 @@ fn real_main() -> Result<()> {
                     }
                 }
             }
+        }
+        Command::Eval { run, data } => {
+            let rec = painvrl::recommender::Recommender::load(&run, tch::Device::Cpu)?;
+            let (ds, _) = load_dir(&data, &LoadOptions::default())?;
+            let m = rec.manifest();
+            if ds.n_users > m.n_users || ds.n_items != m.n_items {
+                bail!(
+                    "{} has {} users × {} items; the model was trained on {} × {}",
+                    data.display(),
+                    ds.n_users,
+                    ds.n_items,
+                    m.n_users,
+                    m.n_items
+                );
+            }
+            let n = m.n_users;
+            let idx = |lists: &[&painvrl::core::Interactions]| painvrl::core::UserItems::build(n, lists);
+            let mut out = serde_json::Map::new();
+            let mut splits = vec![
+                ("val", idx(&[&ds.val]), idx(&[&ds.train])),
+                ("test", idx(&[&ds.test]), idx(&[&ds.train, &ds.val])),
+            ];
+            if let Some(o) = &ds.test_ood {
+                splits.push(("test_ood", idx(&[o]), idx(&[&ds.train, &ds.val, &ds.test])));
+            }
+            for (name, rel, seen) in splits {
+                let r = painvrl::core::evaluate(&rec.scorer(), &rel, &[&seen], &Default::default())?;
+                out.insert(name.into(), serde_json::to_value(&r)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Pareto { data, out, config, points } => {
+            let base = match &config {
+                Some(p) => Config::from_toml_file(p)?,
+                None => Config::default(),
+            };
+            if points < 2 {
+                bail!("--points must be at least 2");
+            }
+            let (mut ds, _) = load_dir(&data, &LoadOptions::default())?;
+            base.validate(ds.n_items)?;
+            if ds.test_ood.is_none() {
+                ood_by_popularity(&mut ds, base.ood.fraction, base.ood.cap_per_item, base.seed)?;
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut rows = Vec::new();
+            let mut run = |label: String, cfg: Config| -> Result<()> {
+                let r = painvrl::pipeline::run(&ds, &cfg, None, false)?;
+                let (iid, ood) = (r.metrics["test"]["recall@20"], r.metrics["test_ood"]["recall@20"]);
+                eprintln!("{label}: IID recall@20 {iid:.4}, OOD recall@20 {ood:.4}");
+                rows.push(serde_json::json!({ "label": label, "iid_recall@20": iid, "ood_recall@20": ood }));
+                Ok(())
+            };
+            run("erm".into(), Config { method: Method::Erm, ..base.clone() })?;
+            run("invrl".into(), Config { method: Method::Invrl, ..base.clone() })?;
+            for k in 0..points {
+                let w = 0.1 + 0.8 * k as f64 / (points - 1) as f64;
+                let mut cfg = Config { method: Method::Painvrl, ..base.clone() };
+                cfg.mask.preference = [w, 1.0 - w];
+                run(format!("painvrl pref [{w:.2}, {:.2}]", 1.0 - w), cfg)?;
+            }
+            painvrl::core::io::write_json_atomic(&out.join("front.json"), &rows)?;
+            let pts = |pred: &dyn Fn(&str) -> bool| -> Vec<(f64, f64)> {
+                rows.iter()
+                    .filter(|r| pred(r["label"].as_str().unwrap_or("")))
+                    .map(|r| (r["iid_recall@20"].as_f64().unwrap_or(0.0), r["ood_recall@20"].as_f64().unwrap_or(0.0)))
+                    .collect()
+            };
+            painvrl::plots::scatter_plot(
+                &out.join("front.svg"),
+                "IID vs OOD Recall@20",
+                "IID (test) recall@20",
+                "OOD (test_ood) recall@20",
+                &[
+                    ("erm".into(), pts(&|l| l == "erm")),
+                    ("invrl".into(), pts(&|l| l == "invrl")),
+                    ("painvrl (preference sweep)".into(), pts(&|l| l.starts_with("painvrl"))),
+                ],
+            )?;
+            println!("wrote {} and {}", out.join("front.json").display(), out.join("front.svg").display());
         }
         Command::Info { data } => {
             let (ds, report) = load_dir(&data, &LoadOptions::default())?;

@@ -52,6 +52,48 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     write_atomic(path, svg.as_bytes())
 }
 
+/// Draws point series (one colour each) into an SVG file, atomically.
+pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+    let all: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let bound = |f: fn(&(f64, f64)) -> f64| {
+        let lo = all.iter().map(f).fold(f64::INFINITY, f64::min);
+        let hi = all.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+        if lo.is_finite() {
+            (lo - (hi - lo).max(1e-3) * 0.1, hi + (hi - lo).max(1e-3) * 0.1)
+        } else {
+            (0.0, 1.0)
+        }
+    };
+    let ((x0, x1), (y0, y1)) = (bound(|p| p.0), bound(|p| p.1));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, 560)).into_drawing_area();
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(x0..x1, y0..y1)?;
+            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
+            for (k, (name, points)) in series.iter().enumerate() {
+                let color = Palette99::pick(k).to_rgba();
+                chart
+                    .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
 /// Writes `curves.svg`, and for invariant methods `mask.svg` and `pareto.svg`, into `dir`.
 pub fn write_run_plots(dir: &Path, report: &Report, history: &[EpochLog]) -> Result<()> {
     let mut curves: Vec<Series> = Vec::new();

@@ -179,6 +179,11 @@ impl Recommender {
         &self.manifest
     }
 
+    /// A full-ranking scorer over the model's vectors (for `painvrl_core::evaluate`).
+    pub fn scorer(&self) -> painvrl_core::EmbeddingScorer {
+        painvrl_core::EmbeddingScorer { users: self.users.shallow_clone(), items: self.items.shallow_clone() }
+    }
+
     /// Items in the catalogue, new items included.
     pub fn n_items(&self) -> usize {
         self.items.size()[0] as usize

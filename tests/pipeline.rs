@@ -141,3 +141,53 @@ fn cli_split_writes_a_canonical_directory_that_loads_back() {
         cli().args(["split", "--data", ml, "--ood", "sideways", "--out"]).arg(tmp.path().join("x")).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--ood"));
 }
+
+#[test]
+fn cli_eval_and_pareto_on_a_small_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    painvrl::data::write_dataset(&data, &synthetic(), None).unwrap();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "threads = 1\ndevice = \"cpu\"\npretrain_epochs = 1\n[train]\nepochs = 1\nprogress = false\n\
+         [envs]\nn_envs = 2\nmax_iterations = 1\nepochs = 1\n[mask]\nepochs = 1\nbatch_size = 32\n[backbone]\nnegatives = 4\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let o = cli()
+        .args(["train", "--method", "erm", "--data"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli().args(["eval", "--run"]).arg(&run).arg("--data").arg(&data).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    // re-evaluating the saved vectors gives the numbers the run reported
+    for split in ["val", "test", "test_ood"] {
+        let (a, b) = (v[split]["recall@20"].as_f64().unwrap(), report["metrics"][split]["recall@20"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{split}: {a} vs {b}");
+    }
+    let front = tmp.path().join("front");
+    let o = cli()
+        .args(["pareto", "--points", "2", "--data"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&front)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(front.join("front.json")).unwrap()).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(std::fs::read_to_string(front.join("front.svg")).unwrap().contains("</svg>"));
+}

@@ -23,6 +23,9 @@ fn benches(c: &mut Criterion) {
     let content = || x.shallow_clone();
     let mut g = c.benchmark_group("tiktok");
     g.sample_size(10);
+    g.throughput(criterion::Throughput::Elements(ds.train.len() as u64 * 50));
+    g.bench_function("negative_sampling_50_per_interaction", |b| b.iter(|| sampler.sample(&ds.train.users, 50, 7)));
+    g.throughput(criterion::Throughput::Elements(1));
     g.bench_function("ultragcn_epoch_with_validation", |b| {
         b.iter(|| {
             let mut vs = VarStore::new(Device::Cpu);

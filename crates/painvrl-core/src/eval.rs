@@ -83,6 +83,22 @@ impl BlockScorer for EmbeddingScorer {
 
 /// Ranks the whole catalogue for every user with relevant items and averages the metrics.
 ///
+/// ```
+/// use painvrl_core::{evaluate, EmbeddingScorer, EvalConfig, Interactions, UserItems};
+/// use tch::Tensor;
+/// // one user, three items scored 3, 2, 1; item 0 was seen in training, item 1 is relevant
+/// let scorer = EmbeddingScorer {
+///     users: Tensor::from_slice(&[1.0f32]).reshape([1, 1]),
+///     items: Tensor::from_slice(&[3.0f32, 2.0, 1.0]).reshape([3, 1]),
+/// };
+/// let train = UserItems::build(1, &[&Interactions::from_pairs([(0, 0)])]);
+/// let test = UserItems::build(1, &[&Interactions::from_pairs([(0, 1)])]);
+/// let cfg = EvalConfig { ks: vec![1], ..Default::default() };
+/// let m = evaluate(&scorer, &test, &[&train], &cfg)?;
+/// assert_eq!(m.get("recall", 1), Some(1.0)); // the seen item 0 is excluded
+/// # Ok::<(), painvrl_core::Error>(())
+/// ```
+///
 /// `relevant` holds the split's items per user; `seen` the splits whose items are excluded
 /// (train for validation; train + val for test; train + val + test for OOD test). A user with
 /// no training history (`seen[0]` empty) or whose relevant items were all seen is skipped and

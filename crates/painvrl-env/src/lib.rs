@@ -38,6 +38,9 @@ pub struct HeteroConfig {
     /// One preference model shared by all environments, which then differ only in an
     /// exposure term over content (`false`: InvRL's fully separate environment models).
     pub shared_preference: bool,
+    /// Train the E models as one stacked model (`false`: one after another, as InvRL does;
+    /// kept for comparison).
+    pub batched: bool,
 }
 
 impl Default for HeteroConfig {
@@ -53,6 +56,7 @@ impl Default for HeteroConfig {
             lr: 1e-2,
             warm_start: true,
             shared_preference: true,
+            batched: true,
         }
     }
 }
@@ -181,21 +185,34 @@ impl HeterogeneousIdentification {
     }
 
     /// Environment of each training interaction: the model that scores it highest.
-    fn assign(&self, models: &EnvModels, data: &Dataset, content: &Tensor) -> Vec<u32> {
-        let e = self.config.n_envs as i64;
+    /// Environment of each training interaction: the model that scores it highest (after its
+    /// exposure log-partition). `models` hold the E environments as stacked rows, in order.
+    fn assign(&self, models: &[EnvModels], data: &Dataset, content: &Tensor) -> Vec<u32> {
         let mut out = Vec::with_capacity(data.train.len());
         tch::no_grad(|| {
             // each environment's exposure is a distribution over the catalogue: subtract its
             // log-partition so that an environment with a larger exposure scale does not win
-            // every interaction (`[E, 1]`)
-            let log_z = content.matmul(&models.exposure.tr()).logsumexp([0i64].as_slice(), false).unsqueeze(1);
+            // every interaction (`[E_m, 1]` per model)
+            let log_z: Vec<Tensor> = models
+                .iter()
+                .map(|m| content.matmul(&m.exposure.tr()).logsumexp([0i64].as_slice(), false).unsqueeze(1))
+                .collect();
             for chunk in (0..data.train.len()).collect::<Vec<_>>().chunks(8192) {
                 let u: Vec<i64> = chunk.iter().map(|&p| data.train.users[p] as i64).collect();
                 let i: Vec<i64> = chunk.iter().map(|&p| data.train.items[p] as i64).collect();
                 let n = chunk.len() as i64;
-                let ut = Tensor::from_slice(&u).to_device(self.device).unsqueeze(0).expand([e, n], false).contiguous();
-                let it = Tensor::from_slice(&i).to_device(self.device).unsqueeze(0).expand([e, n], false).contiguous();
-                let best = (models.scores(&ut, &it, content) - &log_z).argmax(0, false).to_device(Device::Cpu);
+                let rows = |t: &[i64], e: i64| {
+                    Tensor::from_slice(t).to_device(self.device).unsqueeze(0).expand([e, n], false).contiguous()
+                };
+                let scores: Vec<Tensor> = models
+                    .iter()
+                    .zip(&log_z)
+                    .map(|(m, z)| {
+                        let e = m.exposure.size()[0];
+                        m.scores(&rows(&u, e), &rows(&i, e), content) - z
+                    })
+                    .collect();
+                let best = Tensor::cat(&scores, 0).argmax(0, false).to_device(Device::Cpu);
                 out.extend(Vec::<i64>::try_from(best).unwrap_or_default().into_iter().map(|x| x as u32));
             }
         });
@@ -246,28 +263,33 @@ impl EnvironmentInference for HeterogeneousIdentification {
         };
         let sampler = NegativeSampler::new(UserItems::build(data.n_users, &[&data.train]), data.n_items)?;
         let mut labels: Vec<u32> = (0..data.train.len()).map(|_| rng.gen_range(0..cfg.n_envs as u32)).collect();
-        let models = EnvModels::new(
-            cfg.n_envs,
-            cfg.shared_preference,
-            data.n_users,
-            content.size()[1] as usize,
-            cfg.dim,
-            self.device,
-        );
+        let c = content.size()[1] as usize;
+        let make = |e: usize| EnvModels::new(e, cfg.shared_preference, data.n_users, c, cfg.dim, self.device);
+        let models: Vec<EnvModels> =
+            if cfg.batched { vec![make(cfg.n_envs)] } else { (0..cfg.n_envs).map(|_| make(1)).collect() };
         if cfg.warm_start {
             // one shared model on all data, copied into every environment slot
-            let shared = EnvModels::new(1, true, data.n_users, content.size()[1] as usize, cfg.dim, self.device);
+            let shared = make(1);
             let all = vec![(0..data.train.len()).collect::<Vec<_>>()];
             self.train_models(&shared, data, &all, &content, &sampler, &mut rng);
             tch::no_grad(|| {
-                models.users.shallow_clone().copy_(&shared.users.expand_as(&models.users));
-                models.proj.shallow_clone().copy_(&shared.proj.expand_as(&models.proj));
+                for m in &models {
+                    m.users.shallow_clone().copy_(&shared.users.expand_as(&m.users));
+                    m.proj.shallow_clone().copy_(&shared.proj.expand_as(&m.proj));
+                    m.exposure.shallow_clone().copy_(&shared.exposure.expand_as(&m.exposure));
+                }
             });
         }
         let mut report = EnvironmentAssignment::from_labels(labels.clone(), cfg.n_envs);
         for it in 0..cfg.max_iterations {
             let envs = positions(&labels, cfg.n_envs);
-            self.train_models(&models, data, &envs, &content, &sampler, &mut rng);
+            if cfg.batched {
+                self.train_models(&models[0], data, &envs, &content, &sampler, &mut rng);
+            } else {
+                for (m, env) in models.iter().zip(&envs) {
+                    self.train_models(m, data, std::slice::from_ref(env), &content, &sampler, &mut rng);
+                }
+            }
             let mut next = self.assign(&models, data, &content);
             report.reseeded += reseed_empty(&mut next, cfg.n_envs, &mut rng);
             let changed = next.iter().zip(&labels).filter(|(a, b)| a != b).count() as f64 / labels.len().max(1) as f64;
@@ -370,6 +392,21 @@ mod tests {
         assert!((nmi(&[0, 0, 1, 1], &[1, 1, 0, 0]) - 1.0).abs() < 1e-12);
         // independent labelings have zero mutual information
         assert!(nmi(&[0, 0, 1, 1], &[0, 1, 0, 1]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sequential_and_batched_paths_both_assign_every_interaction() {
+        let syn =
+            painvrl_data::generate(&painvrl_data::SyntheticConfig { n_users: 40, n_items: 60, ..Default::default() })
+                .unwrap();
+        for batched in [true, false] {
+            let cfg = HeteroConfig { n_envs: 3, epochs: 1, max_iterations: 2, batched, ..Default::default() };
+            let a = HeterogeneousIdentification::new(cfg, Device::Cpu).infer(&syn.dataset, None, 5).unwrap();
+            assert_eq!(a.labels.len(), syn.dataset.train.len());
+            assert_eq!(a.sizes.iter().sum::<usize>(), syn.dataset.train.len());
+            assert!(a.labels.iter().all(|&l| l < 3));
+            assert!(a.iterations >= 1 && a.changed_fraction.len() == a.iterations);
+        }
     }
 
     #[test]

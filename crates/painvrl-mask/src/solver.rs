@@ -67,6 +67,14 @@ pub fn two_point(g11: f64, g12: f64, g22: f64) -> f64 {
 }
 
 /// Minimum-norm convex combination for the Gram matrix `gram` (n × n, symmetric PSD).
+///
+/// ```
+/// use ndarray::array;
+/// // g₁ = (1, 0), g₂ = (0, 1): the min-norm point is (½, ½)
+/// let s = painvrl_mask::min_norm_point(&array![[1.0, 0.0], [0.0, 1.0]], 100, 1e-9);
+/// assert_eq!(s.weights, vec![0.5, 0.5]);
+/// assert!((s.norm - 0.5f64.sqrt()).abs() < 1e-12);
+/// ```
 /// For n > 2, Wolfe's min-norm-point algorithm (Frank–Wolfe vertex steps with exact affine
 /// corrections) stops when the duality gap max_i(wᵀGw − (Gw)ᵢ) ≤ `tol` · max Gᵢᵢ or after
 /// `max_iter` major iterations.

@@ -298,8 +298,8 @@ impl Recommender {
         Ok(start..self.n_items() as u32)
     }
 
-    /// Writes `users.npy`, `items.npy` (and `mask.npy` when present) plus `manifest.json` to `dir`:
-    /// `score(u, i) = users[u] · items[i]`.
+    /// Writes `users.npy`, `items.npy`, `proj.npy` (and `mask.npy` and the converter's
+    /// `convert.*.npy` when present) plus `manifest.json` to `dir`: `score(u, i) = users[u] · items[i]`.
     pub fn export_npy(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let write = |name: &str, t: &Tensor| -> Result<()> {
@@ -311,8 +311,14 @@ impl Recommender {
         };
         write("users.npy", &self.users)?;
         write("items.npy", &self.items)?;
+        write("proj.npy", &self.proj)?;
         if let Some(m) = &self.mask {
             write("mask.npy", m)?;
+        }
+        if let Some((vs, _)) = &self.converter {
+            for (name, t) in vs.variables() {
+                write(&format!("{name}.npy"), &t)?;
+            }
         }
         let manifest = serde_json::json!({
             "scoring": "score(u, i) = users[u] · items[i] (inner product)",

@@ -61,6 +61,9 @@ fn exported_vectors_reproduce_scores() {
     let (nu, d, u) = read_matrix(&exp.join("users.npy")).unwrap();
     let (ni, d2, i) = read_matrix(&exp.join("items.npy")).unwrap();
     assert_eq!((nu, ni, d), (60, 90, d2));
+    for f in ["proj.npy", "mask.npy", "convert.w_inv.npy", "convert.att.npy", "manifest.json"] {
+        assert!(exp.join(f).exists(), "{f}");
+    }
     for user in [0u32, 7, 59] {
         let items: Vec<u32> = (0..90).collect();
         let lib = rec.score(user, &items).unwrap();

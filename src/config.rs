@@ -109,6 +109,8 @@ pub struct Config {
     pub mask: MaskConfig,
     /// OOD test construction.
     pub ood: OodConfig,
+    /// Memory the run may use, in MiB; unset: the CPU's available memory (no check on CUDA).
+    pub max_memory_mb: Option<usize>,
 }
 
 impl Default for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             envs: HeteroConfig::default(),
             mask: MaskConfig::default(),
             ood: OodConfig::default(),
+            max_memory_mb: None,
         }
     }
 }

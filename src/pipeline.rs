@@ -46,6 +46,8 @@ pub struct Report {
     pub mask_log: Vec<MaskEpochLog>,
     /// Seconds per module and in total.
     pub timings: BTreeMap<String, f64>,
+    /// The peak-memory estimate made before training.
+    pub memory: crate::memory::MemoryEstimate,
     /// The configuration that ran.
     pub config: Config,
 }
@@ -78,6 +80,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     ds.validate()?;
     let t_all = Instant::now();
     let device = cfg.device.resolve()?;
+    let memory = crate::memory::check(ds, cfg, device)?;
     painvrl_core::init_runtime(cfg.threads, cfg.seed);
     let mut timings = BTreeMap::new();
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
@@ -116,6 +119,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         pareto: vec![],
         mask_log: vec![],
         timings: BTreeMap::new(),
+        memory,
         config: cfg.clone(),
     };
 

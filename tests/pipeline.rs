@@ -83,6 +83,22 @@ fn bad_configuration_fails_before_training() {
 }
 
 #[test]
+fn runs_that_cannot_fit_are_refused_before_training() {
+    let ds = synthetic();
+    let mut cfg = small_config(Method::Painvrl);
+    let est = painvrl::memory::estimate(&ds, &cfg);
+    assert!(est.total_mb > 0.0 && est.total_mb < 1024.0, "{est:?}");
+    cfg.max_memory_mb = Some(0);
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("max_memory_mb") && e.contains("train.batch_size"), "{e}");
+    // the estimate grows with the batch and the number of negatives
+    let mut big = small_config(Method::Painvrl);
+    big.train.batch_size *= 8;
+    big.backbone.negatives *= 4;
+    assert!(painvrl::memory::estimate(&ds, &big).activations_mb > est.activations_mb);
+}
+
+#[test]
 fn toml_unknown_keys_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");

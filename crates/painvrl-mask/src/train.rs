@@ -5,7 +5,7 @@
 use crate::solver::{min_norm_point, GradNormalization};
 use ndarray::Array2;
 use painvrl_core::optim::{Adam, GroupHyper};
-use painvrl_core::{signal, Backbone, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
+use painvrl_core::{signal, Backbone, Batch, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
 use painvrl_data::{make_batch, NegativeSampler};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -180,6 +180,54 @@ fn risk(users: &Tensor, items: &Tensor, u: &Tensor, pos: &Tensor, neg: &Tensor, 
         + sn.binary_cross_entropy_with_logits::<&Tensor>(&sn.zeros_like(), None, None, Reduction::Mean)
 }
 
+/// The two objectives for one batch per environment, scored with `users` and `items`:
+/// L_ERM = mean_e R_e and L_IRM (IRMv1 with the two-half estimator, or InvRL's mask-weighted
+/// variance across environments of ∂R_e/∂`proj`). Both keep their graphs for second-order use.
+pub fn objectives(
+    users: &Tensor,
+    items: &Tensor,
+    batches: &[Batch],
+    penalty: PenaltyKind,
+    mask: &Tensor,
+    proj: &Tensor,
+) -> (Tensor, Tensor) {
+    let scale = Tensor::ones([], (Kind::Float, users.device())).set_requires_grad(true);
+    let mut risks = Vec::new();
+    let mut terms = Vec::new();
+    for b in batches {
+        let r = risk(users, items, &b.users, &b.pos_items, &b.neg_items, &scale);
+        terms.push(match penalty {
+            PenaltyKind::Irmv1 => {
+                let n = b.users.size()[0];
+                let h = n / 2;
+                let part = |a: i64, len: i64| {
+                    risk(
+                        users,
+                        items,
+                        &b.users.narrow(0, a, len),
+                        &b.pos_items.narrow(0, a, len),
+                        &b.neg_items.narrow(0, a, len),
+                        &scale,
+                    )
+                };
+                grad_of(&part(0, h), &scale, true) * grad_of(&part(h, n - h), &scale, true)
+            }
+            PenaltyKind::Variance => grad_of(&r, proj, true),
+        });
+        risks.push(r);
+    }
+    let l_erm = Tensor::stack(&risks, 0).mean(Kind::Float);
+    let l_irm = match penalty {
+        PenaltyKind::Irmv1 => Tensor::stack(&terms, 0).mean(Kind::Float),
+        PenaltyKind::Variance => {
+            // [E, d_in, c] → variance over E, summed over c, weighted by the mask per input dim
+            let var = Tensor::stack(&terms, 0).var_dim([0i64].as_slice(), false, false);
+            (var.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) * mask).sum(Kind::Float)
+        }
+    };
+    (l_erm, l_irm)
+}
+
 fn grad_of(y: &Tensor, x: &Tensor, create_graph: bool) -> Tensor {
     Tensor::run_backward(&[y], &[x], true, create_graph).pop().expect("one input gives one gradient")
 }
@@ -228,54 +276,14 @@ pub fn train_mask(
             let m = mask.values(true);
             let content = features * &m;
             let (users, items) = backbone.embeddings(&content);
-            let scale = Tensor::ones([], (Kind::Float, device)).set_requires_grad(true);
-            let mut risks = Vec::new();
-            let mut penalties = Vec::new();
-            let mut proj_grads = Vec::new();
-            for pos in &env_positions {
-                let picks: Vec<usize> = (0..cfg.batch_size).map(|_| pos[rng.gen_range(0..pos.len())]).collect();
-                let b = make_batch(train, &picks, sampler, cfg.negatives, rng.gen(), device);
-                let r = risk(&users, &items, &b.users, &b.pos_items, &b.neg_items, &scale);
-                match cfg.penalty {
-                    PenaltyKind::Irmv1 => {
-                        let h = (cfg.batch_size / 2) as i64;
-                        let half = |t: &Tensor, a: i64, len: i64| t.narrow(0, a, len);
-                        let n = cfg.batch_size as i64;
-                        let ra = risk(
-                            &users,
-                            &items,
-                            &half(&b.users, 0, h),
-                            &half(&b.pos_items, 0, h),
-                            &half(&b.neg_items, 0, h),
-                            &scale,
-                        );
-                        let rb = risk(
-                            &users,
-                            &items,
-                            &half(&b.users, h, n - h),
-                            &half(&b.pos_items, h, n - h),
-                            &half(&b.neg_items, h, n - h),
-                            &scale,
-                        );
-                        penalties.push(grad_of(&ra, &scale, true) * grad_of(&rb, &scale, true));
-                    }
-                    PenaltyKind::Variance => proj_grads.push(grad_of(&r, &proj, true)),
-                }
-                risks.push(r);
-            }
-            let l_erm = Tensor::stack(&risks, 0).mean(Kind::Float);
-            let l_irm = match cfg.penalty {
-                PenaltyKind::Irmv1 => Tensor::stack(&penalties, 0).mean(Kind::Float),
-                PenaltyKind::Variance => {
-                    let g = Tensor::stack(&proj_grads, 0); // [E, d_in, c]
-                    let var = g.var_dim([0i64].as_slice(), false, false).sum_dim_intlist(
-                        [1i64].as_slice(),
-                        false,
-                        Kind::Float,
-                    );
-                    (var * &m).sum(Kind::Float)
-                }
-            };
+            let batches: Vec<Batch> = env_positions
+                .iter()
+                .map(|pos| {
+                    let picks: Vec<usize> = (0..cfg.batch_size).map(|_| pos[rng.gen_range(0..pos.len())]).collect();
+                    make_batch(train, &picks, sampler, cfg.negatives, rng.gen(), device)
+                })
+                .collect();
+            let (l_erm, l_irm) = objectives(&users, &items, &batches, cfg.penalty, &m, &proj);
             let (le, li) = (l_erm.double_value(&[]), l_irm.double_value(&[]));
             if !le.is_finite() || !li.is_finite() {
                 return Err(Error::Diverged {
@@ -333,4 +341,84 @@ pub fn train_mask(
         logs.push(MaskEpochLog { epoch, alpha: a_sum / n, loss_erm: le_sum / n, loss_irm: li_sum / n, density });
     }
     Ok(logs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> (Tensor, Tensor, Tensor, Vec<Batch>) {
+        tch::manual_seed(7);
+        let users = Tensor::randn([3, 2], (Kind::Float, tch::Device::Cpu));
+        let x = Tensor::randn([5, 3], (Kind::Float, tch::Device::Cpu));
+        let proj = (Tensor::randn([3, 2], (Kind::Float, tch::Device::Cpu)) * 0.5).set_requires_grad(true);
+        let b = |u: &[i64], p: &[i64], n: &[i64]| Batch {
+            users: Tensor::from_slice(u),
+            pos_items: Tensor::from_slice(p),
+            neg_items: Tensor::from_slice(n).reshape([u.len() as i64, 1]),
+        };
+        let batches =
+            vec![b(&[0, 1, 2, 0], &[0, 1, 2, 3], &[4, 3, 0, 2]), b(&[2, 1, 0, 1], &[4, 0, 1, 2], &[1, 2, 3, 0])];
+        (users, x, proj, batches)
+    }
+
+    fn l_irm(users: &Tensor, x: &Tensor, proj: &Tensor, mu: &Tensor, batches: &[Batch], p: PenaltyKind) -> Tensor {
+        let m = mu.sigmoid();
+        let items = (x * &m).matmul(proj);
+        objectives(users, &items, batches, p, &m, proj).1
+    }
+
+    #[test]
+    fn penalty_gradients_agree_with_finite_differences() {
+        for p in [PenaltyKind::Irmv1, PenaltyKind::Variance] {
+            let (users, x, proj, batches) = toy();
+            let mu = Tensor::from_slice(&[0.3f32, -0.2, 0.1]).set_requires_grad(true);
+            let analytic: Vec<f32> = Vec::try_from(
+                Tensor::run_backward(&[l_irm(&users, &x, &proj, &mu, &batches, p)], &[&mu], false, false)[0]
+                    .shallow_clone(),
+            )
+            .unwrap();
+            for (k, &a) in analytic.iter().enumerate() {
+                let eps = 1e-2;
+                let at = |d: f64| {
+                    let shifted = (mu.detach()
+                        + Tensor::from_slice(&[0.0f32, 0.0, 0.0]).index_fill(0, &Tensor::from_slice(&[k as i64]), d))
+                    .set_requires_grad(false);
+                    l_irm(&users, &x, &proj, &shifted, &batches, p).double_value(&[])
+                };
+                let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+                let a = a as f64;
+                assert!(
+                    (a - numeric).abs() <= 2e-2 * numeric.abs().max(1e-3),
+                    "{p:?} dim {k}: autograd {a} vs finite difference {numeric}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn variance_penalty_vanishes_when_environments_hold_the_same_data() {
+        let (users, x, proj, batches) = toy();
+        let same = vec![
+            Batch {
+                users: batches[0].users.shallow_clone(),
+                pos_items: batches[0].pos_items.shallow_clone(),
+                neg_items: batches[0].neg_items.shallow_clone(),
+            },
+            Batch {
+                users: batches[0].users.shallow_clone(),
+                pos_items: batches[0].pos_items.shallow_clone(),
+                neg_items: batches[0].neg_items.shallow_clone(),
+            },
+        ];
+        let mu = Tensor::zeros([3], (Kind::Float, tch::Device::Cpu));
+        let v = l_irm(&users, &x, &proj, &mu, &same, PenaltyKind::Variance).double_value(&[]);
+        assert!(v.abs() < 1e-10, "{v}");
+        let different = l_irm(&users, &x, &proj, &mu, &batches, PenaltyKind::Variance).double_value(&[]);
+        assert!(different > 1e-6, "{different}");
+        // IRMv1 gives every copy the same penalty: the mean equals one environment's
+        let one = l_irm(&users, &x, &proj, &mu, &same[..1], PenaltyKind::Irmv1).double_value(&[]);
+        let two = l_irm(&users, &x, &proj, &mu, &same, PenaltyKind::Irmv1).double_value(&[]);
+        assert!((one - two).abs() < 1e-9);
+    }
 }

@@ -212,18 +212,8 @@ fn real_main() -> Result<()> {
                     m.n_items
                 );
             }
-            let n = m.n_users;
-            let idx = |lists: &[&painvrl::core::Interactions]| painvrl::core::UserItems::build(n, lists);
             let mut out = serde_json::Map::new();
-            let mut splits = vec![
-                ("val", idx(&[&ds.val]), idx(&[&ds.train])),
-                ("test", idx(&[&ds.test]), idx(&[&ds.train, &ds.val])),
-            ];
-            if let Some(o) = &ds.test_ood {
-                splits.push(("test_ood", idx(&[o]), idx(&[&ds.train, &ds.val, &ds.test])));
-            }
-            for (name, rel, seen) in splits {
-                let r = painvrl::core::evaluate(&rec.scorer(), &rel, &[&seen], &Default::default())?;
+            for (name, r) in painvrl::pipeline::evaluate_splits(&rec.scorer(), &ds, m.n_users, &Default::default())? {
                 out.insert(name.into(), serde_json::to_value(&r)?);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);

@@ -5,9 +5,12 @@
 use crate::config::{Config, Method};
 use crate::recommender::{save_model, TrainedModel};
 use painvrl_convert::{variant, Converter, Fusion};
-use painvrl_core::eval::{evaluate, EmbeddingScorer};
+use painvrl_core::eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_json_atomic};
-use painvrl_core::{Backbone, Dataset, DatasetCounts, EnvironmentInference, Error, Modality, Result, UserItems};
+use painvrl_core::{
+    Backbone, Dataset, DatasetCounts, EnvironmentInference, Error, Interactions, Modality, Result, SplitMetrics,
+    UserItems,
+};
 use painvrl_data::NegativeSampler;
 use painvrl_env::{HeterogeneousIdentification, RandomEnvironments};
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
@@ -243,19 +246,26 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
 
 fn evaluate_all(ds: &Dataset, users: &Tensor, items: &Tensor, cfg: &Config, report: &mut Report) -> Result<()> {
     let scorer = EmbeddingScorer { users: users.shallow_clone(), items: items.shallow_clone() };
-    let n = ds.n_users;
-    let train = UserItems::build(n, &[&ds.train]);
-    let tv = UserItems::build(n, &[&ds.train, &ds.val]);
-    let tvt = UserItems::build(n, &[&ds.train, &ds.val, &ds.test]);
-    let mut splits: Vec<(&str, UserItems, &UserItems)> =
-        vec![("val", UserItems::build(n, &[&ds.val]), &train), ("test", UserItems::build(n, &[&ds.test]), &tv)];
-    if let Some(ood) = &ds.test_ood {
-        splits.push(("test_ood", UserItems::build(n, &[ood]), &tvt));
-    }
-    for (name, rel, seen) in splits {
-        let m = evaluate(&scorer, &rel, &[seen], &cfg.train.eval)?;
+    for (name, m) in evaluate_splits(&scorer, ds, ds.n_users, &cfg.train.eval)? {
         report.users_evaluated.insert(name.into(), m.users_evaluated);
         report.metrics.insert(name.into(), m.values);
     }
     Ok(())
+}
+
+/// The evaluation protocol: val excludes train; test excludes train + val; test_ood (when
+/// present) excludes train + val + test. `n_users` may exceed the dataset's (a saved model's).
+pub fn evaluate_splits(
+    scorer: &dyn BlockScorer,
+    ds: &Dataset,
+    n_users: usize,
+    eval: &EvalConfig,
+) -> Result<Vec<(&'static str, SplitMetrics)>> {
+    let idx = |lists: &[&Interactions]| UserItems::build(n_users, lists);
+    let mut splits =
+        vec![("val", idx(&[&ds.val]), idx(&[&ds.train])), ("test", idx(&[&ds.test]), idx(&[&ds.train, &ds.val]))];
+    if let Some(ood) = &ds.test_ood {
+        splits.push(("test_ood", idx(&[ood]), idx(&[&ds.train, &ds.val, &ds.test])));
+    }
+    splits.into_iter().map(|(name, rel, seen)| Ok((name, evaluate(scorer, &rel, &[&seen], eval)?))).collect()
 }

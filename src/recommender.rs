@@ -75,7 +75,7 @@ pub fn save_model(dir: &Path, method: &str, backbone: &str, ds: &Dataset, model:
     let seen = UserItems::build(ds.n_users, &seen_lists);
     let offsets: Vec<i64> = seen.offsets().iter().map(|&o| o as i64).collect();
     let items: Vec<i64> = (0..seen.n_users()).flat_map(|u| seen.items_of(u).iter().map(|&i| i as i64)).collect();
-    let cpu = |x: &Tensor| x.detach().to_device(Device::Cpu).contiguous();
+    let cpu = Tensor::shallow_clone; // write_safetensors_atomic moves them to the CPU
     let mut named: Vec<(String, Tensor)> = vec![
         ("users".into(), cpu(&model.users)),
         ("items".into(), cpu(&model.items)),
@@ -89,11 +89,7 @@ pub fn save_model(dir: &Path, method: &str, backbone: &str, ds: &Dataset, model:
     for (n, v) in &model.converter {
         named.push((format!("convert.{n}"), cpu(v)));
     }
-    let path = dir.join("model.safetensors");
-    let tmp = dir.join(".model.safetensors.tmp");
-    let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    Tensor::write_safetensors(&refs, &tmp)?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    painvrl_core::io::write_safetensors_atomic(&dir.join("model.safetensors"), &named)?;
     painvrl_core::io::write_json_atomic(&dir.join("model.json"), &manifest)
 }
 

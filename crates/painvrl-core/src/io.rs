@@ -33,6 +33,22 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, &text)
 }
 
+/// Writes named tensors (moved to the CPU, made contiguous) as a safetensors file, atomically.
+pub fn write_safetensors_atomic(path: &Path, named: &[(String, tch::Tensor)]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".painvrl-tmp-")
+        .suffix(".safetensors")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    let cpu: Vec<(&str, tch::Tensor)> =
+        named.iter().map(|(n, t)| (n.as_str(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+    tch::Tensor::write_safetensors(&cpu, tmp.path())?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,24 +132,10 @@ impl Adam {
 
 /// Saves the variables of `vs` plus extra named tensors to a safetensors file, atomically.
 pub fn save_checkpoint(path: &Path, vs: &VarStore, extra: &[(String, Tensor)]) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (format!("var/{n}"), t.to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    named.extend(extra.iter().map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous())));
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (format!("var/{n}"), t)).collect();
+    named.extend(extra.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".painvrl-tmp-")
-        .suffix(".safetensors")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, e))?;
-    let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    Tensor::write_safetensors(&refs, tmp.path())?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::io::write_safetensors_atomic(path, &named)
 }
 
 /// Loads a checkpoint into `vs` (every variable must be present with the same shape) and

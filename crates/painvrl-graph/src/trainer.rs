@@ -3,7 +3,7 @@
 //! checkpoints with optimiser state, exact resume, a divergence guard and a JSON-lines log.
 
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
-use painvrl_core::io::write_atomic;
+use painvrl_core::io::{write_atomic, write_safetensors_atomic};
 use painvrl_core::optim::{load_checkpoint, save_checkpoint, Adam, GroupHyper};
 use painvrl_core::{signal, Backbone, Error, Interactions, Result, SplitMetrics, UserItems};
 use painvrl_data::{epoch_batches, make_batch, NegativeSampler};
@@ -285,7 +285,7 @@ pub fn fit(
                 state.outcome.best_val = metrics;
                 let vars = snapshot(vs);
                 if let Some(f) = &files {
-                    save_vars(&f.best, &vars)?;
+                    write_safetensors_atomic(&f.best, &vars)?;
                 }
                 best_vars = Some(vars);
             } else {
@@ -382,13 +382,6 @@ fn restore(vs: &VarStore, vars: &[(String, Tensor)]) {
             }
         }
     });
-}
-
-fn save_vars(path: &Path, vars: &[(String, Tensor)]) -> Result<()> {
-    let tmp = path.with_extension("tmp.safetensors");
-    let refs: Vec<(&str, Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t.to_device(tch::Device::Cpu))).collect();
-    Tensor::write_safetensors(&refs, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 fn read_vars(path: &Path) -> Result<Vec<(String, Tensor)>> {

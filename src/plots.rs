@@ -10,6 +10,60 @@ use std::path::Path;
 /// One named line of (x, y) points.
 pub type Series = (String, Vec<(f64, f64)>);
 
+/// How series are drawn.
+#[derive(Clone, Copy)]
+enum Style {
+    Lines,
+    Points,
+}
+
+/// Draws `series` on axes `xs` × `ys` into an SVG file, atomically.
+#[allow(clippy::too_many_arguments)]
+fn chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    xs: std::ops::Range<f64>,
+    ys: std::ops::Range<f64>,
+    size: (u32, u32),
+    style: Style,
+) -> Result<()> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 20))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(xs, ys)?;
+            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
+            for (k, (name, points)) in series.iter().enumerate() {
+                let color = Palette99::pick(k).to_rgba();
+                match style {
+                    Style::Lines => chart
+                        .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+                        .label(name.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))),
+                    Style::Points => chart
+                        .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))?
+                        .label(name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled())),
+                };
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
 /// Draws line series into an SVG file, atomically.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
     let pts = series.iter().flat_map(|s| s.1.iter());
@@ -24,32 +78,7 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
         x1 = x0 + 1.0;
     }
     let pad = ((y1 - y0) * 0.05).max(1e-9);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (800, 480)).into_drawing_area();
-        let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 20))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
-            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
-            for (k, (name, points)) in series.iter().enumerate() {
-                let color = Palette99::pick(k).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-            }
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-    }
-    write_atomic(path, svg.as_bytes())
+    chart(path, title, x_label, y_label, series, x0..x1, (y0 - pad)..(y1 + pad), (800, 480), Style::Lines)
 }
 
 /// Draws point series (one colour each) into an SVG file, atomically.
@@ -60,38 +89,12 @@ pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, seri
         let lo = all.iter().map(f).fold(f64::INFINITY, f64::min);
         let hi = all.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
         if lo.is_finite() {
-            (lo - (hi - lo).max(1e-3) * 0.1, hi + (hi - lo).max(1e-3) * 0.1)
+            (lo - (hi - lo).max(1e-3) * 0.1)..(hi + (hi - lo).max(1e-3) * 0.1)
         } else {
-            (0.0, 1.0)
+            0.0..1.0
         }
     };
-    let ((x0, x1), (y0, y1)) = (bound(|p| p.0), bound(|p| p.1));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (800, 560)).into_drawing_area();
-        let draw = || -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 20))
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(x0..x1, y0..y1)?;
-            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw()?;
-            for (k, (name, points)) in series.iter().enumerate() {
-                let color = Palette99::pick(k).to_rgba();
-                chart
-                    .draw_series(points.iter().map(|&p| Circle::new(p, 5, color.filled())))?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
-            }
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-            root.present()?;
-            Ok(())
-        };
-        draw().map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-    }
-    write_atomic(path, svg.as_bytes())
+    chart(path, title, x_label, y_label, series, bound(|p| p.0), bound(|p| p.1), (800, 560), Style::Points)
 }
 
 /// Writes `curves.svg`, and for invariant methods `mask.svg` and `pareto.svg`, into `dir`.

@@ -42,7 +42,7 @@ fn benches(c: &mut Criterion) {
             let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &BackboneConfig::default())
                 .unwrap();
             let mask = Mask::new(&(vs.root() / "mask"), ds.features.dim(), MaskKind::Sigmoid, 0.01);
-            let cfg = MaskConfig { epochs: 1, ..Default::default() };
+            let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() };
             train_mask(&vs, bb.as_ref(), &mask, &x, &ds.features, &ds.train, &envs, &sampler, &cfg, 0).unwrap()
         })
     });

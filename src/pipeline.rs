@@ -12,7 +12,7 @@ use painvrl_core::{
     UserItems,
 };
 use painvrl_data::NegativeSampler;
-use painvrl_env::{HeterogeneousIdentification, RandomEnvironments};
+use painvrl_env::{Eiil, HeterogeneousIdentification, RandomEnvironments, Strategy};
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,10 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         let mut inference: Box<dyn EnvironmentInference> = match (inference, cfg.method) {
             (Some(given), _) => given,
             (None, Method::PainvrlRandomEnvs) => Box::new(RandomEnvironments { n_envs: cfg.envs.n_envs }),
-            (None, _) => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
+            (None, _) => match cfg.envs.strategy {
+                Strategy::Heterogeneous => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
+                Strategy::Eiil => Box::new(Eiil::new(cfg.envs.clone(), device)),
+            },
         };
         match cfg.method {
             Method::Invrl => {

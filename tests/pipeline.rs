@@ -15,6 +15,7 @@ fn small_config(method: Method) -> Config {
     cfg.envs.max_iterations = 2;
     cfg.envs.epochs = 1;
     cfg.mask.epochs = 1;
+    cfg.mask.min_steps = 0;
     cfg.mask.batch_size = 64;
     cfg.backbone.negatives = 4;
     cfg
@@ -206,4 +207,15 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
         serde_json::from_str(&std::fs::read_to_string(front.join("front.json")).unwrap()).unwrap();
     assert_eq!(rows.len(), 4);
     assert!(std::fs::read_to_string(front.join("front.svg")).unwrap().contains("</svg>"));
+}
+
+#[test]
+fn eiil_strategy_runs_in_the_pipeline_with_two_environments() {
+    let mut cfg = small_config(Method::Painvrl);
+    cfg.envs.strategy = painvrl::env::Strategy::Eiil;
+    cfg.envs.n_envs = 5; // EIIL makes two whatever the count
+    cfg.envs.eiil_steps = 20;
+    let r = painvrl::pipeline::run(&synthetic(), &cfg, None, false).unwrap();
+    assert_eq!(r.environments.len(), 2);
+    assert_eq!(r.environments.iter().sum::<usize>(), r.dataset.train);
 }

@@ -18,6 +18,7 @@ fn trained_run(method: Method) -> (tempfile::TempDir, painvrl::core::Dataset) {
     cfg.envs.max_iterations = 1;
     cfg.envs.epochs = 1;
     cfg.mask.epochs = 1;
+    cfg.mask.min_steps = 0;
     cfg.mask.batch_size = 32;
     cfg.backbone.negatives = 4;
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,19 @@
 //! A synthetic multimodal dataset with planted invariant and variant feature dimensions and
 //! planted environments, for tests and demos. Deterministic per seed.
 //!
-//! Users like items through invariant dimensions only (`a_u · z_i`). Each training environment
-//! also pushes exposure along its own direction of the variant dimensions (`b_e · v_i`, where
-//! `b_e` mixes a shared spurious direction with an environment-specific one), so in training data
-//! the variant dimensions correlate with clicks; the OOD environment reverses the shared
-//! direction. A model that leans on variant dimensions looks good IID and fails OOD.
+//! A click of user u on item i has logit `invariant_strength · a_u · z_i + s_e · b_u · v_i`: a
+//! stable preference through the invariant dimensions `z_i`, plus a spurious, per-user affinity
+//! through the variant dimensions `v_i` (as rich as the stable one, so plain accuracy cannot tell
+//! the two apart) whose strength `s_e` depends on the environment. Every training interaction
+//! comes from one environment drawn at random, so a user's history mixes environments: the
+//! variant dimensions correlate with clicks in training, but with a strength that differs across
+//! environments — what an invariance penalty can detect. The OOD environment reverses the
+//! spurious affinity (`s = −variant_strength`). A model that leans on the variant dimensions
+//! looks good IID and fails OOD.
+//!
+//! Environments are per interaction on purpose: when a whole user belongs to one environment,
+//! a per-user embedding absorbs the environment's bias and the variant dimensions look exactly
+//! as invariant as the real ones to any per-environment risk.
 
 use painvrl_core::{Dataset, Interactions, ItemFeatures, Modality, Result};
 use rand::seq::SliceRandom;
@@ -36,14 +44,18 @@ pub struct SyntheticConfig {
     pub invariant_dims: usize,
     /// Variant (spurious) feature dimensions.
     pub variant_dims: usize,
-    /// Training environments.
+    /// Training environments (each training interaction is drawn from one at random).
     pub n_envs: usize,
     /// Interactions per user in each of train, val, test and test_ood (train gets 4×).
     pub per_user: usize,
     /// Strength of the preference signal.
     pub invariant_strength: f32,
-    /// Strength of the environment's spurious exposure.
+    /// Mean strength of the spurious affinity over the training environments; the OOD
+    /// environment has `−variant_strength`.
     pub variant_strength: f32,
+    /// Relative spread of the environments' spurious strengths: they are evenly spaced over
+    /// `variant_strength · (1 ± env_spread)`.
+    pub env_spread: f32,
     /// Feature noise standard deviation.
     pub noise: f32,
     /// Seed.
@@ -61,6 +73,7 @@ impl Default for SyntheticConfig {
             per_user: 5,
             invariant_strength: 3.0,
             variant_strength: 3.0,
+            env_spread: 0.5,
             noise: 0.1,
             seed: 0,
         }
@@ -83,21 +96,20 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let (di, dv) = (cfg.invariant_dims, cfg.variant_dims);
     let d = di + dv;
+    let n_envs = cfg.n_envs.max(1);
     let prefs: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| unit(&mut rng, di)).collect();
     let z: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| unit(&mut rng, di)).collect();
     let v: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| unit(&mut rng, dv)).collect();
-    // each training environment exposes items along its own direction of the variant space;
-    // the directions share a common component, which the OOD environment reverses
-    let spurious = unit(&mut rng, dv);
-    let env_dirs: Vec<Vec<f32>> = (0..cfg.n_envs)
-        .map(|_| {
-            let own = unit(&mut rng, dv);
-            let mixed: Vec<f32> = spurious.iter().zip(&own).map(|(c, o)| c + o).collect();
-            let n = mixed.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-            mixed.into_iter().map(|x| x / n).collect()
+    let spurious_prefs: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| unit(&mut rng, dv)).collect();
+    // environment strengths s_e are evenly spaced over variant_strength · (1 ± env_spread), so
+    // their mean equals variant_strength; the OOD environment reverses the affinity
+    let env_strength: Vec<f32> = (0..n_envs)
+        .map(|e| {
+            let t = if n_envs == 1 { 0.0 } else { 2.0 * e as f32 / (n_envs - 1) as f32 - 1.0 };
+            cfg.variant_strength * (1.0 + cfg.env_spread * t)
         })
         .collect();
-    let ood_dir: Vec<f32> = spurious.iter().map(|x| -x).collect();
+    let ood_strength = -cfg.variant_strength;
     // column order: a random permutation of invariant and variant dims
     let mut cols: Vec<usize> = (0..d).collect();
     cols.shuffle(&mut rng);
@@ -111,45 +123,48 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
         }
     }
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-    let draw = |u: usize,
-                dir: &[f32],
-                n: usize,
-                taken: &mut std::collections::HashSet<u32>,
-                rng: &mut ChaCha8Rng|
-     -> Vec<u32> {
-        let logits: Vec<f32> = (0..cfg.n_items)
-            .map(|i| cfg.invariant_strength * dot(&prefs[u], &z[i]) + cfg.variant_strength * dot(dir, &v[i]))
-            .collect();
-        let mut out = Vec::new();
-        // Gumbel-top-n sampling without replacement, skipping items the user already has
-        let mut keyed: Vec<(f32, u32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (l - (-(rng.gen_range(f32::EPSILON..1.0f32)).ln()).ln(), i as u32))
-            .collect();
-        keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (_, i) in keyed {
-            if out.len() == n {
-                break;
-            }
-            if taken.insert(i) {
-                out.push(i);
-            }
-        }
-        out
+    // one click of user u in an environment of bias strength s: Gumbel-max sampling over the
+    // items the user does not have yet
+    let draw = |u: usize, s: f32, taken: &mut std::collections::HashSet<u32>, rng: &mut ChaCha8Rng| -> Option<u32> {
+        (0..cfg.n_items as u32)
+            .filter(|i| !taken.contains(i))
+            .map(|i| {
+                let logit = cfg.invariant_strength * dot(&prefs[u], &z[i as usize])
+                    + s * dot(&spurious_prefs[u], &v[i as usize]);
+                (logit - (-(rng.gen_range(f32::EPSILON..1.0f32)).ln()).ln(), i)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, i)| {
+                taken.insert(i);
+                i
+            })
     };
-    let (mut train, mut val, mut test, mut ood) = Default::default();
+    let (mut train, mut val, mut test, mut ood): (Interactions, Interactions, Interactions, Interactions) =
+        Default::default();
     let mut train_envs = Vec::new();
     for u in 0..cfg.n_users {
         let mut taken = std::collections::HashSet::new();
-        let env = u % cfg.n_envs.max(1);
-        let push = |x: &mut Interactions, items: Vec<u32>| items.into_iter().for_each(|i| x.push(u as u32, i));
-        let tr = draw(u, &env_dirs[env], 4 * cfg.per_user, &mut taken, &mut rng);
-        train_envs.extend(std::iter::repeat_n(env as u32, tr.len()));
-        push(&mut train, tr);
-        push(&mut val, draw(u, &env_dirs[env], cfg.per_user, &mut taken, &mut rng));
-        push(&mut test, draw(u, &env_dirs[env], cfg.per_user, &mut taken, &mut rng));
-        push(&mut ood, draw(u, &ood_dir, cfg.per_user, &mut taken, &mut rng));
+        let mut iid = |x: &mut Interactions, n: usize, envs: Option<&mut Vec<u32>>, rng: &mut ChaCha8Rng| {
+            let mut labels = Vec::new();
+            for _ in 0..n {
+                let e = rng.gen_range(0..n_envs);
+                if let Some(i) = draw(u, env_strength[e], &mut taken, rng) {
+                    x.push(u as u32, i);
+                    labels.push(e as u32);
+                }
+            }
+            if let Some(out) = envs {
+                out.extend(labels);
+            }
+        };
+        iid(&mut train, 4 * cfg.per_user, Some(&mut train_envs), &mut rng);
+        iid(&mut val, cfg.per_user, None, &mut rng);
+        iid(&mut test, cfg.per_user, None, &mut rng);
+        for _ in 0..cfg.per_user {
+            if let Some(i) = draw(u, ood_strength, &mut taken, &mut rng) {
+                ood.push(u as u32, i);
+            }
+        }
     }
     let half = d / 2;
     let modalities = vec![Modality { name: "a".into(), dim: half }, Modality { name: "b".into(), dim: d - half }];

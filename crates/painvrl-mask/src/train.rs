@@ -67,6 +67,10 @@ pub struct MaskConfig {
     pub reg_lambda: f64,
     /// Epochs over the training interactions.
     pub epochs: usize,
+    /// At least this many steps in total: on small datasets a few epochs are only a handful of
+    /// steps, too few for the mask to move away from its initial ½ (epochs are added until the
+    /// count is reached).
+    pub min_steps: usize,
     /// Interactions per environment per step.
     pub batch_size: usize,
     /// Negatives per positive in the environment risks.
@@ -87,7 +91,8 @@ impl Default for MaskConfig {
             irm_weight: 1.0,
             reg_lambda: 0.1,
             epochs: 3,
-            batch_size: 512,
+            min_steps: 200,
+            batch_size: 1024,
             negatives: 4,
             lr: 1e-2,
         }
@@ -268,9 +273,10 @@ pub fn train_mask(
         )));
     }
     let steps = (train.len() / (cfg.batch_size * env_positions.len())).max(1);
+    let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(steps));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut logs = Vec::new();
-    for epoch in 0..cfg.epochs {
+    for epoch in 0..epochs {
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
         for step in 0..steps {
             let m = mask.values(true);

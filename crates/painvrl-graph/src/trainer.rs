@@ -33,7 +33,10 @@ pub struct TrainConfig {
     pub weight_decay_content: f64,
     /// Validate every this many epochs.
     pub eval_every: usize,
-    /// Stop after this many validations without improvement.
+    /// Stop after this many validations without improvement. The default, 20, is MMRec's
+    /// `stopping_step`: validation metrics often dip for several epochs early in training
+    /// before they climb (measured on the synthetic generator: patience 5 stopped the final
+    /// stage at epoch 5, at recall@20 0.14 against 0.23 when trained on).
     pub patience: usize,
     /// Validation metric to select on, e.g. `ndcg@20`.
     pub select_metric: String,
@@ -53,7 +56,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             weight_decay_content: 0.0,
             eval_every: 1,
-            patience: 5,
+            patience: 20,
             select_metric: "ndcg@20".into(),
             eval: EvalConfig::default(),
             progress: true,

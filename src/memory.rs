@@ -64,19 +64,49 @@ pub fn estimate(ds: &Dataset, cfg: &Config) -> MemoryEstimate {
     MemoryEstimate { features_mb, parameters_mb, activations_mb, environments_mb, evaluation_mb, total_mb }
 }
 
-/// Memory available to a run, in MiB: `max_memory_mb` when configured, else the CPU's
-/// `MemAvailable` (Linux); `None` when unknown (CUDA without an explicit limit).
+/// Memory available to a run, in MiB: `max_memory_mb` when configured; on CUDA the device's
+/// free memory as `nvidia-smi` reports it; on CPU `MemAvailable` (Linux); `None` when unknown
+/// (then no check is made).
 pub fn available_mb(cfg: &Config, device: tch::Device) -> Option<f64> {
     if let Some(m) = cfg.max_memory_mb {
         return Some(m as f64);
     }
-    if device.is_cuda() {
-        return None;
+    if let tch::Device::Cuda(index) = device {
+        return cuda_free_mb(index);
     }
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Free memory of CUDA device `index` (as libtorch numbers it) from `nvidia-smi`, honouring
+/// `CUDA_VISIBLE_DEVICES`; `None` when `nvidia-smi` is missing or its answer is unreadable.
+fn cuda_free_mb(index: usize) -> Option<f64> {
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let id = physical_gpu_id(visible.as_deref(), index)?;
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", &id])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_free_mib(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The `nvidia-smi -i` argument for libtorch's device `index` under `CUDA_VISIBLE_DEVICES`
+/// (an index or a UUID from that list; the index itself when the variable is unset).
+fn physical_gpu_id(visible: Option<&str>, index: usize) -> Option<String> {
+    match visible {
+        None => Some(index.to_string()),
+        Some(list) => list.split(',').map(str::trim).filter(|s| !s.is_empty()).nth(index).map(str::to_string),
+    }
+}
+
+/// Parses `nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits` output (MiB).
+fn parse_free_mib(text: &str) -> Option<f64> {
+    text.lines().next()?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// Refuses a run whose estimate exceeds the available memory, naming the figure and the knobs.
@@ -94,4 +124,26 @@ pub fn check(ds: &Dataset, cfg: &Config, device: tch::Device) -> Result<MemoryEs
         }
     }
     Ok(est)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvidia_smi_answers_are_parsed_or_rejected() {
+        assert_eq!(parse_free_mib("80614\n"), Some(80614.0));
+        assert_eq!(parse_free_mib(" 1024 \n 2048\n"), Some(1024.0));
+        assert_eq!(parse_free_mib("[N/A]\n"), None);
+        assert_eq!(parse_free_mib(""), None);
+    }
+
+    #[test]
+    fn visible_devices_map_libtorch_indices_to_physical_ones() {
+        assert_eq!(physical_gpu_id(None, 1).as_deref(), Some("1"));
+        assert_eq!(physical_gpu_id(Some("3,1"), 1).as_deref(), Some("1"));
+        assert_eq!(physical_gpu_id(Some("3, GPU-abc"), 1).as_deref(), Some("GPU-abc"));
+        assert_eq!(physical_gpu_id(Some("3"), 1), None);
+        assert_eq!(physical_gpu_id(Some(""), 0), None);
+    }
 }

@@ -19,8 +19,13 @@ fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
     b
 }
 
+/// Cases per property: `PROPTEST_CASES` when set (a longer fuzzing run), else 2,000.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn npy_reader_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {

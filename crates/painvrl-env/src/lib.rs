@@ -150,16 +150,47 @@ impl EnvModels {
     }
 
     /// Scores `[E, b]` of item ids `items [E, b]` for users `users [E, b]` (each row its env).
-    fn scores(&self, users: &Tensor, items: &Tensor, content: &Tensor) -> Tensor {
+    /// `table`, when given, is [`EnvModels::item_table`] of the same content.
+    fn scores(&self, users: &Tensor, items: &Tensor, content: &Tensor, table: Option<&ItemTable>) -> Tensor {
         let (ep, n_users) = (self.users.size()[0], self.users.size()[1]);
-        let e = users.size()[0];
+        let (e, b) = (users.size()[0], users.size()[1]);
         let offs = Tensor::arange(ep, (Kind::Int64, users.device())).unsqueeze(1) * n_users;
         let flat = (users + offs).reshape([-1]);
-        let p = self.users.reshape([ep * n_users, -1]).index_select(0, &flat).reshape([e, users.size()[1], -1]);
-        let x = content.index_select(0, &items.reshape([-1])).reshape([e, items.size()[1], -1]);
-        let preference = (p * x.matmul(&self.proj)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
-        preference + x.bmm(&self.exposure.unsqueeze(2)).squeeze_dim(2)
+        let p = self.users.reshape([ep * n_users, -1]).index_select(0, &flat).reshape([e, b, -1]);
+        let flat_items = items.reshape([-1]);
+        match table {
+            // shared projection: gather the projected rows and the exposure column of each env
+            Some(t) => {
+                let h = t.projected.index_select(0, &flat_items).reshape([e, b, -1]);
+                let env = Tensor::arange(e, (Kind::Int64, users.device())).unsqueeze(1).expand([e, b], false);
+                let exposure =
+                    t.exposure.index_select(0, &flat_items).reshape([e, b, -1]).gather(2, &env.unsqueeze(2), false);
+                (p * h).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) + exposure.squeeze_dim(2)
+            }
+            None => {
+                let x = content.index_select(0, &flat_items).reshape([e, b, -1]);
+                let preference = (p * x.matmul(&self.proj)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+                preference + x.bmm(&self.exposure.unsqueeze(2)).squeeze_dim(2)
+            }
+        }
     }
+
+    /// The whole catalogue projected once — `content · W` `[n_items, d]` and `content · aᵀ`
+    /// `[n_items, E]` — when the projection is shared and `rows` gathered content rows would cost
+    /// more than projecting every item (the batched path's saving: one projection serves all E
+    /// environments); `None` otherwise.
+    fn item_table(&self, content: &Tensor, rows: i64) -> Option<ItemTable> {
+        if self.proj.size()[0] != 1 || rows < content.size()[0] {
+            return None;
+        }
+        Some(ItemTable { projected: content.matmul(&self.proj.get(0)), exposure: content.matmul(&self.exposure.tr()) })
+    }
+}
+
+/// Per-item projections shared by every environment (see [`EnvModels::item_table`]).
+struct ItemTable {
+    projected: Tensor, // [n_items, d]
+    exposure: Tensor,  // [n_items, E]
 }
 
 impl HeterogeneousIdentification {
@@ -204,8 +235,9 @@ impl HeterogeneousIdentification {
             let i_t = Tensor::from_slice(&is).reshape([e as i64, b]).to_device(self.device);
             let n_t = Tensor::from_slice(&negs).reshape([e as i64, b * k]).to_device(self.device);
             let u_rep = u_t.unsqueeze(2).expand([e as i64, b, k], false).reshape([e as i64, b * k]);
-            let sp = models.scores(&u_t, &i_t, content);
-            let sn = models.scores(&u_rep, &n_t, content);
+            let table = models.item_table(content, e as i64 * b * (1 + k));
+            let sp = models.scores(&u_t, &i_t, content, table.as_ref());
+            let sn = models.scores(&u_rep, &n_t, content, table.as_ref());
             let loss = sp.binary_cross_entropy_with_logits::<&Tensor>(&sp.ones_like(), None, None, Reduction::Mean)
                 + sn.binary_cross_entropy_with_logits::<&Tensor>(&sn.zeros_like(), None, None, Reduction::Mean);
             opt.zero_grad(&models.vs);
@@ -239,7 +271,8 @@ impl HeterogeneousIdentification {
                     .zip(&log_z)
                     .map(|(m, z)| {
                         let e = m.exposure.size()[0];
-                        m.scores(&rows(&u, e), &rows(&i, e), content) - z
+                        let table = m.item_table(content, e * n);
+                        m.scores(&rows(&u, e), &rows(&i, e), content, table.as_ref()) - z
                     })
                     .collect();
                 let best = Tensor::cat(&scores, 0).argmax(0, false).to_device(Device::Cpu);
@@ -636,5 +669,23 @@ mod tests {
         // NMI 0.0047 against 0.0001 for random labels, not asserted
         assert!(got.sizes.iter().all(|&n| n * 10 >= syn.dataset.train.len()), "degenerate split {:?}", got.sizes);
         assert!(h >= r, "EIIL NMI {h} below random {r}");
+    }
+
+    #[test]
+    fn catalogue_table_gives_the_same_scores_as_gathered_rows() {
+        tch::manual_seed(3);
+        let (e, n_users, n_items, c, d) = (3usize, 5usize, 7i64, 4usize, 2usize);
+        let m = EnvModels::new(e, true, n_users, c, d, Device::Cpu);
+        tch::no_grad(|| {
+            m.exposure.shallow_clone().copy_(&Tensor::randn([e as i64, c as i64], (Kind::Float, Device::Cpu)))
+        });
+        let content = Tensor::randn([n_items, c as i64], (Kind::Float, Device::Cpu));
+        let users = Tensor::from_slice(&[0i64, 1, 4, 2, 3, 0, 1, 1, 4, 0, 2, 3]).reshape([3, 4]);
+        let items = Tensor::from_slice(&[6i64, 0, 3, 2, 1, 5, 4, 6, 0, 0, 2, 3]).reshape([3, 4]);
+        let table = m.item_table(&content, 1_000).expect("a shared projection and many rows use the table");
+        let direct = m.scores(&users, &items, &content, None);
+        let tabled = m.scores(&users, &items, &content, Some(&table));
+        assert!((direct - tabled).abs().max().double_value(&[]) < 1e-5);
+        assert!(m.item_table(&content, 3).is_none(), "few rows: gathering is cheaper");
     }
 }

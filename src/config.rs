@@ -99,6 +99,9 @@ pub struct Config {
     pub fusion: Fusion,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).
     pub pretrain_epochs: usize,
+    /// Start the final model from the pre-trained one (ID embeddings copied, the converter's
+    /// projections from the pre-trained content projection) instead of from scratch.
+    pub final_warm_start: bool,
     /// Backbone.
     pub backbone: BackboneConfig,
     /// Training loop.
@@ -124,6 +127,7 @@ impl Default for Config {
             convert_dim: 64,
             fusion: Fusion::Attention,
             pretrain_epochs: 10,
+            final_warm_start: true,
             backbone: BackboneConfig::default(),
             train: TrainConfig::default(),
             envs: HeteroConfig::default(),

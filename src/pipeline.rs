@@ -200,6 +200,9 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         };
         let converter = Converter::new(&(vs1.root() / "convert"), ds.features.dim(), cfg.convert_dim, fusion)?;
         let fin = make(&(vs1.root() / "backbone"), &graph, cfg.convert_dim)?;
+        if cfg.final_warm_start {
+            warm_start_final(&vs0, &vs1);
+        }
         let content = || converter.encode(&features, &m);
         let outcome = fit(
             "final",
@@ -247,6 +250,33 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     Ok(report)
 }
 
+/// Starts the final model where pre-training ended: every backbone variable whose name and shape
+/// match is copied; the converter's projections start as the pre-trained content projection and
+/// the final backbone's own projection as the identity, when the widths allow. With β = ½ and
+/// W_inv = W_var the converted content is then ½ (x W) — the pre-trained model's content, halved.
+fn warm_start_final(pre: &VarStore, fin: &VarStore) {
+    let src = pre.variables();
+    tch::no_grad(|| {
+        for (name, dst) in fin.variables() {
+            let from = match name.as_str() {
+                "convert.w_inv" | "convert.w_var" => src.get("backbone.proj"),
+                "backbone.proj" => None,
+                n if n.starts_with("backbone.") => src.get(n),
+                _ => None,
+            };
+            match from {
+                Some(t) if t.size() == dst.size() => {
+                    dst.shallow_clone().copy_(t);
+                }
+                _ if name == "backbone.proj" && dst.dim() == 2 && dst.size()[0] == dst.size()[1] => {
+                    dst.shallow_clone().copy_(&Tensor::eye(dst.size()[0], (dst.kind(), dst.device())));
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
 fn evaluate_all(ds: &Dataset, users: &Tensor, items: &Tensor, cfg: &Config, report: &mut Report) -> Result<()> {
     let scorer = EmbeddingScorer { users: users.shallow_clone(), items: items.shallow_clone() };
     for (name, m) in evaluate_splits(&scorer, ds, ds.n_users, &cfg.train.eval)? {
@@ -271,4 +301,29 @@ pub fn evaluate_splits(
         splits.push(("test_ood", idx(&[ood]), idx(&[&ds.train, &ds.val, &ds.test])));
     }
     splits.into_iter().map(|(name, rel, seen)| Ok((name, evaluate(scorer, &rel, &[&seen], eval)?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn warm_start_copies_matching_variables_and_sets_the_identity() {
+        let pre = VarStore::new(Device::Cpu);
+        let user = (&(pre.root() / "backbone")).var("user", &[3, 4], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let proj = (&(pre.root() / "backbone")).var("proj", &[5, 2], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let _other = (&(pre.root() / "backbone")).var("item", &[7, 2], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let fin = VarStore::new(Device::Cpu);
+        let f_user = (&(fin.root() / "backbone")).var("user", &[3, 4], nn::Init::Const(0.0));
+        let f_item = (&(fin.root() / "backbone")).var("item", &[6, 2], nn::Init::Const(0.0)); // shape differs: kept
+        let f_proj = (&(fin.root() / "backbone")).var("proj", &[2, 2], nn::Init::Const(0.0));
+        let w_inv = (&(fin.root() / "convert")).var("w_inv", &[5, 2], nn::Init::Const(0.0));
+        warm_start_final(&pre, &fin);
+        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-7;
+        assert!(close(&f_user, &user));
+        assert!(close(&w_inv, &proj));
+        assert!(close(&f_proj, &Tensor::eye(2, (Kind::Float, Device::Cpu))));
+        assert_eq!(f_item.abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
 }

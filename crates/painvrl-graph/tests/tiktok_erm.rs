@@ -1,5 +1,6 @@
 //! On the bundled TikTok data, every backbone trained with ERM on all features beats a
-//! popularity ranking on test Recall@20 and NDCG@20 (small budget).
+//! popularity ranking on test Recall@20 and NDCG@20 (small budgets for the graph models, the
+//! full 30 epochs for VBPR; `--ignored` runs all three with the full budget).
 
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::{SplitMetrics, UserItems};
@@ -66,7 +67,17 @@ fn lightgcn_beats_popularity() {
 }
 
 #[test]
-#[ignore = "open (issue 5): VBPR after 10 epochs reaches test recall@20 0.0625 (> 0.0596) but NDCG@20 0.0245 (< popularity's 0.0254)"]
 fn mf_beats_popularity() {
-    assert_beats_popularity(BackboneKind::Mf, 10);
+    // VBPR learns more slowly than the graph models: measured recall@20 / NDCG@20 after 10
+    // epochs 0.0599 / 0.0262, after 20 0.0668 / 0.0261, after 30 0.0707 / 0.0281 (popularity
+    // 0.0596 / 0.0254); the full budget keeps the margin clear of thread-order noise
+    assert_beats_popularity(BackboneKind::Mf, 30);
+}
+
+#[test]
+#[ignore = "full budget, for the docs (about 5 minutes)"]
+fn full_budget_figures() {
+    for kind in [BackboneKind::Ultragcn, BackboneKind::Lightgcn, BackboneKind::Mf] {
+        assert_beats_popularity(kind, 30);
+    }
 }

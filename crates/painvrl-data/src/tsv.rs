@@ -93,7 +93,11 @@ pub struct Rating {
 
 /// Reads a `user item rating timestamp` log (optional header).
 pub fn read_ratings(path: &Path) -> Result<Vec<Rating>> {
-    let text = read_text(path)?;
+    parse_ratings(path, &read_text(path)?)
+}
+
+/// Parses the text of a rating log; `path` only names the source in errors.
+pub fn parse_ratings(path: &Path, text: &str) -> Result<Vec<Rating>> {
     let mut out = Vec::new();
     for (k, line) in text.lines().enumerate() {
         let line_no = k + 1;
@@ -129,7 +133,11 @@ pub fn read_ratings(path: &Path) -> Result<Vec<Rating>> {
 /// Reads an MMRec `.inter` file: a header naming `userID`, `itemID` and `x_label` (0 = train,
 /// 1 = val, 2 = test) columns, tab-separated. Returns (train, val, test, duplicates).
 pub fn read_mmrec(path: &Path) -> Result<([Interactions; 3], usize)> {
-    let text = read_text(path)?;
+    parse_mmrec(path, &read_text(path)?)
+}
+
+/// Parses the text of an MMRec `.inter` file; `path` only names the source in errors.
+pub fn parse_mmrec(path: &Path, text: &str) -> Result<([Interactions; 3], usize)> {
     let mut lines = text.lines().enumerate();
     let header: Vec<&str> = lines.next().map(|(_, l)| l.split('\t').map(str::trim).collect()).unwrap_or_default();
     let col = |name: &str| {

@@ -1,9 +1,9 @@
-//! Arbitrary bytes never make the npy reader or the text parsers panic: they either parse or
-//! return an error. (Bounded, deterministic fuzzing with proptest; raise PROPTEST_CASES for a
+//! Arbitrary bytes never make the npy reader or the text parsers (pairs, MMRec `.inter`, rating
+//! logs) panic: they either parse or return an error. (Bounded, deterministic fuzzing with proptest; raise PROPTEST_CASES for a
 //! longer run.)
 
 use painvrl_data::npy::read_matrix_bytes;
-use painvrl_data::tsv::parse_pairs;
+use painvrl_data::tsv::{parse_mmrec, parse_pairs, parse_ratings};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -52,5 +52,17 @@ proptest! {
     #[test]
     fn pair_parser_never_panics_on_arbitrary_unicode(text in any::<String>()) {
         let _ = parse_pairs(Path::new("fuzz.tsv"), &text);
+    }
+
+    #[test]
+    fn mmrec_parser_never_panics(body in "[0-9a-z\t \n-]{0,300}", header in prop::sample::select(vec![
+        "userID\titemID\tx_label\n", "itemID\tx_label\tuserID\trating\n", "userID\titemID\n", "",
+    ])) {
+        let _ = parse_mmrec(Path::new("fuzz.inter"), &format!("{header}{body}"));
+    }
+
+    #[test]
+    fn rating_parser_never_panics(text in "[0-9a-z\t ,\n.:e+-]{0,300}") {
+        let _ = parse_ratings(Path::new("fuzz.csv"), &text);
     }
 }

@@ -3,8 +3,11 @@
 //! NDCG@20 with timings.
 //!
 //! ```text
-//! cargo run --release --example train_tiktok [-- --data DIR --device cpu --epochs N --backbone B]
+//! cargo run --release --example train_tiktok [-- --data DIR --device cpu --epochs N --backbone B --ablations]
 //! ```
+//!
+//! `--ablations` adds PaInvRL with random environments, with fixed weights and with the
+//! invariant representation only.
 
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
@@ -47,15 +50,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         base.threads
     );
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "method", "R@20 IID", "N@20 IID", "R@20 OOD", "N@20 OOD", "seconds"
     );
-    for method in [Method::Erm, Method::Invrl, Method::Painvrl] {
+    let methods = if args.iter().any(|a| a == "--ablations") {
+        Method::ALL.to_vec()
+    } else {
+        vec![Method::Erm, Method::Invrl, Method::Painvrl]
+    };
+    for method in methods {
         let cfg = Config { method, ..base.clone() };
         let r = painvrl::pipeline::run(&ds, &cfg, None, false)?;
         let get = |split: &str, key: &str| r.metrics.get(split).and_then(|m| m.get(key)).copied().unwrap_or(f64::NAN);
         println!(
-            "{:<10} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>9.1}",
+            "{:<24} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>9.1}",
             method.name(),
             get("test", "recall@20"),
             get("test", "ndcg@20"),

@@ -1,7 +1,7 @@
 //! Run configuration: serde structs with defaults, read from TOML, overridden from the command
 //! line, validated before any training starts with errors that name the field.
 
-use painvrl_convert::Fusion;
+use painvrl_convert::{Fusion, MaskUse};
 use painvrl_core::{DeviceSpec, Error, Result};
 use painvrl_env::HeteroConfig;
 use painvrl_graph::{BackboneConfig, TrainConfig};
@@ -97,6 +97,8 @@ pub struct Config {
     pub convert_dim: usize,
     /// Fusion of the invariant and variant projections (PaInvRL).
     pub fusion: Fusion,
+    /// How the learned mask enters the conversion: `soft` (as learned) or `binary` (Otsu split).
+    pub conversion_mask: MaskUse,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).
     pub pretrain_epochs: usize,
     /// Start the final model from the pre-trained one (ID embeddings copied, the converter's
@@ -126,6 +128,7 @@ impl Default for Config {
             rounds: 1,
             convert_dim: 64,
             fusion: Fusion::Attention,
+            conversion_mask: MaskUse::Soft,
             pretrain_epochs: 10,
             final_warm_start: true,
             backbone: BackboneConfig::default(),

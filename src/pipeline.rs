@@ -4,7 +4,7 @@
 
 use crate::config::{Config, Method};
 use crate::recommender::{save_model, TrainedModel};
-use painvrl_convert::{variant, Converter, Fusion};
+use painvrl_convert::{binarize, variant, Converter, Fusion, MaskUse};
 use painvrl_core::eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_json_atomic};
 use painvrl_core::{
@@ -37,7 +37,8 @@ pub struct Report {
     pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// Users evaluated per split.
     pub users_evaluated: BTreeMap<String, usize>,
-    /// Final mask, one weight per feature dimension in modality order (empty for ERM).
+    /// Final learned mask, one weight per feature dimension in modality order (empty for ERM);
+    /// with `conversion_mask = "binary"` the conversion uses its Otsu split.
     pub mask: Vec<f32>,
     /// Modalities in column order.
     pub modalities: Vec<Modality>,
@@ -188,8 +189,13 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
             mcfg.irm_weight *= 1.05;
             mcfg.reg_lambda *= 1.05;
         }
-        let m = tch::no_grad(|| mask.values(false)).detach();
-        report.mask = Vec::<f32>::try_from(m.to_device(tch::Device::Cpu))?;
+        let learned = tch::no_grad(|| mask.values(false)).detach();
+        report.mask = Vec::<f32>::try_from(learned.to_device(tch::Device::Cpu))?;
+        // the mask the conversion (and the saved model) uses
+        let m = match cfg.conversion_mask {
+            MaskUse::Soft => learned,
+            MaskUse::Binary => binarize(&learned),
+        };
 
         // final training on the converted representation
         let t = Instant::now();
@@ -311,14 +317,14 @@ mod tests {
     #[test]
     fn warm_start_copies_matching_variables_and_sets_the_identity() {
         let pre = VarStore::new(Device::Cpu);
-        let user = (&(pre.root() / "backbone")).var("user", &[3, 4], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
-        let proj = (&(pre.root() / "backbone")).var("proj", &[5, 2], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
-        let _other = (&(pre.root() / "backbone")).var("item", &[7, 2], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let user = (pre.root() / "backbone").var("user", &[3, 4], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let proj = (pre.root() / "backbone").var("proj", &[5, 2], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        let _other = (pre.root() / "backbone").var("item", &[7, 2], nn::Init::Randn { mean: 0.0, stdev: 1.0 });
         let fin = VarStore::new(Device::Cpu);
-        let f_user = (&(fin.root() / "backbone")).var("user", &[3, 4], nn::Init::Const(0.0));
-        let f_item = (&(fin.root() / "backbone")).var("item", &[6, 2], nn::Init::Const(0.0)); // shape differs: kept
-        let f_proj = (&(fin.root() / "backbone")).var("proj", &[2, 2], nn::Init::Const(0.0));
-        let w_inv = (&(fin.root() / "convert")).var("w_inv", &[5, 2], nn::Init::Const(0.0));
+        let f_user = (fin.root() / "backbone").var("user", &[3, 4], nn::Init::Const(0.0));
+        let f_item = (fin.root() / "backbone").var("item", &[6, 2], nn::Init::Const(0.0)); // shape differs: kept
+        let f_proj = (fin.root() / "backbone").var("proj", &[2, 2], nn::Init::Const(0.0));
+        let w_inv = (fin.root() / "convert").var("w_inv", &[5, 2], nn::Init::Const(0.0));
         warm_start_final(&pre, &fin);
         let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-7;
         assert!(close(&f_user, &user));

@@ -21,6 +21,52 @@ pub enum Fusion {
     InvariantOnly,
 }
 
+/// How the learned mask enters the conversion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskUse {
+    /// The mask's values as learned.
+    #[default]
+    Soft,
+    /// 0/1 by [`binarize`]: a soft mask followed by a trainable projection only rescales
+    /// dimensions, which the projection can undo; a zero removes them.
+    Binary,
+}
+
+/// Splits mask values into two classes at the threshold that maximises the between-class
+/// variance (Otsu's method over the sorted values) and returns 1 for the upper class, 0 for the
+/// lower; all ones when every value is the same.
+///
+/// ```
+/// use tch::Tensor;
+/// let m = Tensor::from_slice(&[0.9f32, 0.2, 0.8, 0.25, 0.85]);
+/// let b = Vec::<f32>::try_from(painvrl_convert::binarize(&m)).unwrap();
+/// assert_eq!(b, vec![1.0, 0.0, 1.0, 0.0, 1.0]);
+/// ```
+pub fn binarize(m: &Tensor) -> Tensor {
+    let values: Vec<f32> = Vec::try_from(m.to_device(tch::Device::Cpu).to_kind(Kind::Float)).unwrap_or_default();
+    let mut sorted = values.clone();
+    sorted.sort_by(f32::total_cmp);
+    let n = sorted.len();
+    let total: f64 = sorted.iter().map(|&v| v as f64).sum();
+    let (mut best, mut threshold, mut below) = (0.0f64, f32::NEG_INFINITY, 0.0f64);
+    for k in 1..n {
+        below += sorted[k - 1] as f64;
+        if sorted[k] == sorted[k - 1] {
+            continue;
+        }
+        let (n0, n1) = (k as f64, (n - k) as f64);
+        let gap = below / n0 - (total - below) / n1;
+        let between = n0 * n1 * gap * gap;
+        if between > best {
+            best = between;
+            threshold = (sorted[k - 1] + sorted[k]) / 2.0;
+        }
+    }
+    let out: Vec<f32> = values.iter().map(|&v| if v > threshold { 1.0 } else { 0.0 }).collect();
+    Tensor::from_slice(&out).to_device(m.device())
+}
+
 /// The invariant part m ⊙ x.
 pub fn invariant(x: &Tensor, m: &Tensor) -> Tensor {
     x * m
@@ -122,5 +168,14 @@ mod tests {
         let a = c.encode(&Tensor::from_slice(&[1.0f32, 5.0]).reshape([1, 2]), &m);
         let b = c.encode(&Tensor::from_slice(&[1.0f32, -7.0]).reshape([1, 2]), &m);
         assert!((a - b).abs().max().double_value(&[]) < 1e-7);
+    }
+
+    #[test]
+    fn binarize_splits_at_the_largest_gap_and_keeps_flat_masks() {
+        let b = |v: &[f32]| Vec::<f32>::try_from(binarize(&Tensor::from_slice(v))).unwrap();
+        assert_eq!(b(&[0.1, 0.11, 0.12, 0.7]), vec![0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(b(&[0.5, 0.5, 0.5]), vec![1.0, 1.0, 1.0]);
+        assert_eq!(b(&[0.3]), vec![1.0]);
+        assert!(b(&[]).is_empty());
     }
 }

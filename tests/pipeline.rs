@@ -6,6 +6,10 @@ use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
 use std::process::Command;
 
+/// libtorch's random generator is process-wide and the pipeline seeds it: tests that train in
+/// this process take turns, so that one test's seeding cannot land in another's run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn small_config(method: Method) -> Config {
     let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 2, ..Default::default() };
     cfg.train.epochs = 2;
@@ -27,6 +31,7 @@ fn synthetic() -> painvrl::core::Dataset {
 
 #[test]
 fn every_method_writes_a_complete_report() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = synthetic();
     for method in Method::ALL {
         let dir = tempfile::tempdir().unwrap();
@@ -61,6 +66,7 @@ fn every_method_writes_a_complete_report() {
 
 #[test]
 fn same_seed_same_result_on_cpu() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = synthetic();
     let a = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
     let b = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
@@ -211,6 +217,7 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
 
 #[test]
 fn eiil_strategy_runs_in_the_pipeline_with_two_environments() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = small_config(Method::Painvrl);
     cfg.envs.strategy = painvrl::env::Strategy::Eiil;
     cfg.envs.n_envs = 5; // EIIL makes two whatever the count

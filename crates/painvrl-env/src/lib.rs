@@ -246,7 +246,23 @@ impl HeterogeneousIdentification {
         }
     }
 
-    /// Environment of each training interaction: the model that scores it highest.
+    /// One scoring model (a single environment) trained on every training interaction: the
+    /// warm start of the E environment models and EIIL's reference model.
+    fn train_on_all(
+        &self,
+        data: &Dataset,
+        content: &Tensor,
+        sampler: &NegativeSampler,
+        rng: &mut ChaCha8Rng,
+    ) -> EnvModels {
+        let cfg = &self.config;
+        let c = content.size()[1] as usize;
+        let model = EnvModels::new(1, cfg.shared_preference, data.n_users, c, cfg.dim, self.device);
+        let all = vec![(0..data.train.len()).collect::<Vec<_>>()];
+        self.train_models(&model, data, &all, content, sampler, rng);
+        model
+    }
+
     /// Environment of each training interaction: the model that scores it highest (after its
     /// exposure log-partition). `models` hold the E environments as stacked rows, in order.
     fn assign(&self, models: &[EnvModels], data: &Dataset, content: &Tensor) -> Vec<u32> {
@@ -254,10 +270,18 @@ impl HeterogeneousIdentification {
         tch::no_grad(|| {
             // each environment's exposure is a distribution over the catalogue: subtract its
             // log-partition so that an environment with a larger exposure scale does not win
-            // every interaction (`[E_m, 1]` per model)
-            let log_z: Vec<Tensor> = models
+            // every interaction (`[E_m, 1]` per model). The catalogue table, when it pays, is
+            // built once for all chunks and also gives the exposure scores.
+            let prepared: Vec<(Option<ItemTable>, Tensor)> = models
                 .iter()
-                .map(|m| content.matmul(&m.exposure.tr()).logsumexp([0i64].as_slice(), false).unsqueeze(1))
+                .map(|m| {
+                    let table = m.item_table(content, m.exposure.size()[0] * data.train.len() as i64);
+                    let exposure = match &table {
+                        Some(t) => t.exposure.shallow_clone(),
+                        None => content.matmul(&m.exposure.tr()),
+                    };
+                    (table, exposure.logsumexp([0i64].as_slice(), false).unsqueeze(1))
+                })
                 .collect();
             for chunk in (0..data.train.len()).collect::<Vec<_>>().chunks(8192) {
                 let u: Vec<i64> = chunk.iter().map(|&p| data.train.users[p] as i64).collect();
@@ -268,11 +292,10 @@ impl HeterogeneousIdentification {
                 };
                 let scores: Vec<Tensor> = models
                     .iter()
-                    .zip(&log_z)
-                    .map(|(m, z)| {
+                    .zip(&prepared)
+                    .map(|(m, (table, log_z))| {
                         let e = m.exposure.size()[0];
-                        let table = m.item_table(content, e * n);
-                        m.scores(&rows(&u, e), &rows(&i, e), content, table.as_ref()) - z
+                        m.scores(&rows(&u, e), &rows(&i, e), content, table.as_ref()) - log_z
                     })
                     .collect();
                 let best = Tensor::cat(&scores, 0).argmax(0, false).to_device(Device::Cpu);
@@ -281,6 +304,25 @@ impl HeterogeneousIdentification {
         });
         out
     }
+}
+
+/// What every inference starts from: the seeded generators (ours and libtorch's), the content
+/// the scoring models see (the variant representation when given, else the raw features) and a
+/// negative sampler over the training interactions.
+fn prepare(
+    data: &Dataset,
+    variant: Option<&Tensor>,
+    seed: u64,
+    device: Device,
+) -> Result<(ChaCha8Rng, Tensor, NegativeSampler)> {
+    let rng = ChaCha8Rng::seed_from_u64(seed);
+    tch::manual_seed(seed as i64);
+    let content = match variant {
+        Some(v) => v.to_device(device).detach(),
+        None => data.features.to_tensor(device),
+    };
+    let sampler = NegativeSampler::new(UserItems::build(data.n_users, &[&data.train]), data.n_items)?;
+    Ok((rng, content, sampler))
 }
 
 fn positions(labels: &[u32], n_envs: usize) -> Vec<Vec<usize>> {
@@ -318,13 +360,7 @@ impl EnvironmentInference for HeterogeneousIdentification {
         self.config.validate()?;
         let t0 = Instant::now();
         let cfg = self.config.clone();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        tch::manual_seed(seed as i64);
-        let content = match variant {
-            Some(v) => v.to_device(self.device).detach(),
-            None => data.features.to_tensor(self.device),
-        };
-        let sampler = NegativeSampler::new(UserItems::build(data.n_users, &[&data.train]), data.n_items)?;
+        let (mut rng, content, sampler) = prepare(data, variant, seed, self.device)?;
         let mut labels: Vec<u32> = (0..data.train.len()).map(|_| rng.gen_range(0..cfg.n_envs as u32)).collect();
         let c = content.size()[1] as usize;
         let make = |e: usize| EnvModels::new(e, cfg.shared_preference, data.n_users, c, cfg.dim, self.device);
@@ -332,9 +368,7 @@ impl EnvironmentInference for HeterogeneousIdentification {
             if cfg.batched { vec![make(cfg.n_envs)] } else { (0..cfg.n_envs).map(|_| make(1)).collect() };
         if cfg.warm_start {
             // one shared model on all data, copied into every environment slot
-            let shared = make(1);
-            let all = vec![(0..data.train.len()).collect::<Vec<_>>()];
-            self.train_models(&shared, data, &all, &content, &sampler, &mut rng);
+            let shared = self.train_on_all(data, &content, &sampler, &mut rng);
             tch::no_grad(|| {
                 for m in &models {
                     m.users.shallow_clone().copy_(&shared.users.expand_as(&m.users));
@@ -459,18 +493,9 @@ impl EnvironmentInference for Eiil {
         self.config.validate()?;
         let t0 = Instant::now();
         let cfg = self.config.clone();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        tch::manual_seed(seed as i64);
-        let content = match variant {
-            Some(v) => v.to_device(self.device).detach(),
-            None => data.features.to_tensor(self.device),
-        };
-        let sampler = NegativeSampler::new(UserItems::build(data.n_users, &[&data.train]), data.n_items)?;
-        let c = content.size()[1] as usize;
-        let reference = EnvModels::new(1, true, data.n_users, c, cfg.dim, self.device);
-        let all = vec![(0..data.train.len()).collect::<Vec<_>>()];
-        let solver = HeterogeneousIdentification::new(cfg.clone(), self.device);
-        solver.train_models(&reference, data, &all, &content, &sampler, &mut rng);
+        let (mut rng, content, sampler) = prepare(data, variant, seed, self.device)?;
+        let reference =
+            HeterogeneousIdentification::new(cfg.clone(), self.device).train_on_all(data, &content, &sampler, &mut rng);
         let g = self.scale_gradients(&reference, data, &content, &sampler, rng.gen());
         // maximise the penalty over the soft split, from a small random start (a symmetric
         // start is a stationary point)

@@ -6,6 +6,7 @@
 //! ```
 
 use painvrl::config::{Config, Method};
+use painvrl::core::metrics::roc_auc;
 use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
 
@@ -37,25 +38,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-/// Probability that a random invariant dimension gets a higher mask weight than a random variant
-/// one (ties count half).
-fn roc_auc(scores: &[f32], positive: &[bool]) -> f64 {
-    let (mut wins, mut pairs) = (0.0, 0.0);
-    for (a, &pa) in scores.iter().zip(positive) {
-        for (b, &pb) in scores.iter().zip(positive) {
-            if pa && !pb {
-                pairs += 1.0;
-                wins += if a > b {
-                    1.0
-                } else if a == b {
-                    0.5
-                } else {
-                    0.0
-                };
-            }
-        }
-    }
-    wins / pairs
 }

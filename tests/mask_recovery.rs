@@ -3,37 +3,11 @@
 //! ERM objective alone (IRM weight 0) separates them much less well.
 
 use painvrl::config::{Config, Method};
+use painvrl::core::metrics::roc_auc;
 use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
 use painvrl::env::GivenEnvironments;
 use painvrl::pipeline::{run_with, Components};
-
-/// ROC-AUC of `scores` for telling `positive` dimensions from the others (ties count half).
-fn roc_auc(scores: &[f32], positive: &[bool]) -> f64 {
-    let (mut wins, mut pairs) = (0.0, 0.0);
-    for (a, &pa) in scores.iter().zip(positive) {
-        for (b, &pb) in scores.iter().zip(positive) {
-            if pa && !pb {
-                pairs += 1.0;
-                wins += if a > b {
-                    1.0
-                } else if a == b {
-                    0.5
-                } else {
-                    0.0
-                };
-            }
-        }
-    }
-    wins / pairs
-}
-
-#[test]
-fn roc_auc_golden_values() {
-    assert_eq!(roc_auc(&[0.9, 0.8, 0.1, 0.2], &[true, true, false, false]), 1.0);
-    assert_eq!(roc_auc(&[0.1, 0.2, 0.9, 0.8], &[true, true, false, false]), 0.0);
-    assert_eq!(roc_auc(&[0.5, 0.5], &[true, false]), 0.5);
-}
 
 /// Mask ROC-AUC of `method` on the default generator with seed `seed` and planted environments.
 fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {

@@ -53,6 +53,33 @@ pub fn hit_vector(ranked: &[u32], relevant: &[u32]) -> Vec<bool> {
     ranked.iter().map(|i| relevant.binary_search(i).is_ok()).collect()
 }
 
+/// ROC-AUC of `scores` for telling the `positive` entries from the others: the probability that
+/// a random positive scores above a random negative, ties counting half (e.g. how well a learned
+/// mask ranks known invariant dimensions). NaN without a positive or without a negative.
+///
+/// ```
+/// use painvrl_core::metrics::roc_auc;
+/// assert_eq!(roc_auc(&[0.9, 0.1, 0.8], &[true, false, false]), 1.0);
+/// ```
+pub fn roc_auc(scores: &[f32], positive: &[bool]) -> f64 {
+    let (mut wins, mut pairs) = (0.0, 0.0);
+    for (a, &pa) in scores.iter().zip(positive) {
+        for (b, &pb) in scores.iter().zip(positive) {
+            if pa && !pb {
+                pairs += 1.0;
+                wins += if a > b {
+                    1.0
+                } else if a == b {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    wins / pairs
+}
+
 /// Sums of per-user metrics for several cut-offs; averaged into a [`SplitMetrics`].
 #[derive(Clone, Debug)]
 pub struct MetricAccumulator {
@@ -133,6 +160,14 @@ mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;
     use proptest::prelude::*;
+
+    #[test]
+    fn roc_auc_golden_values() {
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.1, 0.2], &[true, true, false, false]), 1.0);
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.9, 0.8], &[true, true, false, false]), 0.0);
+        assert_eq!(roc_auc(&[0.5, 0.5], &[true, false]), 0.5);
+        assert!(roc_auc(&[0.5, 0.4], &[true, true]).is_nan());
+    }
 
     #[test]
     fn golden_single_user() {

@@ -124,19 +124,20 @@ def mask_step(mu, env_pos):
     mask_opt.step()
 
 
-def env_iteration(labels, e=10, dim=32, bs=256, k=4, epochs=2):
+def env_iteration(labels, e=10, dim=32, bs=256, k=4, epochs=2, min_steps=200, partition_sample=2048):
     c = x.shape[1]
     users = torch.nn.Parameter(torch.randn(1, n_users, dim) * 0.1)
     eproj = torch.nn.Parameter(torch.empty(1, c, dim).uniform_(-c ** -0.5, c ** -0.5))
+    gain = torch.nn.Parameter(torch.ones(e, dim))
     exposure = torch.nn.Parameter(torch.zeros(e, c))
-    eopt = torch.optim.Adam([users, eproj, exposure], lr=1e-2)
+    eopt = torch.optim.Adam([users, eproj, gain, exposure], lr=1e-2)
 
     def scores(u, i):  # u, i: [e, b]
         xi = x[i]
-        return (users[0][u] * (xi @ eproj)).sum(2) + torch.bmm(xi, exposure.unsqueeze(2)).squeeze(2)
+        return (users[0][u] * gain.unsqueeze(1) * (xi @ eproj)).sum(2) + torch.bmm(xi, exposure.unsqueeze(2)).squeeze(2)
 
     env_pos = [np.flatnonzero(labels == k_) for k_ in range(e)]
-    for _ in range(max(len(tu) // (bs * e), 1) * epochs):
+    for _ in range(max(max(len(tu) // (bs * e), 1) * epochs, min_steps)):
         p = np.stack([rng.choice(pos, bs) for pos in env_pos])
         u = torch.from_numpy(tu[p]); i = torch.from_numpy(ti[p])
         j = torch.from_numpy(negatives(tu[p].reshape(-1), k).reshape(e, bs * k))
@@ -145,9 +146,13 @@ def env_iteration(labels, e=10, dim=32, bs=256, k=4, epochs=2):
                 + F.binary_cross_entropy_with_logits(sn, torch.zeros_like(sn))) * e
         eopt.zero_grad(); loss.backward(); eopt.step()
     with torch.no_grad():
-        log_z = torch.logsumexp(x @ exposure.T, 0).unsqueeze(1)
+        # each user's log-partition over a sample of the catalogue, then the likeliest environment
+        ids = torch.from_numpy(rng.choice(x.shape[0], min(partition_sample, x.shape[0]), replace=False))
+        xs = x[ids]
+        logits = (users[0].unsqueeze(0) * gain.unsqueeze(1)) @ (xs @ eproj[0]).T + (xs @ exposure.T).T.unsqueeze(1)
+        log_z = torch.logsumexp(logits, 2) + np.log(x.shape[0] / len(ids))  # [e, n_users]
         u = torch.from_numpy(tu).expand(e, -1); i = torch.from_numpy(ti).expand(e, -1)
-        return (scores(u, i) - log_z).argmax(0).numpy()
+        return (scores(u, i) - log_z.gather(1, u)).argmax(0).numpy()
 
 
 epoch()  # warm-up

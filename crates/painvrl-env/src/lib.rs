@@ -26,6 +26,18 @@ pub enum Strategy {
     Eiil,
 }
 
+/// Where heterogeneous identification's hard EM starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// Quantile groups of each interaction's log-likelihood under one model trained on every
+    /// interaction: environment 0 holds the worst-explained clicks, E − 1 the best.
+    #[default]
+    Fit,
+    /// A uniformly random assignment (InvRL).
+    Random,
+}
+
 /// Options of environment inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,8 +50,16 @@ pub struct HeteroConfig {
     pub max_iterations: usize,
     /// Stop when fewer than this fraction of labels change.
     pub tolerance: f64,
+    /// Items sampled (once per reassignment) to estimate each user's log-partition over the
+    /// catalogue; the whole catalogue when it has no more items than this.
+    pub partition_sample: usize,
+    /// Where the hard EM starts (heterogeneous identification).
+    pub start: Start,
     /// Training epochs of the environment models per iteration.
     pub epochs: usize,
+    /// At least this many optimiser steps per iteration, whatever `epochs` gives: on small
+    /// data a few epochs are a handful of steps.
+    pub min_steps: usize,
     /// Interactions per environment per step.
     pub batch_size: usize,
     /// Negatives per positive.
@@ -69,7 +89,10 @@ impl Default for HeteroConfig {
             n_envs: 10,
             max_iterations: 5,
             tolerance: 0.01,
+            partition_sample: 2048,
+            start: Start::Fit,
             epochs: 2,
+            min_steps: 200,
             batch_size: 256,
             negatives: 4,
             dim: 32,
@@ -95,6 +118,8 @@ impl HeteroConfig {
             ("batch_size", self.batch_size),
             ("negatives", self.negatives),
             ("dim", self.dim),
+            ("partition_sample", self.partition_sample),
+            ("min_steps", self.min_steps),
         ] {
             if v == 0 {
                 return Err(Error::config(format!("envs.{f}"), "must be ≥ 1"));
@@ -117,9 +142,13 @@ impl HeteroConfig {
 }
 
 /// InvRL's heterogeneous identification (hard EM over interactions), batched: the E scoring
-/// models `s_e(u, i) = p_{e,u} · (x̃_i W_e) + x̃_i · a_e` are stacked parameters `[E, ...]`
-/// trained together; `a_e` is the environment's exposure of content, shared by its users.
-/// `x̃` is the variant representation when a mask exists, else the raw features.
+/// models `s_e(u, i) = (p_u ⊙ γ_e) · (x̃_i W) + x̃_i · a_e` are stacked parameters `[E, ...]`
+/// trained together. `γ_e` is the environment's gain on every latent preference dimension —
+/// how strongly each factor drives the user's choice there, the quantity a spurious correlation
+/// changes across environments — and `a_e` its exposure of content, shared by its users.
+/// `x̃` is the variant representation when a mask exists, else the raw features. An interaction
+/// goes to the environment under whose model the click is most likely: the score minus the
+/// user's log-partition over the catalogue.
 pub struct HeterogeneousIdentification {
     /// Options.
     pub config: HeteroConfig,
@@ -129,14 +158,15 @@ pub struct HeterogeneousIdentification {
 
 struct EnvModels {
     vs: VarStore,
-    users: Tensor,    // [E, n_users, d]
-    proj: Tensor,     // [E, c, d]
+    users: Tensor,    // [E or 1, n_users, d]
+    proj: Tensor,     // [E or 1, c, d]
+    gain: Tensor,     // [E, d]: how strongly each latent factor drives choices in each environment
     exposure: Tensor, // [E, c]: how each environment exposes content, independent of the user
 }
 
 impl EnvModels {
     /// `e` environments; preference parameters are per environment, or one shared set when
-    /// `shared_preference` (then environments differ only in how they expose content).
+    /// `shared_preference` (then environments differ in their gains and exposure).
     fn new(e: usize, shared_preference: bool, n_users: usize, c: usize, d: usize, device: Device) -> Self {
         let vs = VarStore::new(device);
         let root = vs.root();
@@ -145,8 +175,13 @@ impl EnvModels {
             root.var("users", &[ep as i64, n_users as i64, d as i64], nn::Init::Randn { mean: 0.0, stdev: 0.1 });
         let b = 1.0 / (c as f64).sqrt();
         let proj = root.var("proj", &[ep as i64, c as i64, d as i64], nn::Init::Uniform { lo: -b, up: b });
+        let gain = root.var("gain", &[e as i64, d as i64], nn::Init::Const(1.0));
         let exposure = root.var("exposure", &[e as i64, c as i64], nn::Init::Const(0.0));
-        EnvModels { vs, users, proj, exposure }
+        EnvModels { vs, users, proj, gain, exposure }
+    }
+
+    fn n_envs(&self) -> i64 {
+        self.gain.size()[0]
     }
 
     /// Scores `[E, b]` of item ids `items [E, b]` for users `users [E, b]` (each row its env).
@@ -154,42 +189,76 @@ impl EnvModels {
     fn scores(&self, users: &Tensor, items: &Tensor, content: &Tensor, table: Option<&ItemTable>) -> Tensor {
         let (ep, n_users) = (self.users.size()[0], self.users.size()[1]);
         let (e, b) = (users.size()[0], users.size()[1]);
-        let offs = Tensor::arange(ep, (Kind::Int64, users.device())).unsqueeze(1) * n_users;
-        let flat = (users + offs).reshape([-1]);
-        let p = self.users.reshape([ep * n_users, -1]).index_select(0, &flat).reshape([e, b, -1]);
-        let flat_items = items.reshape([-1]);
+        let env = Tensor::arange(e, (Kind::Int64, users.device())).unsqueeze(1);
+        let flat = if ep == 1 { users.reshape([-1]) } else { (users + &env * n_users).reshape([-1]) };
+        let p =
+            self.users.reshape([ep * n_users, -1]).index_select(0, &flat).reshape([e, b, -1]) * self.gain.unsqueeze(1);
         match table {
-            // shared projection: gather the projected rows and the exposure column of each env
+            // the catalogue already projected (once when the projection is shared): gather rows
             Some(t) => {
-                let h = t.projected.index_select(0, &flat_items).reshape([e, b, -1]);
-                let env = Tensor::arange(e, (Kind::Int64, users.device())).unsqueeze(1).expand([e, b], false);
-                let exposure =
-                    t.exposure.index_select(0, &flat_items).reshape([e, b, -1]).gather(2, &env.unsqueeze(2), false);
-                (p * h).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) + exposure.squeeze_dim(2)
+                let n_items = t.exposure.size()[0];
+                let rows = if ep == 1 { items.reshape([-1]) } else { (items + &env * n_items).reshape([-1]) };
+                let h = t.projected.reshape([ep * n_items, -1]).index_select(0, &rows).reshape([e, b, -1]);
+                let at = (items + &env * n_items).reshape([-1]);
+                let exposure = t.exposure.tr().reshape([-1]).index_select(0, &at).reshape([e, b]);
+                (p * h).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) + exposure
             }
             None => {
-                let x = content.index_select(0, &flat_items).reshape([e, b, -1]);
+                let x = content.index_select(0, &items.reshape([-1])).reshape([e, b, -1]);
                 let preference = (p * x.matmul(&self.proj)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
                 preference + x.bmm(&self.exposure.unsqueeze(2)).squeeze_dim(2)
             }
         }
     }
 
-    /// The whole catalogue projected once — `content · W` `[n_items, d]` and `content · aᵀ`
-    /// `[n_items, E]` — when the projection is shared and `rows` gathered content rows would cost
-    /// more than projecting every item (the batched path's saving: one projection serves all E
-    /// environments); `None` otherwise.
+    /// The whole catalogue projected — `content · W` `[E or 1, n_items, d]` and `content · aᵀ`
+    /// `[n_items, E]` — when `rows` gathered content rows would cost more than projecting every
+    /// item (once for all E environments when the projection is shared: the batched path's
+    /// saving); `None` otherwise.
     fn item_table(&self, content: &Tensor, rows: i64) -> Option<ItemTable> {
-        if self.proj.size()[0] != 1 || rows < content.size()[0] {
+        if rows < self.proj.size()[0] * content.size()[0] {
             return None;
         }
-        Some(ItemTable { projected: content.matmul(&self.proj.get(0)), exposure: content.matmul(&self.exposure.tr()) })
+        Some(self.full_table(content))
+    }
+
+    /// [`EnvModels::item_table`] unconditionally.
+    fn full_table(&self, content: &Tensor) -> ItemTable {
+        ItemTable { projected: content.matmul(&self.proj), exposure: content.matmul(&self.exposure.tr()) }
+    }
+
+    /// Each user's log-partition over the catalogue in every environment, `[E, n_users]`:
+    /// log Σ_j exp s_e(u, j). With `sample` (item ids, the same for every user and
+    /// environment) the sum runs over those items and is scaled by n_items / |sample|, an
+    /// unbiased estimate of the partition sum. Computed in user chunks that keep
+    /// `[E, chunk, items]` near 8 M values.
+    fn log_partition(&self, table: &ItemTable, sample: Option<&Tensor>) -> Tensor {
+        let (e, n_items) = (self.n_envs(), table.exposure.size()[0]);
+        let (projected, exposure) = match sample {
+            Some(ids) => (table.projected.index_select(1, ids), table.exposure.index_select(0, ids)),
+            None => (table.projected.shallow_clone(), table.exposure.shallow_clone()),
+        };
+        let m = exposure.size()[0];
+        let n_users = self.users.size()[1];
+        let chunk = ((1i64 << 23) / (e * m).max(1)).max(1);
+        let exposure = exposure.tr().unsqueeze(1); // [E, 1, m]
+        let items_t = projected.transpose(1, 2).expand([e, -1, -1], false); // [E, d, m]
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < n_users {
+            let len = chunk.min(n_users - start);
+            let p = self.users.narrow(1, start, len) * self.gain.unsqueeze(1); // [E, len, d]
+            let scores = p.bmm(&items_t) + &exposure;
+            parts.push(scores.logsumexp([2i64].as_slice(), false));
+            start += len;
+        }
+        Tensor::cat(&parts, 1) + ((n_items as f64) / (m as f64)).ln()
     }
 }
 
-/// Per-item projections shared by every environment (see [`EnvModels::item_table`]).
+/// Per-item projections of every environment (see [`EnvModels::item_table`]).
 struct ItemTable {
-    projected: Tensor, // [n_items, d]
+    projected: Tensor, // [E or 1, n_items, d]
     exposure: Tensor,  // [n_items, E]
 }
 
@@ -213,7 +282,7 @@ impl HeterogeneousIdentification {
         let mut opt = Adam::new(&models.vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &HashSet::new());
         // `epochs` passes over the environments' interactions, `e` batches per step
         let total: usize = envs.iter().map(Vec::len).sum();
-        let steps = (total / (cfg.batch_size * e)).max(1) * cfg.epochs;
+        let steps = ((total / (cfg.batch_size * e)).max(1) * cfg.epochs).max(cfg.min_steps);
         for _ in 0..steps {
             let mut us = Vec::with_capacity(e * cfg.batch_size);
             let mut is = Vec::with_capacity(e * cfg.batch_size);
@@ -263,39 +332,41 @@ impl HeterogeneousIdentification {
         model
     }
 
-    /// Environment of each training interaction: the model that scores it highest (after its
-    /// exposure log-partition). `models` hold the E environments as stacked rows, in order.
-    fn assign(&self, models: &[EnvModels], data: &Dataset, content: &Tensor) -> Vec<u32> {
+    /// Environment of each training interaction: the one under whose model the click is most
+    /// likely, log softmax over the catalogue `s_e(u, i) − log Σ_j exp s_e(u, j)` — the
+    /// user's log-partition keeps an environment with larger gains or exposure from winning
+    /// every interaction. `models` hold the E environments as stacked rows, in order.
+    fn assign(&self, models: &[EnvModels], data: &Dataset, content: &Tensor, rng: &mut ChaCha8Rng) -> Vec<u32> {
         let mut out = Vec::with_capacity(data.train.len());
+        let sample = (self.config.partition_sample < data.n_items).then(|| {
+            let ids: Vec<i64> = rand::seq::index::sample(rng, data.n_items, self.config.partition_sample)
+                .into_iter()
+                .map(|i| i as i64)
+                .collect();
+            Tensor::from_slice(&ids).to_device(self.device)
+        });
         tch::no_grad(|| {
-            // each environment's exposure is a distribution over the catalogue: subtract its
-            // log-partition so that an environment with a larger exposure scale does not win
-            // every interaction (`[E_m, 1]` per model). The catalogue table, when it pays, is
-            // built once for all chunks and also gives the exposure scores.
-            let prepared: Vec<(Option<ItemTable>, Tensor)> = models
+            let prepared: Vec<(ItemTable, Tensor)> = models
                 .iter()
                 .map(|m| {
-                    let table = m.item_table(content, m.exposure.size()[0] * data.train.len() as i64);
-                    let exposure = match &table {
-                        Some(t) => t.exposure.shallow_clone(),
-                        None => content.matmul(&m.exposure.tr()),
-                    };
-                    (table, exposure.logsumexp([0i64].as_slice(), false).unsqueeze(1))
+                    let table = m.full_table(content);
+                    let log_z = m.log_partition(&table, sample.as_ref());
+                    (table, log_z)
                 })
                 .collect();
             for chunk in (0..data.train.len()).collect::<Vec<_>>().chunks(8192) {
                 let u: Vec<i64> = chunk.iter().map(|&p| data.train.users[p] as i64).collect();
                 let i: Vec<i64> = chunk.iter().map(|&p| data.train.items[p] as i64).collect();
                 let n = chunk.len() as i64;
-                let rows = |t: &[i64], e: i64| {
-                    Tensor::from_slice(t).to_device(self.device).unsqueeze(0).expand([e, n], false).contiguous()
-                };
+                let (u_t, i_t) =
+                    (Tensor::from_slice(&u).to_device(self.device), Tensor::from_slice(&i).to_device(self.device));
+                let rows = |t: &Tensor, e: i64| t.unsqueeze(0).expand([e, n], false).contiguous();
                 let scores: Vec<Tensor> = models
                     .iter()
                     .zip(&prepared)
                     .map(|(m, (table, log_z))| {
-                        let e = m.exposure.size()[0];
-                        m.scores(&rows(&u, e), &rows(&i, e), content, table.as_ref()) - log_z
+                        let e = m.n_envs();
+                        m.scores(&rows(&u_t, e), &rows(&i_t, e), content, Some(table)) - log_z.index_select(1, &u_t)
                     })
                     .collect();
                 let best = Tensor::cat(&scores, 0).argmax(0, false).to_device(Device::Cpu);
@@ -351,17 +422,79 @@ fn reseed_empty(labels: &mut [u32], n_envs: usize, rng: &mut ChaCha8Rng) -> usiz
     reseeded
 }
 
-impl EnvironmentInference for HeterogeneousIdentification {
-    fn name(&self) -> &str {
-        "heterogeneous"
+impl HeterogeneousIdentification {
+    /// Hard EM from the labels `start` (one per training interaction, each below `n_envs`)
+    /// instead of a random assignment: e.g. the previous round's environments, or another
+    /// method's split to refine.
+    pub fn refine(
+        &self,
+        data: &Dataset,
+        variant: Option<&Tensor>,
+        seed: u64,
+        start: &[u32],
+    ) -> Result<EnvironmentAssignment> {
+        if start.len() != data.train.len() {
+            return Err(Error::InvalidData(format!(
+                "{} starting environment labels for {} training interactions",
+                start.len(),
+                data.train.len()
+            )));
+        }
+        if let Some(&bad) = start.iter().find(|&&l| l as usize >= self.config.n_envs) {
+            return Err(Error::InvalidData(format!(
+                "starting environment label {bad} is not below envs.n_envs = {}",
+                self.config.n_envs
+            )));
+        }
+        self.run(data, variant, seed, Some(start))
     }
 
-    fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
+    /// Environments as quantile groups of each interaction's log-likelihood under `model`
+    /// (one environment): environment 0 holds the worst-explained clicks.
+    fn fit_quantiles(&self, model: &EnvModels, data: &Dataset, content: &Tensor, n_envs: usize) -> Vec<u32> {
+        let ll: Vec<f32> = self.log_likelihoods(model, data, content);
+        let mut order: Vec<usize> = (0..ll.len()).collect();
+        order.sort_by(|&a, &b| ll[a].total_cmp(&ll[b]).then(a.cmp(&b)));
+        let mut labels = vec![0u32; ll.len()];
+        for (rank, &p) in order.iter().enumerate() {
+            labels[p] = (rank * n_envs / ll.len().max(1)) as u32;
+        }
+        labels
+    }
+
+    /// Log-likelihood `[E, n]` flattened env-major of every training interaction under every
+    /// environment of `model`.
+    fn log_likelihoods(&self, model: &EnvModels, data: &Dataset, content: &Tensor) -> Vec<f32> {
+        tch::no_grad(|| {
+            let table = model.full_table(content);
+            let log_z = model.log_partition(&table, None);
+            let e = model.n_envs();
+            let u: Vec<i64> = data.train.users.iter().map(|&x| x as i64).collect();
+            let i: Vec<i64> = data.train.items.iter().map(|&x| x as i64).collect();
+            let n = u.len() as i64;
+            let (u_t, i_t) =
+                (Tensor::from_slice(&u).to_device(self.device), Tensor::from_slice(&i).to_device(self.device));
+            let rows = |t: &Tensor| t.unsqueeze(0).expand([e, n], false).contiguous();
+            let ll = model.scores(&rows(&u_t), &rows(&i_t), content, Some(&table)) - log_z.index_select(1, &u_t);
+            Vec::<f32>::try_from(ll.reshape([-1]).to_device(Device::Cpu)).unwrap_or_default()
+        })
+    }
+
+    fn run(
+        &self,
+        data: &Dataset,
+        variant: Option<&Tensor>,
+        seed: u64,
+        start: Option<&[u32]>,
+    ) -> Result<EnvironmentAssignment> {
         self.config.validate()?;
         let t0 = Instant::now();
         let cfg = self.config.clone();
         let (mut rng, content, sampler) = prepare(data, variant, seed, self.device)?;
-        let mut labels: Vec<u32> = (0..data.train.len()).map(|_| rng.gen_range(0..cfg.n_envs as u32)).collect();
+        let mut labels: Vec<u32> = match start {
+            Some(l) => l.to_vec(),
+            None => (0..data.train.len()).map(|_| rng.gen_range(0..cfg.n_envs as u32)).collect(),
+        };
         let c = content.size()[1] as usize;
         let make = |e: usize| EnvModels::new(e, cfg.shared_preference, data.n_users, c, cfg.dim, self.device);
         let models: Vec<EnvModels> =
@@ -373,9 +506,16 @@ impl EnvironmentInference for HeterogeneousIdentification {
                 for m in &models {
                     m.users.shallow_clone().copy_(&shared.users.expand_as(&m.users));
                     m.proj.shallow_clone().copy_(&shared.proj.expand_as(&m.proj));
+                    m.gain.shallow_clone().copy_(&shared.gain.expand_as(&m.gain));
                     m.exposure.shallow_clone().copy_(&shared.exposure.expand_as(&m.exposure));
                 }
             });
+            if start.is_none() && cfg.start == Start::Fit {
+                labels = self.fit_quantiles(&shared, data, &content, cfg.n_envs);
+            }
+        } else if start.is_none() && cfg.start == Start::Fit {
+            let shared = self.train_on_all(data, &content, &sampler, &mut rng);
+            labels = self.fit_quantiles(&shared, data, &content, cfg.n_envs);
         }
         let mut report = EnvironmentAssignment::from_labels(labels.clone(), cfg.n_envs);
         for it in 0..cfg.max_iterations {
@@ -387,7 +527,7 @@ impl EnvironmentInference for HeterogeneousIdentification {
                     self.train_models(m, data, std::slice::from_ref(env), &content, &sampler, &mut rng);
                 }
             }
-            let mut next = self.assign(&models, data, &content);
+            let mut next = self.assign(&models, data, &content, &mut rng);
             report.reseeded += reseed_empty(&mut next, cfg.n_envs, &mut rng);
             let changed = next.iter().zip(&labels).filter(|(a, b)| a != b).count() as f64 / labels.len().max(1) as f64;
             labels = next;
@@ -403,6 +543,16 @@ impl EnvironmentInference for HeterogeneousIdentification {
         out.reseeded = report.reseeded;
         out.seconds = t0.elapsed().as_secs_f64();
         Ok(out)
+    }
+}
+
+impl EnvironmentInference for HeterogeneousIdentification {
+    fn name(&self) -> &str {
+        "heterogeneous"
+    }
+
+    fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
+        self.run(data, variant, seed, None)
     }
 }
 
@@ -429,8 +579,8 @@ impl Eiil {
 
     /// Per-interaction derivative of the reference loss with respect to a dummy scale w_k on
     /// every content dimension, at w = 1, `[n, c]` in training-split order: with
-    /// s = p_u · ((x ⊙ w) W) + (x ⊙ w) · a, it is `(σ(s⁺) − 1)·x⁺ ⊙ h_u + mean_j σ(s⁻_j)·x⁻_j ⊙ h_u`
-    /// where h_u = W p_u + a.
+    /// s = (γ ⊙ p_u) · ((x ⊙ w) W) + (x ⊙ w) · a, it is `(σ(s⁺) − 1)·x⁺ ⊙ h_u + mean_j σ(s⁻_j)·x⁻_j ⊙ h_u`
+    /// where h_u = W (γ ⊙ p_u) + a.
     fn scale_gradients(
         &self,
         model: &EnvModels,
@@ -444,6 +594,7 @@ impl Eiil {
         tch::no_grad(|| {
             let users = model.users.get(0);
             let proj = model.proj.get(0);
+            let gain = model.gain.get(0);
             let exposure = model.exposure.get(0);
             for chunk in (0..data.train.len()).collect::<Vec<_>>().chunks(8192) {
                 let us: Vec<u32> = chunk.iter().map(|&p| data.train.users[p]).collect();
@@ -452,7 +603,8 @@ impl Eiil {
                 let negs: Vec<i64> =
                     sampler.sample(&us, k as usize, seed ^ chunk[0] as u64).into_iter().map(i64::from).collect();
                 let n = chunk.len() as i64;
-                let h = users.index_select(0, &Tensor::from_slice(&u).to_device(self.device)).matmul(&proj.tr())
+                let h = (users.index_select(0, &Tensor::from_slice(&u).to_device(self.device)) * &gain)
+                    .matmul(&proj.tr())
                     + &exposure; // [n, c]
                 let xp = content.index_select(0, &Tensor::from_slice(&i).to_device(self.device)); // [n, c]
                 let xn = content.index_select(0, &Tensor::from_slice(&negs).to_device(self.device)).reshape([n, k, -1]); // [n, k, c]
@@ -597,6 +749,14 @@ pub fn nmi(a: &[u32], b: &[u32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// libtorch's generator is process-wide: tests that seed it and draw from it take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     #[test]
     fn nmi_golden_values() {
@@ -607,6 +767,7 @@ mod tests {
 
     #[test]
     fn sequential_and_batched_paths_both_assign_every_interaction() {
+        let _turn = serial();
         let syn =
             painvrl_data::generate(&painvrl_data::SyntheticConfig { n_users: 40, n_items: 60, ..Default::default() })
                 .unwrap();
@@ -629,37 +790,60 @@ mod tests {
         assert!(positions(&labels, 3).iter().all(|p| !p.is_empty()));
     }
 
-    #[test]
-    #[ignore = "fails: the planted per-interaction environments are not recovered (NMI 0.0001 vs 0.0001 for random labels)"]
-    fn heterogeneous_identification_recovers_planted_environments() {
-        tch::manual_seed(0);
-        let cfg = painvrl_data::SyntheticConfig {
-            n_users: 200,
-            n_items: 300,
-            n_envs: 2,
-            variant_strength: 6.0,
-            env_spread: 1.0,
-            ..Default::default()
-        };
+    /// The planted dataset of the recovery tests: environments with spurious strengths 0 and 6
+    /// (the Bayes classifier with the generator's true parameters reaches NMI 0.32 on it,
+    /// measured with an independent NumPy reimplementation), and the planted variant
+    /// representation `(1 − m) ⊙ x` the pipeline would pass from a perfect mask.
+    fn planted(seed: u64) -> (painvrl_data::SyntheticData, Tensor) {
+        let cfg =
+            painvrl_data::SyntheticConfig { n_users: 200, n_items: 300, env_spread: 1.0, seed, ..Default::default() };
         let syn = painvrl_data::generate(&cfg).unwrap();
-        let mut inf = HeterogeneousIdentification::new(
-            HeteroConfig { n_envs: 2, epochs: 10, max_iterations: 8, ..Default::default() },
-            Device::Cpu,
-        );
-        let got = inf.infer(&syn.dataset, None, 1).unwrap();
-        let mut random = RandomEnvironments { n_envs: 2 };
-        let base = random.infer(&syn.dataset, None, 1).unwrap();
-        let (h, r) = (nmi(&got.labels, &syn.train_envs), nmi(&base.labels, &syn.train_envs));
-        eprintln!(
-            "NMI heterogeneous {h:.4} random {r:.4}; sizes {:?} changed {:?} reseeded {}",
-            got.sizes, got.changed_fraction, got.reseeded
-        );
-        assert_eq!(got.sizes.iter().sum::<usize>(), syn.dataset.train.len());
-        // measured: NMI 0.0001, the same as random labels. With the generator's earlier per-user
-        // environments it reached 0.029 against 0.0002; environments that differ only in the
-        // strength of a per-user spurious affinity, mixed within each user's history, are not
-        // found by hard EM from a random start
-        assert!(h > r + 0.02, "heterogeneous NMI {h} not above random {r} + 0.02");
+        let keep: Vec<f32> = syn.invariant_mask.iter().map(|&inv| if inv { 0.0 } else { 1.0 }).collect();
+        let variant = syn.dataset.features.to_tensor(Device::Cpu) * Tensor::from_slice(&keep);
+        (syn, variant)
+    }
+
+    #[test]
+    fn heterogeneous_identification_recovers_planted_environments() {
+        let _turn = serial();
+        let mut measured = Vec::new();
+        for seed in [0, 1] {
+            let (syn, variant) = planted(seed);
+            let cfg = HeteroConfig { n_envs: 2, max_iterations: 8, ..Default::default() };
+            let fit = HeterogeneousIdentification::new(cfg.clone(), Device::Cpu)
+                .infer(&syn.dataset, Some(&variant), 1)
+                .unwrap();
+            let invrl_start = HeteroConfig { start: Start::Random, ..cfg };
+            let rand_start = HeterogeneousIdentification::new(invrl_start, Device::Cpu)
+                .infer(&syn.dataset, Some(&variant), 1)
+                .unwrap();
+            let random = RandomEnvironments { n_envs: 2 }.infer(&syn.dataset, None, 1).unwrap();
+            let [h, s, r] = [&fit, &rand_start, &random].map(|a| nmi(&a.labels, &syn.train_envs));
+            eprintln!(
+                "seed {seed}: NMI fit start {h:.4}, random start {s:.4}, random labels {r:.4}; sizes {:?}",
+                fit.sizes
+            );
+            assert_eq!(fit.sizes.iter().sum::<usize>(), syn.dataset.train.len());
+            measured.push((h, s, r));
+        }
+        // measured: fit start 0.097 / 0.081 (seeds 0, 1), InvRL's random start 0.0004 / 0.0002,
+        // random labels 0.0001. Margin: at least 0.05 and 10× random labels
+        for (h, s, r) in measured {
+            assert!(h >= 0.05 && h >= 10.0 * r, "heterogeneous NMI {h} vs random labels {r}");
+            assert!(h > s, "the fit start ({h}) should beat the random start ({s})");
+        }
+    }
+
+    #[test]
+    fn refine_rejects_labels_of_the_wrong_length_or_range() {
+        let _turn = serial();
+        let (syn, _) = planted(0);
+        let inf = HeterogeneousIdentification::new(HeteroConfig { n_envs: 2, ..Default::default() }, Device::Cpu);
+        let short = inf.refine(&syn.dataset, None, 0, &[0, 1]).unwrap_err().to_string();
+        assert!(short.contains("2 starting environment labels"), "{short}");
+        let wide = vec![2u32; syn.dataset.train.len()];
+        let err = inf.refine(&syn.dataset, None, 0, &wide).unwrap_err().to_string();
+        assert!(err.contains("label 2") && err.contains("envs.n_envs"), "{err}");
     }
 
     #[test]
@@ -674,6 +858,7 @@ mod tests {
 
     #[test]
     fn eiil_makes_two_balanced_environments() {
+        let _turn = serial();
         tch::manual_seed(0);
         let syn = painvrl_data::generate(&painvrl_data::SyntheticConfig {
             n_users: 200,
@@ -691,26 +876,42 @@ mod tests {
         assert_eq!(got.sizes.iter().sum::<usize>(), syn.dataset.train.len());
         // the size-weighted penalty keeps both environments substantial (the unweighted one put
         // 11 of 4,000 interactions in one); recovery of the planted split is weak: measured
-        // NMI 0.0047 against 0.0001 for random labels, not asserted
+        // NMI 0.0040 against 0.0001 for random labels, not asserted
         assert!(got.sizes.iter().all(|&n| n * 10 >= syn.dataset.train.len()), "degenerate split {:?}", got.sizes);
         assert!(h >= r, "EIIL NMI {h} below random {r}");
     }
 
     #[test]
     fn catalogue_table_gives_the_same_scores_as_gathered_rows() {
+        let _turn = serial();
         tch::manual_seed(3);
         let (e, n_users, n_items, c, d) = (3usize, 5usize, 7i64, 4usize, 2usize);
-        let m = EnvModels::new(e, true, n_users, c, d, Device::Cpu);
-        tch::no_grad(|| {
-            m.exposure.shallow_clone().copy_(&Tensor::randn([e as i64, c as i64], (Kind::Float, Device::Cpu)))
-        });
-        let content = Tensor::randn([n_items, c as i64], (Kind::Float, Device::Cpu));
-        let users = Tensor::from_slice(&[0i64, 1, 4, 2, 3, 0, 1, 1, 4, 0, 2, 3]).reshape([3, 4]);
-        let items = Tensor::from_slice(&[6i64, 0, 3, 2, 1, 5, 4, 6, 0, 0, 2, 3]).reshape([3, 4]);
-        let table = m.item_table(&content, 1_000).expect("a shared projection and many rows use the table");
-        let direct = m.scores(&users, &items, &content, None);
-        let tabled = m.scores(&users, &items, &content, Some(&table));
-        assert!((direct - tabled).abs().max().double_value(&[]) < 1e-5);
-        assert!(m.item_table(&content, 3).is_none(), "few rows: gathering is cheaper");
+        for shared in [true, false] {
+            let m = EnvModels::new(e, shared, n_users, c, d, Device::Cpu);
+            tch::no_grad(|| {
+                let noise = || Tensor::randn([e as i64, c as i64], (Kind::Float, Device::Cpu));
+                m.exposure.shallow_clone().copy_(&noise());
+                let gains = Tensor::randn([e as i64, d as i64], (Kind::Float, Device::Cpu)) * 0.5 + 1.0;
+                m.gain.shallow_clone().copy_(&gains);
+            });
+            let content = Tensor::randn([n_items, c as i64], (Kind::Float, Device::Cpu));
+            let users = Tensor::from_slice(&[0i64, 1, 4, 2, 3, 0, 1, 1, 4, 0, 2, 3]).reshape([3, 4]);
+            let items = Tensor::from_slice(&[6i64, 0, 3, 2, 1, 5, 4, 6, 0, 0, 2, 3]).reshape([3, 4]);
+            let table = m.item_table(&content, 1_000).expect("many rows use the table");
+            let direct = m.scores(&users, &items, &content, None);
+            let tabled = m.scores(&users, &items, &content, Some(&table));
+            assert!((&direct - tabled).abs().max().double_value(&[]) < 1e-5);
+            assert!(m.item_table(&content, 3).is_none(), "few rows: gathering is cheaper");
+            // the log-partition is a log-sum-exp of the same scores over the whole catalogue
+            let log_z = m.log_partition(&table, None);
+            for (env, user) in [(0i64, 0i64), (2, 4), (1, 3)] {
+                let all =
+                    Tensor::arange(n_items, (Kind::Int64, Device::Cpu)).unsqueeze(0).expand([e as i64, n_items], false);
+                let us = Tensor::full([e as i64, n_items], user, (Kind::Int64, Device::Cpu));
+                let row = m.scores(&us, &all.contiguous(), &content, None).get(env);
+                let expected = row.logsumexp([0i64].as_slice(), false).double_value(&[]);
+                assert!((log_z.double_value(&[env, user]) - expected).abs() < 1e-4);
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ fn benches(c: &mut Criterion) {
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
     let sampler = NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
     let val = UserItems::build(ds.n_users, &[&ds.val]);
-    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val };
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val, objective: None };
     let x = ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
     let mut g = c.benchmark_group("tiktok");

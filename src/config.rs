@@ -5,7 +5,7 @@ use painvrl_convert::{Fusion, MaskUse};
 use painvrl_core::{DeviceSpec, Error, Result};
 use painvrl_env::HeteroConfig;
 use painvrl_graph::{BackboneConfig, TrainConfig};
-use painvrl_mask::MaskConfig;
+use painvrl_mask::{GradNormalization, MaskConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -79,6 +79,19 @@ impl Default for OodConfig {
     }
 }
 
+/// The objective of the final training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinalObjective {
+    /// The recommender's loss and an IRMv1 penalty across the last round's environments,
+    /// balanced at every step like the mask's objectives (min-norm weight; the
+    /// `painvrl-fixed-weights` ablation uses the mask's fixed `irm_weight`).
+    #[default]
+    Pareto,
+    /// The recommender's loss alone.
+    Erm,
+}
+
 /// Everything a run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -104,6 +117,11 @@ pub struct Config {
     /// Start the final model from the pre-trained one (ID embeddings copied, the converter's
     /// projections from the pre-trained content projection) instead of from scratch.
     pub final_warm_start: bool,
+    /// What the final training of the PaInvRL methods minimises (InvRL always trains on the
+    /// recommender's loss alone).
+    pub final_objective: FinalObjective,
+    /// Gradient scaling before the final training's Pareto weighting.
+    pub final_normalization: GradNormalization,
     /// Backbone.
     pub backbone: BackboneConfig,
     /// Training loop.
@@ -131,6 +149,8 @@ impl Default for Config {
             conversion_mask: MaskUse::Soft,
             pretrain_epochs: 10,
             final_warm_start: true,
+            final_objective: FinalObjective::Pareto,
+            final_normalization: GradNormalization::L2,
             backbone: BackboneConfig::default(),
             train: TrainConfig::default(),
             envs: HeteroConfig::default(),

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod invariance;
 pub mod memory;
 pub mod pipeline;
 pub mod plots;

@@ -2,7 +2,8 @@
 //! learning → (iii) conversion → final training with early stopping → evaluation on val, test
 //! and test_ood. Composed only through the `painvrl-core` traits.
 
-use crate::config::{Config, Method};
+use crate::config::{Config, FinalObjective, Method};
+use crate::invariance::{Balance, InvariancePenalty};
 use crate::recommender::{save_model, TrainedModel};
 use painvrl_convert::{binarize, variant, Converter, Fusion, MaskUse};
 use painvrl_core::eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
@@ -13,6 +14,7 @@ use painvrl_core::{
 };
 use painvrl_data::NegativeSampler;
 use painvrl_env::{Eiil, HeterogeneousIdentification, RandomEnvironments, Strategy};
+use painvrl_graph::trainer::StepObjective;
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
 use serde::{Deserialize, Serialize};
@@ -91,7 +93,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
     let val_idx = UserItems::build(ds.n_users, &[&ds.val]);
     let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items)?;
-    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx };
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None };
     let features = ds.features.to_tensor(device);
     let ckpt = out.map(|d| Checkpointing { dir: d.to_path_buf(), resume });
     let mut history: Vec<EpochLog> = Vec::new();
@@ -163,6 +165,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         }
         let mask = Mask::new(&(vs0.root() / "mask"), ds.features.dim(), mcfg.kind, mcfg.gate_sigma);
         let mut variant_repr: Option<Tensor> = None;
+        let mut last_envs = None;
         for round in 0..cfg.rounds {
             let t = Instant::now();
             let envs = inference.infer(ds, variant_repr.as_ref(), cfg.seed.wrapping_add(round as u64))?;
@@ -184,6 +187,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
             report.pareto.extend(log.iter().map(|l| l.alpha));
             report.mask_log.extend(log);
             report.environments = envs.sizes.clone();
+            last_envs = Some(envs);
             variant_repr = Some(tch::no_grad(|| variant(&features, &mask.values(false))));
             // InvRL's schedule: both weights grow by 5 % per round
             mcfg.irm_weight *= 1.05;
@@ -210,12 +214,32 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
             warm_start_final(&vs0, &vs1);
         }
         let content = || converter.encode(&features, &m);
+        // the PaInvRL methods keep the invariance penalty in the final training (design)
+        let balance = match cfg.method {
+            Method::PainvrlFixedWeights => Balance::Fixed { weight: mcfg.irm_weight },
+            _ => Balance::Pareto { normalization: cfg.final_normalization },
+        };
+        let penalty = last_envs.as_ref().map(|envs| InvariancePenalty {
+            labels: &envs.labels,
+            n_envs: envs.sizes.len(),
+            balance,
+        });
+        let final_data = TrainData {
+            objective: match (&penalty, cfg.method, cfg.final_objective) {
+                (_, Method::Invrl, _) | (_, _, FinalObjective::Erm) => None,
+                (Some(p), _, FinalObjective::Pareto) => Some(p as &dyn StepObjective),
+                (None, _, _) => None,
+            },
+            train: data.train,
+            sampler: data.sampler,
+            val: data.val,
+        };
         let outcome = fit(
             "final",
             &mut vs1,
             fin.as_ref(),
             &content,
-            &data,
+            &final_data,
             &cfg.train,
             cfg.seed.wrapping_add(7),
             &HashSet::new(),

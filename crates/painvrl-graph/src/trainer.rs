@@ -5,7 +5,7 @@
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_safetensors_atomic};
 use painvrl_core::optim::{load_checkpoint, save_checkpoint, Adam, GroupHyper};
-use painvrl_core::{signal, Backbone, Error, Interactions, Result, SplitMetrics, UserItems};
+use painvrl_core::{signal, Backbone, Batch, Error, Interactions, Result, SplitMetrics, UserItems};
 use painvrl_data::{epoch_batches, make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -116,6 +116,26 @@ pub struct TrainData<'a> {
     pub sampler: &'a NegativeSampler,
     /// Validation items per user.
     pub val: &'a UserItems,
+    /// A second objective balanced against the backbone's loss at every step (`None`: the
+    /// backbone's loss alone).
+    pub objective: Option<&'a dyn StepObjective>,
+}
+
+/// A second objective that a training step balances against the backbone's own loss, e.g.
+/// PaInvRL's invariance penalty across environments. It owns the step's backward pass.
+pub trait StepObjective {
+    /// Leaves on the variables of `vs` the gradient of the step's combined objective, given
+    /// the backbone's `loss` on `batch`, whose positives are the training interactions at
+    /// `positions`. Returns the weight the combination put on `loss` (for the log), if any.
+    fn backward(
+        &self,
+        vs: &VarStore,
+        backbone: &dyn Backbone,
+        content: &Tensor,
+        batch: &Batch,
+        positions: &[usize],
+        loss: &Tensor,
+    ) -> Result<Option<f64>>;
 }
 
 /// One line of the per-epoch log.
@@ -131,6 +151,9 @@ pub struct EpochLog {
     pub seconds: f64,
     /// Validation metrics, when evaluated.
     pub val: Option<BTreeMap<String, f64>>,
+    /// Mean weight on the backbone's loss when a [`StepObjective`] combined it with another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_weight: Option<f64>,
 }
 
 /// Result of a training run.
@@ -219,6 +242,7 @@ pub fn fit(
         let t0 = Instant::now();
         let batches = epoch_batches(data.train.len(), cfg.batch_size, mix(seed, epoch as u64, 0));
         let mut loss_sum = 0.0;
+        let mut weights = Vec::new();
         for (step, positions) in batches.iter().enumerate() {
             let batch = make_batch(
                 data.train,
@@ -229,7 +253,8 @@ pub fn fit(
                 device,
             );
             opt.zero_grad(vs);
-            let mut loss = backbone.loss(&batch, &content());
+            let content_now = content();
+            let mut loss = backbone.loss(&batch, &content_now);
             if let Some(h) = hook {
                 if let Some(replaced) = h(epoch, step, &loss) {
                     loss = replaced;
@@ -243,7 +268,12 @@ pub fn fit(
                     Error::Diverged { module: module.into(), epoch, step, what: "training loss".into() },
                 ));
             }
-            loss.backward();
+            match data.objective {
+                Some(objective) => {
+                    weights.extend(objective.backward(vs, backbone, &content_now, &batch, positions, &loss)?);
+                }
+                None => loss.backward(),
+            }
             opt.step(vs);
             loss_sum += value;
             if signal::stop_requested() && step + 1 < batches.len() {
@@ -260,8 +290,14 @@ pub fn fit(
         }
         let seconds = t0.elapsed().as_secs_f64();
         state.outcome.train_seconds += seconds;
-        let mut log =
-            EpochLog { module: module.into(), epoch, loss: loss_sum / batches.len().max(1) as f64, seconds, val: None };
+        let mut log = EpochLog {
+            module: module.into(),
+            epoch,
+            loss: loss_sum / batches.len().max(1) as f64,
+            seconds,
+            val: None,
+            loss_weight: (!weights.is_empty()).then(|| weights.iter().sum::<f64>() / weights.len() as f64),
+        };
         let last = epoch + 1 == cfg.epochs;
         if (epoch + 1) % cfg.eval_every == 0 || last {
             let t1 = Instant::now();

@@ -1,0 +1,169 @@
+//! PaInvRL's final training objective: the recommender's own loss and an IRMv1 penalty across
+//! the inferred environments, balanced at every step by the two-objective min-norm (MGDA)
+//! weight — or by a fixed weight, for the `painvrl-fixed-weights` ablation. **[design]**: the
+//! mask alone does not keep a final model that is trained for accuracy only from leaning on the
+//! variant dimensions again (see `docs/method.md`).
+
+use painvrl_core::tch::{Kind, Tensor};
+use painvrl_core::{Backbone, Batch, Result};
+use painvrl_graph::trainer::StepObjective;
+use painvrl_mask::{two_point, GradNormalization};
+use tch::nn::VarStore;
+
+/// How the penalty is weighed against the recommender's loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Balance {
+    /// The min-norm convex combination of the two gradients, after `normalization`.
+    Pareto {
+        /// Scaling of each gradient before the combination.
+        normalization: GradNormalization,
+    },
+    /// `loss + weight · penalty`.
+    Fixed {
+        /// Weight of the penalty.
+        weight: f64,
+    },
+}
+
+/// The IRMv1 penalty across environments as a [`StepObjective`].
+pub struct InvariancePenalty<'a> {
+    /// Environment of every training interaction (training-split order).
+    pub labels: &'a [u32],
+    /// Number of environments.
+    pub n_envs: usize,
+    /// How the penalty is weighed.
+    pub balance: Balance,
+}
+
+/// Per-interaction derivative, at w = 1, of the interaction's risk under a dummy scale w on
+/// the scores: `BCE(w·s⁺, 1) + mean_j BCE(w·s⁻_j, 0)` differentiates to
+/// `(σ(s⁺) − 1)·s⁺ + mean_j σ(s⁻_j)·s⁻_j`. `pos` is `[b]`, `neg` is `[b, k]`.
+pub fn scale_derivatives(pos: &Tensor, neg: &Tensor) -> Tensor {
+    (pos.sigmoid() - 1.0) * pos + (neg.sigmoid() * neg).mean_dim([1i64].as_slice(), false, Kind::Float)
+}
+
+/// IRMv1's unbiased two-half estimator from per-interaction derivatives `d` `[b]` and their
+/// environments: for every environment with at least two interactions in the batch, the mean
+/// derivative over its even-indexed rows times that over its odd-indexed rows; averaged over
+/// those environments (0 when there is none).
+pub fn irmv1_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
+    let device = d.device();
+    let mut terms = Vec::new();
+    for e in 0..n_envs as u32 {
+        let rows: Vec<i64> = envs.iter().enumerate().filter(|(_, &l)| l == e).map(|(i, _)| i as i64).collect();
+        if rows.len() < 2 {
+            continue;
+        }
+        let (a, b): (Vec<i64>, Vec<i64>) =
+            (rows.iter().step_by(2).copied().collect(), rows.iter().skip(1).step_by(2).copied().collect());
+        let mean = |idx: &[i64]| d.index_select(0, &Tensor::from_slice(idx).to_device(device)).mean(Kind::Float);
+        terms.push(mean(&a) * mean(&b));
+    }
+    if terms.is_empty() {
+        Tensor::zeros([], (Kind::Float, device))
+    } else {
+        Tensor::stack(&terms, 0).mean(Kind::Float)
+    }
+}
+
+impl StepObjective for InvariancePenalty<'_> {
+    fn backward(
+        &self,
+        vs: &VarStore,
+        backbone: &dyn Backbone,
+        content: &Tensor,
+        batch: &Batch,
+        positions: &[usize],
+        loss: &Tensor,
+    ) -> Result<Option<f64>> {
+        let (users, items) = backbone.embeddings(content);
+        let u = users.index_select(0, &batch.users);
+        let pos = (&u * items.index_select(0, &batch.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let (b, k) = (batch.neg_items.size()[0], batch.neg_items.size()[1]);
+        let neg_items = items.index_select(0, &batch.neg_items.reshape([-1])).reshape([b, k, -1]);
+        let neg = neg_items.bmm(&u.unsqueeze(2)).squeeze_dim(2);
+        let envs: Vec<u32> = positions.iter().map(|&p| self.labels[p]).collect();
+        let penalty = irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs);
+        if !penalty.requires_grad() {
+            loss.backward();
+            return Ok(Some(1.0));
+        }
+        match self.balance {
+            Balance::Fixed { weight } => {
+                (loss + &penalty * weight).backward();
+                Ok(None)
+            }
+            Balance::Pareto { normalization } => {
+                let vars = vs.trainable_variables();
+                // the penalty's gradient first (keeping the shared graph), then the loss's on the variables
+                let g2 = Tensor::run_backward(&[&penalty], &vars, true, false);
+                loss.backward();
+                let (mut g11, mut g12, mut g22) = (0.0, 0.0, 0.0);
+                for (v, p) in vars.iter().zip(&g2) {
+                    let g1 = v.grad();
+                    if g1.defined() {
+                        g11 += g1.square().sum(Kind::Double).double_value(&[]);
+                        if p.defined() {
+                            g12 += (&g1 * p).sum(Kind::Double).double_value(&[]);
+                        }
+                    }
+                    if p.defined() {
+                        g22 += p.square().sum(Kind::Double).double_value(&[]);
+                    }
+                }
+                let s1 = normalization.scale(g11, loss.double_value(&[]));
+                let s2 = normalization.scale(g22, penalty.double_value(&[]));
+                let alpha = two_point(g11 / (s1 * s1), g12 / (s1 * s2), g22 / (s2 * s2));
+                tch::no_grad(|| {
+                    for (v, p) in vars.iter().zip(&g2) {
+                        let mut g1 = v.grad();
+                        if g1.defined() {
+                            let _ = g1.g_mul_scalar_(alpha / s1);
+                            if p.defined() {
+                                let _ = g1.g_add_(&(p * ((1.0 - alpha) / s2)));
+                            }
+                        }
+                    }
+                });
+                Ok(Some(alpha))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn scale_derivative_matches_autograd() {
+        let pos = Tensor::from_slice(&[0.3f32, -1.2]);
+        let neg = Tensor::from_slice(&[0.5f32, -0.4, 2.0, 0.1, -0.7, 1.1]).reshape([2, 3]);
+        let w = Tensor::ones([], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let risk = |i: i64| {
+            let p = (&w * pos.get(i)).unsqueeze(0);
+            let n = &w * neg.get(i);
+            p.binary_cross_entropy_with_logits::<&Tensor>(&p.ones_like(), None, None, tch::Reduction::Mean)
+                + n.binary_cross_entropy_with_logits::<&Tensor>(&n.zeros_like(), None, None, tch::Reduction::Mean)
+        };
+        let d = scale_derivatives(&pos, &neg);
+        for i in 0..2 {
+            let g = Tensor::run_backward(&[risk(i)], &[&w], false, false);
+            assert!((g[0].double_value(&[]) - d.double_value(&[i])).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn two_half_penalty_golden_values() {
+        // env 0 rows 0, 2, 4 → halves {0, 4} and {2}; env 1 rows 1, 3 → {1} and {3}
+        let d = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -4.0, 5.0]);
+        let p = irmv1_two_half(&d, &[0, 1, 0, 1, 0], 2).double_value(&[]);
+        let want = ((1.0 + 5.0) / 2.0 * 3.0 + 2.0 * -4.0) / 2.0;
+        assert!((p - want).abs() < 1e-6, "{p} vs {want}");
+        // an environment with one row in the batch contributes nothing; none at all gives 0
+        let single = irmv1_two_half(&d, &[0, 0, 0, 0, 1], 2).double_value(&[]);
+        assert!((single - (1.0 + 3.0) / 2.0 * (2.0 - 4.0) / 2.0).abs() < 1e-6);
+        assert_eq!(irmv1_two_half(&d.narrow(0, 0, 1), &[0], 2).double_value(&[]), 0.0);
+    }
+}

@@ -3,11 +3,11 @@
 //! NDCG@20 with timings.
 //!
 //! ```text
-//! cargo run --release --example train_tiktok [-- --data DIR --device cpu --epochs N --backbone B --ablations]
+//! cargo run --release --example train_tiktok [-- --data DIR --config FILE.toml --device cpu --epochs N --backbone B --ablations | --methods M1,M2]
 //! ```
 //!
 //! `--ablations` adds PaInvRL with random environments, with fixed weights and with the
-//! invariant representation only.
+//! invariant representation only; `--methods` picks methods by name.
 
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
@@ -23,8 +23,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = arg(&args, "--data")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/tiktok"));
-    let mut base =
-        Config { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), ..Default::default() };
+    let mut base = match arg(&args, "--config") {
+        Some(f) => Config::from_toml_file(std::path::Path::new(&f))?,
+        None => Config::default(),
+    };
+    if base.threads == 0 {
+        base.threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    }
     if let Some(d) = arg(&args, "--device") {
         base.device = d.parse::<DeviceSpec>()?;
     }
@@ -53,7 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<24} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "method", "R@20 IID", "N@20 IID", "R@20 OOD", "N@20 OOD", "seconds"
     );
-    let methods = if args.iter().any(|a| a == "--ablations") {
+    let methods = if let Some(list) = arg(&args, "--methods") {
+        list.split(',').map(str::parse).collect::<Result<Vec<Method>, _>>()?
+    } else if args.iter().any(|a| a == "--ablations") {
         Method::ALL.to_vec()
     } else {
         vec![Method::Erm, Method::Invrl, Method::Painvrl]

@@ -120,7 +120,8 @@ pub struct Config {
     /// What the final training of the PaInvRL methods minimises (InvRL always trains on the
     /// recommender's loss alone).
     pub final_objective: FinalObjective,
-    /// Gradient scaling before the final training's Pareto weighting.
+    /// Gradient scaling before the final training's Pareto weighting (its preference vector is
+    /// `mask.preference`).
     pub final_normalization: GradNormalization,
     /// Backbone.
     pub backbone: BackboneConfig,

@@ -1,8 +1,8 @@
 //! PaInvRL's final training objective: the recommender's own loss and an IRMv1 penalty across
 //! the inferred environments, balanced at every step by the two-objective min-norm (MGDA)
-//! weight — or by a fixed weight, for the `painvrl-fixed-weights` ablation. **[design]**: the
-//! mask alone does not keep a final model that is trained for accuracy only from leaning on the
-//! variant dimensions again (see `docs/method.md`).
+//! weight — or by a fixed weight, for the `painvrl-fixed-weights` ablation. This is our design,
+//! not taken from the paper: the mask alone does not keep a final model that is trained for
+//! accuracy only from leaning on the variant dimensions again (see `docs/method.md`).
 
 use painvrl_core::tch::{Kind, Tensor};
 use painvrl_core::{Backbone, Batch, Result};
@@ -13,10 +13,13 @@ use tch::nn::VarStore;
 /// How the penalty is weighed against the recommender's loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Balance {
-    /// The min-norm convex combination of the two gradients, after `normalization`.
+    /// The min-norm convex combination of the two gradients, after `normalization` and the
+    /// preference scaling gᵢ ← pᵢ gᵢ (as in the mask's weighting).
     Pareto {
         /// Scaling of each gradient before the combination.
         normalization: GradNormalization,
+        /// Preference (recommender loss, penalty); `[1, 1]` for none.
+        preference: [f64; 2],
     },
     /// `loss + weight · penalty`.
     Fixed {
@@ -93,7 +96,7 @@ impl StepObjective for InvariancePenalty<'_> {
                 (loss + &penalty * weight).backward();
                 Ok(None)
             }
-            Balance::Pareto { normalization } => {
+            Balance::Pareto { normalization, preference } => {
                 let vars = vs.trainable_variables();
                 // the penalty's gradient first (keeping the shared graph), then the loss's on the variables
                 let g2 = Tensor::run_backward(&[&penalty], &vars, true, false);
@@ -111,8 +114,8 @@ impl StepObjective for InvariancePenalty<'_> {
                         g22 += p.square().sum(Kind::Double).double_value(&[]);
                     }
                 }
-                let s1 = normalization.scale(g11, loss.double_value(&[]));
-                let s2 = normalization.scale(g22, penalty.double_value(&[]));
+                let s1 = normalization.scale(g11, loss.double_value(&[])) / preference[0];
+                let s2 = normalization.scale(g22, penalty.double_value(&[])) / preference[1];
                 let alpha = two_point(g11 / (s1 * s1), g12 / (s1 * s2), g22 / (s2 * s2));
                 tch::no_grad(|| {
                     for (v, p) in vars.iter().zip(&g2) {

@@ -217,7 +217,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         // the PaInvRL methods keep the invariance penalty in the final training (design)
         let balance = match cfg.method {
             Method::PainvrlFixedWeights => Balance::Fixed { weight: mcfg.irm_weight },
-            _ => Balance::Pareto { normalization: cfg.final_normalization },
+            _ => Balance::Pareto { normalization: cfg.final_normalization, preference: mcfg.preference },
         };
         let penalty = last_envs.as_ref().map(|envs| InvariancePenalty {
             labels: &envs.labels,

@@ -499,23 +499,24 @@ impl HeterogeneousIdentification {
         let make = |e: usize| EnvModels::new(e, cfg.shared_preference, data.n_users, c, cfg.dim, self.device);
         let models: Vec<EnvModels> =
             if cfg.batched { vec![make(cfg.n_envs)] } else { (0..cfg.n_envs).map(|_| make(1)).collect() };
-        if cfg.warm_start {
-            // one shared model on all data, copied into every environment slot
+        // one model on all interactions: the warm start of every environment slot, and the
+        // model whose log-likelihoods make the fit start
+        let fit_start = start.is_none() && cfg.start == Start::Fit;
+        if cfg.warm_start || fit_start {
             let shared = self.train_on_all(data, &content, &sampler, &mut rng);
-            tch::no_grad(|| {
-                for m in &models {
-                    m.users.shallow_clone().copy_(&shared.users.expand_as(&m.users));
-                    m.proj.shallow_clone().copy_(&shared.proj.expand_as(&m.proj));
-                    m.gain.shallow_clone().copy_(&shared.gain.expand_as(&m.gain));
-                    m.exposure.shallow_clone().copy_(&shared.exposure.expand_as(&m.exposure));
-                }
-            });
-            if start.is_none() && cfg.start == Start::Fit {
+            if cfg.warm_start {
+                tch::no_grad(|| {
+                    for m in &models {
+                        m.users.shallow_clone().copy_(&shared.users.expand_as(&m.users));
+                        m.proj.shallow_clone().copy_(&shared.proj.expand_as(&m.proj));
+                        m.gain.shallow_clone().copy_(&shared.gain.expand_as(&m.gain));
+                        m.exposure.shallow_clone().copy_(&shared.exposure.expand_as(&m.exposure));
+                    }
+                });
+            }
+            if fit_start {
                 labels = self.fit_quantiles(&shared, data, &content, cfg.n_envs);
             }
-        } else if start.is_none() && cfg.start == Start::Fit {
-            let shared = self.train_on_all(data, &content, &sampler, &mut rng);
-            labels = self.fit_quantiles(&shared, data, &content, cfg.n_envs);
         }
         let mut report = EnvironmentAssignment::from_labels(labels.clone(), cfg.n_envs);
         for it in 0..cfg.max_iterations {

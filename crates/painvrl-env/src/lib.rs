@@ -336,8 +336,7 @@ impl HeterogeneousIdentification {
     /// likely, log softmax over the catalogue `s_e(u, i) − log Σ_j exp s_e(u, j)` — the
     /// user's log-partition keeps an environment with larger gains or exposure from winning
     /// every interaction. `models` hold the E environments as stacked rows, in order.
-    fn assign(&self, models: &[EnvModels], data: &Dataset, content: &Tensor, rng: &mut ChaCha8Rng) -> Vec<u32> {
-        let mut out = Vec::with_capacity(data.train.len());
+    fn assign(&self, models: &[EnvModels], data: &Dataset, content: &Tensor, rng: &mut ChaCha8Rng) -> Result<Vec<u32>> {
         let sample = (self.config.partition_sample < data.n_items).then(|| {
             let ids: Vec<i64> = rand::seq::index::sample(rng, data.n_items, self.config.partition_sample)
                 .into_iter()
@@ -345,35 +344,9 @@ impl HeterogeneousIdentification {
                 .collect();
             Tensor::from_slice(&ids).to_device(self.device)
         });
-        tch::no_grad(|| {
-            let prepared: Vec<(ItemTable, Tensor)> = models
-                .iter()
-                .map(|m| {
-                    let table = m.full_table(content);
-                    let log_z = m.log_partition(&table, sample.as_ref());
-                    (table, log_z)
-                })
-                .collect();
-            for chunk in (0..data.train.len()).collect::<Vec<_>>().chunks(8192) {
-                let u: Vec<i64> = chunk.iter().map(|&p| data.train.users[p] as i64).collect();
-                let i: Vec<i64> = chunk.iter().map(|&p| data.train.items[p] as i64).collect();
-                let n = chunk.len() as i64;
-                let (u_t, i_t) =
-                    (Tensor::from_slice(&u).to_device(self.device), Tensor::from_slice(&i).to_device(self.device));
-                let rows = |t: &Tensor, e: i64| t.unsqueeze(0).expand([e, n], false).contiguous();
-                let scores: Vec<Tensor> = models
-                    .iter()
-                    .zip(&prepared)
-                    .map(|(m, (table, log_z))| {
-                        let e = m.n_envs();
-                        m.scores(&rows(&u_t, e), &rows(&i_t, e), content, Some(table)) - log_z.index_select(1, &u_t)
-                    })
-                    .collect();
-                let best = Tensor::cat(&scores, 0).argmax(0, false).to_device(Device::Cpu);
-                out.extend(Vec::<i64>::try_from(best).unwrap_or_default().into_iter().map(|x| x as u32));
-            }
-        });
-        out
+        let ll: Vec<Tensor> = models.iter().map(|m| self.log_likelihoods(m, data, content, sample.as_ref())).collect();
+        let best = Tensor::cat(&ll, 0).argmax(0, false).to_device(Device::Cpu);
+        Ok(Vec::<i64>::try_from(best)?.into_iter().map(|x| x as u32).collect())
     }
 }
 
@@ -451,32 +424,41 @@ impl HeterogeneousIdentification {
 
     /// Environments as quantile groups of each interaction's log-likelihood under `model`
     /// (one environment): environment 0 holds the worst-explained clicks.
-    fn fit_quantiles(&self, model: &EnvModels, data: &Dataset, content: &Tensor, n_envs: usize) -> Vec<u32> {
-        let ll: Vec<f32> = self.log_likelihoods(model, data, content);
+    fn fit_quantiles(&self, model: &EnvModels, data: &Dataset, content: &Tensor, n_envs: usize) -> Result<Vec<u32>> {
+        let ll = Vec::<f32>::try_from(self.log_likelihoods(model, data, content, None).reshape([-1]))?;
         let mut order: Vec<usize> = (0..ll.len()).collect();
         order.sort_by(|&a, &b| ll[a].total_cmp(&ll[b]).then(a.cmp(&b)));
         let mut labels = vec![0u32; ll.len()];
         for (rank, &p) in order.iter().enumerate() {
             labels[p] = (rank * n_envs / ll.len().max(1)) as u32;
         }
-        labels
+        Ok(labels)
     }
 
-    /// Log-likelihood `[E, n]` flattened env-major of every training interaction under every
-    /// environment of `model`.
-    fn log_likelihoods(&self, model: &EnvModels, data: &Dataset, content: &Tensor) -> Vec<f32> {
+    /// Log-likelihood `[E, n]` (on the CPU) of every training interaction under every
+    /// environment of `model`: `s_e(u, i) − log Σ_j exp s_e(u, j)`, the log-partition over
+    /// `sample` when given (see [`EnvModels::log_partition`]). Scored in chunks of 8,192
+    /// interactions.
+    fn log_likelihoods(&self, model: &EnvModels, data: &Dataset, content: &Tensor, sample: Option<&Tensor>) -> Tensor {
         tch::no_grad(|| {
             let table = model.full_table(content);
-            let log_z = model.log_partition(&table, None);
+            let log_z = model.log_partition(&table, sample);
             let e = model.n_envs();
-            let u: Vec<i64> = data.train.users.iter().map(|&x| x as i64).collect();
-            let i: Vec<i64> = data.train.items.iter().map(|&x| x as i64).collect();
-            let n = u.len() as i64;
-            let (u_t, i_t) =
-                (Tensor::from_slice(&u).to_device(self.device), Tensor::from_slice(&i).to_device(self.device));
-            let rows = |t: &Tensor| t.unsqueeze(0).expand([e, n], false).contiguous();
-            let ll = model.scores(&rows(&u_t), &rows(&i_t), content, Some(&table)) - log_z.index_select(1, &u_t);
-            Vec::<f32>::try_from(ll.reshape([-1]).to_device(Device::Cpu)).unwrap_or_default()
+            let mut parts = Vec::new();
+            for chunk in (0..data.train.len()).collect::<Vec<_>>().chunks(8192) {
+                let u: Vec<i64> = chunk.iter().map(|&p| data.train.users[p] as i64).collect();
+                let i: Vec<i64> = chunk.iter().map(|&p| data.train.items[p] as i64).collect();
+                let n = chunk.len() as i64;
+                let (u_t, i_t) =
+                    (Tensor::from_slice(&u).to_device(self.device), Tensor::from_slice(&i).to_device(self.device));
+                let rows = |t: &Tensor| t.unsqueeze(0).expand([e, n], false).contiguous();
+                let ll = model.scores(&rows(&u_t), &rows(&i_t), content, Some(&table)) - log_z.index_select(1, &u_t);
+                parts.push(ll.to_device(Device::Cpu));
+            }
+            if parts.is_empty() {
+                return Tensor::zeros([e, 0], (Kind::Float, Device::Cpu));
+            }
+            Tensor::cat(&parts, 1)
         })
     }
 
@@ -515,7 +497,7 @@ impl HeterogeneousIdentification {
                 });
             }
             if fit_start {
-                labels = self.fit_quantiles(&shared, data, &content, cfg.n_envs);
+                labels = self.fit_quantiles(&shared, data, &content, cfg.n_envs)?;
             }
         }
         let mut report = EnvironmentAssignment::from_labels(labels.clone(), cfg.n_envs);
@@ -528,7 +510,7 @@ impl HeterogeneousIdentification {
                     self.train_models(m, data, std::slice::from_ref(env), &content, &sampler, &mut rng);
                 }
             }
-            let mut next = self.assign(&models, data, &content, &mut rng);
+            let mut next = self.assign(&models, data, &content, &mut rng)?;
             report.reseeded += reseed_empty(&mut next, cfg.n_envs, &mut rng);
             let changed = next.iter().zip(&labels).filter(|(a, b)| a != b).count() as f64 / labels.len().max(1) as f64;
             labels = next;

@@ -7,7 +7,7 @@
 use painvrl_core::tch::{Kind, Tensor};
 use painvrl_core::{Backbone, Batch, Result};
 use painvrl_graph::trainer::StepObjective;
-use painvrl_mask::{two_point, GradNormalization};
+use painvrl_mask::{pareto_pair, GradNormalization};
 use tch::nn::VarStore;
 
 /// How the penalty is weighed against the recommender's loss.
@@ -114,16 +114,15 @@ impl StepObjective for InvariancePenalty<'_> {
                         g22 += p.square().sum(Kind::Double).double_value(&[]);
                     }
                 }
-                let s1 = normalization.scale(g11, loss.double_value(&[])) / preference[0];
-                let s2 = normalization.scale(g22, penalty.double_value(&[])) / preference[1];
-                let alpha = two_point(g11 / (s1 * s1), g12 / (s1 * s2), g22 / (s2 * s2));
+                let losses = [loss.double_value(&[]), penalty.double_value(&[])];
+                let ([w1, w2], alpha) = pareto_pair(g11, g12, g22, losses, normalization, preference);
                 tch::no_grad(|| {
                     for (v, p) in vars.iter().zip(&g2) {
                         let mut g1 = v.grad();
                         if g1.defined() {
-                            let _ = g1.g_mul_scalar_(alpha / s1);
+                            let _ = g1.g_mul_scalar_(w1);
                             if p.defined() {
-                                let _ = g1.g_add_(&(p * ((1.0 - alpha) / s2)));
+                                let _ = g1.g_add_(&(p * w2));
                             }
                         }
                     }

@@ -5,5 +5,5 @@
 pub mod solver;
 pub mod train;
 
-pub use solver::{min_norm_point, two_point, GradNormalization, MinNorm};
+pub use solver::{min_norm_point, pareto_pair, two_point, GradNormalization, MinNorm};
 pub use train::{train_mask, Mask, MaskConfig, MaskEpochLog, MaskKind, PenaltyKind, Weighting};

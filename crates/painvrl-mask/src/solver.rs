@@ -50,6 +50,34 @@ impl GradNormalization {
     }
 }
 
+/// One step's weights on two losses: the min-norm point α of their gradients after each is
+/// divided by `normalization`'s scale and multiplied by its `preference`, returned as the
+/// factors `[α / s₁, (1 − α) / s₂]` to multiply the losses by, and α itself. `g11`, `g12`,
+/// `g22` are the raw gradients' inner products, `losses` their values.
+///
+/// ```
+/// use painvrl_mask::{pareto_pair, GradNormalization};
+/// // g₁ = (3, 0), g₂ = (0, 1): with l2 normalisation the min-norm point is the bisector
+/// let ([w1, w2], a) = pareto_pair(9.0, 0.0, 1.0, [1.0, 1.0], GradNormalization::L2, [1.0, 1.0]);
+/// assert!((a - 0.5).abs() < 1e-12 && (w1 - 0.5 / 3.0).abs() < 1e-12 && (w2 - 0.5).abs() < 1e-12);
+/// // raw gradients: the min-norm point of the hull of (3, 0) and (0, 1) has α = 1/10
+/// let (_, a) = pareto_pair(9.0, 0.0, 1.0, [1.0, 1.0], GradNormalization::None, [1.0, 1.0]);
+/// assert!((a - 0.1).abs() < 1e-12);
+/// ```
+pub fn pareto_pair(
+    g11: f64,
+    g12: f64,
+    g22: f64,
+    losses: [f64; 2],
+    normalization: GradNormalization,
+    preference: [f64; 2],
+) -> ([f64; 2], f64) {
+    let s1 = normalization.scale(g11, losses[0]) / preference[0];
+    let s2 = normalization.scale(g22, losses[1]) / preference[1];
+    let alpha = two_point(g11 / (s1 * s1), g12 / (s1 * s2), g22 / (s2 * s2));
+    ([alpha / s1, (1.0 - alpha) / s2], alpha)
+}
+
 fn quad(g: &Array2<f64>, w: &[f64]) -> f64 {
     let n = w.len();
     (0..n).map(|i| (0..n).map(|j| w[i] * w[j] * g[[i, j]]).sum::<f64>()).sum()

@@ -2,8 +2,7 @@
 //! invariance penalty (IRMv1 or InvRL's gradient variance), and either MGDA Pareto weights
 //! (PaInvRL) or InvRL's fixed weights.
 
-use crate::solver::{min_norm_point, GradNormalization};
-use ndarray::Array2;
+use crate::solver::{pareto_pair, GradNormalization};
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::{signal, Backbone, Batch, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
 use painvrl_data::{make_batch, NegativeSampler};
@@ -309,16 +308,8 @@ pub fn train_mask(
                         a.iter().zip(b).map(|(x, y)| (x * y).sum(Kind::Double).double_value(&[])).sum::<f64>()
                     };
                     let (g11, g12, g22) = (dot(&g1, &g1), dot(&g1, &g2), dot(&g2, &g2));
-                    let s1 = cfg.normalization.scale(g11, le) / cfg.preference[0];
-                    let s2 = cfg.normalization.scale(g22, li) / cfg.preference[1];
-                    let gram = Array2::from_shape_vec(
-                        (2, 2),
-                        vec![g11 / (s1 * s1), g12 / (s1 * s2), g12 / (s1 * s2), g22 / (s2 * s2)],
-                    )
-                    .expect("2×2");
-                    let sol = min_norm_point(&gram, 100, 1e-9);
-                    let a = sol.weights[0];
-                    (a / s1, (1.0 - a) / s2, a)
+                    let ([w1, w2], a) = pareto_pair(g11, g12, g22, [le, li], cfg.normalization, cfg.preference);
+                    (w1, w2, a)
                 }
             };
             opt.zero_grad(vs);

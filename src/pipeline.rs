@@ -219,21 +219,15 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
             Method::PainvrlFixedWeights => Balance::Fixed { weight: mcfg.irm_weight },
             _ => Balance::Pareto { normalization: cfg.final_normalization, preference: mcfg.preference },
         };
-        let penalty = last_envs.as_ref().map(|envs| InvariancePenalty {
-            labels: &envs.labels,
-            n_envs: envs.sizes.len(),
-            balance,
-        });
-        let final_data = TrainData {
-            objective: match (&penalty, cfg.method, cfg.final_objective) {
-                (_, Method::Invrl, _) | (_, _, FinalObjective::Erm) => None,
-                (Some(p), _, FinalObjective::Pareto) => Some(p as &dyn StepObjective),
-                (None, _, _) => None,
-            },
-            train: data.train,
-            sampler: data.sampler,
-            val: data.val,
+        let penalty = match (cfg.method, cfg.final_objective) {
+            (Method::Invrl, _) | (_, FinalObjective::Erm) => None,
+            _ => last_envs.as_ref().map(|envs| InvariancePenalty {
+                labels: &envs.labels,
+                n_envs: envs.sizes.len(),
+                balance,
+            }),
         };
+        let final_data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..data };
         let outcome = fit(
             "final",
             &mut vs1,

@@ -109,6 +109,7 @@ impl TrainConfig {
 }
 
 /// What the trainer needs of the data: the training interactions and validation targets.
+#[derive(Clone, Copy)]
 pub struct TrainData<'a> {
     /// Training interactions (positives).
     pub train: &'a Interactions,

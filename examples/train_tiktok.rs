@@ -11,7 +11,7 @@
 
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
-use painvrl::data::{describe, load_dir, ood_by_popularity, LoadOptions};
+use painvrl::data::{describe, load_dir, prepare_ood, LoadOptions};
 use std::path::PathBuf;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -41,12 +41,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (mut ds, report) = load_dir(&data, &LoadOptions::default())?;
     println!("{}\n{}", ds.summary(), describe(&report));
-    if ds.test_ood.is_none() {
-        let info = ood_by_popularity(&mut ds, base.ood.fraction, base.ood.cap_per_item, base.seed)?;
-        println!(
-            "built a popularity-intervened test_ood: {} interactions (fraction {}, cap {} per item)",
-            info.size, base.ood.fraction, base.ood.cap_per_item
-        );
+    if let Some(info) = prepare_ood(&mut ds, &base.ood, base.split_seed)? {
+        println!("built a popularity-intervened test_ood: {} interactions ({})", info.size, info.params);
     }
     println!(
         "device {:?}, backbone {:?}, {} libtorch threads\n",
@@ -61,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let methods = if let Some(list) = arg(&args, "--methods") {
         list.split(',').map(str::parse).collect::<Result<Vec<Method>, _>>()?
     } else if args.iter().any(|a| a == "--ablations") {
-        Method::ALL.to_vec()
+        Method::INVARIANCE.to_vec()
     } else {
         vec![Method::Erm, Method::Invrl, Method::Painvrl]
     };

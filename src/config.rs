@@ -1,8 +1,10 @@
 //! Run configuration: serde structs with defaults, read from TOML, overridden from the command
 //! line, validated before any training starts with errors that name the field.
 
+pub use painvrl_baselines::BaselineConfig as BaselinesConfig;
 use painvrl_convert::{Fusion, MaskUse};
 use painvrl_core::{DeviceSpec, Error, Result};
+pub use painvrl_data::PopularityOod;
 use painvrl_env::HeteroConfig;
 use painvrl_graph::{BackboneConfig, TrainConfig};
 use painvrl_mask::{GradNormalization, MaskConfig};
@@ -25,11 +27,40 @@ pub enum Method {
     PainvrlFixedWeights,
     /// Ablation: PaInvRL with the invariant representation only.
     PainvrlInvariantOnly,
+    /// Baseline: items ranked by training popularity.
+    Popularity,
+    /// Baseline: EASE, closed-form item–item regression (Steck 2019); λ chosen on validation
+    /// from `baselines.ease_lambda`.
+    Ease,
+    /// Baseline: ItemKNN, cosine item–item neighbours; k chosen on validation from
+    /// `baselines.knn_k`.
+    Itemknn,
+    /// Baseline: PD, popularity-deconfounded training (Zhang et al. 2021) of the backbone with
+    /// `baselines.pd_gamma`; needs a BPR backbone (lightgcn, mf).
+    Pd,
+    /// Baseline: ERM with post-hoc popularity adjustment, β chosen on validation from
+    /// `baselines.posthoc_beta`.
+    Posthoc,
 }
 
 impl Method {
-    /// Every method, in report order.
-    pub const ALL: [Method; 6] = [
+    /// Every method, in report order: ERM, the invariant methods and ablations, the baselines.
+    pub const ALL: [Method; 11] = [
+        Method::Erm,
+        Method::Invrl,
+        Method::Painvrl,
+        Method::PainvrlRandomEnvs,
+        Method::PainvrlFixedWeights,
+        Method::PainvrlInvariantOnly,
+        Method::Popularity,
+        Method::Ease,
+        Method::Itemknn,
+        Method::Pd,
+        Method::Posthoc,
+    ];
+
+    /// ERM and the invariant methods with their ablations (the pipeline's own methods).
+    pub const INVARIANCE: [Method; 6] = [
         Method::Erm,
         Method::Invrl,
         Method::Painvrl,
@@ -37,6 +68,26 @@ impl Method {
         Method::PainvrlFixedWeights,
         Method::PainvrlInvariantOnly,
     ];
+
+    /// The reference methods every comparison reports.
+    pub const BASELINES: [Method; 5] = [Method::Popularity, Method::Ease, Method::Itemknn, Method::Pd, Method::Posthoc];
+
+    /// Whether the method learns environments, a mask and a converted representation.
+    pub fn is_invariant(self) -> bool {
+        matches!(
+            self,
+            Method::Invrl
+                | Method::Painvrl
+                | Method::PainvrlRandomEnvs
+                | Method::PainvrlFixedWeights
+                | Method::PainvrlInvariantOnly
+        )
+    }
+
+    /// Whether the method scores from interaction IDs alone with a closed form (no backbone).
+    pub fn is_item_item(self) -> bool {
+        matches!(self, Method::Popularity | Method::Ease | Method::Itemknn)
+    }
 
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -47,6 +98,11 @@ impl Method {
             Method::PainvrlRandomEnvs => "painvrl-random-envs",
             Method::PainvrlFixedWeights => "painvrl-fixed-weights",
             Method::PainvrlInvariantOnly => "painvrl-invariant-only",
+            Method::Popularity => "popularity",
+            Method::Ease => "ease",
+            Method::Itemknn => "itemknn",
+            Method::Pd => "pd",
+            Method::Posthoc => "posthoc",
         }
     }
 }
@@ -61,21 +117,25 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// How a missing OOD test set is built.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OodConfig {
-    /// Build a popularity-intervened `test_ood` when the dataset has none.
-    pub build_if_missing: bool,
-    /// Fraction of the test split moved to `test_ood`.
-    pub fraction: f64,
-    /// At most this many OOD interactions per item.
-    pub cap_per_item: usize,
+/// Which validation split selects models: the early-stopping epoch and every hyperparameter
+/// chosen from a grid (EASE's λ, ItemKNN's k, the post-hoc β). Never a test split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The validation split (an IID sample).
+    #[default]
+    Val,
+    /// The popularity-intervened validation slice `val_ood` (requires `ood.val_slice`).
+    ValOod,
 }
 
-impl Default for OodConfig {
-    fn default() -> Self {
-        OodConfig { build_if_missing: true, fraction: 0.5, cap_per_item: 5 }
+impl Selection {
+    /// The split's name in reports.
+    pub fn split(self) -> &'static str {
+        match self {
+            Selection::Val => "val",
+            Selection::ValOod => "val_ood",
+        }
     }
 }
 
@@ -98,8 +158,13 @@ pub enum FinalObjective {
 pub struct Config {
     /// Method.
     pub method: Method,
-    /// Seed of every random choice.
+    /// Seed of every random choice of training (initialisation, sampling, environments). It never
+    /// changes the data: runs with different seeds are evaluated on the same test sets.
     pub seed: u64,
+    /// Seed of the data split and of the OOD sets built from it (fixed across training seeds).
+    pub split_seed: u64,
+    /// The validation split that selects models and hyperparameters.
+    pub select_on: Selection,
     /// Device.
     pub device: DeviceSpec,
     /// libtorch intra-op threads (0 = libtorch's default).
@@ -131,8 +196,10 @@ pub struct Config {
     pub envs: HeteroConfig,
     /// Mask learning.
     pub mask: MaskConfig,
-    /// OOD test construction.
-    pub ood: OodConfig,
+    /// OOD test (and validation slice) construction.
+    pub ood: PopularityOod,
+    /// The reference methods' hyperparameters.
+    pub baselines: BaselinesConfig,
     /// Memory the run may use, in MiB; unset: the CPU's available memory (no check on CUDA).
     pub max_memory_mb: Option<usize>,
 }
@@ -142,6 +209,8 @@ impl Default for Config {
         Config {
             method: Method::Painvrl,
             seed: 0,
+            split_seed: 0,
+            select_on: Selection::Val,
             device: DeviceSpec::Auto,
             threads: 0,
             rounds: 1,
@@ -156,7 +225,8 @@ impl Default for Config {
             train: TrainConfig::default(),
             envs: HeteroConfig::default(),
             mask: MaskConfig::default(),
-            ood: OodConfig::default(),
+            ood: PopularityOod::default(),
+            baselines: BaselinesConfig::default(),
             max_memory_mb: None,
         }
     }
@@ -173,7 +243,11 @@ impl Config {
     pub fn validate(&self, n_items: usize) -> Result<()> {
         self.backbone.validate()?;
         self.train.validate(n_items)?;
-        if self.method != Method::Erm {
+        self.baselines.validate()?;
+        if self.select_on == Selection::ValOod && !self.ood.val_slice {
+            return Err(Error::config("select_on", "'val_ood' needs ood.val_slice = true"));
+        }
+        if self.method.is_invariant() {
             self.envs.validate()?;
             self.mask.validate()?;
             if self.rounds == 0 {
@@ -186,9 +260,6 @@ impl Config {
         if self.pretrain_epochs == 0 {
             return Err(Error::config("pretrain_epochs", "must be ≥ 1"));
         }
-        if !(0.0 < self.ood.fraction && self.ood.fraction < 1.0) {
-            return Err(Error::config("ood.fraction", "must be in (0, 1)"));
-        }
-        Ok(())
+        self.ood.validate()
     }
 }

@@ -12,6 +12,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod baselines;
+pub mod bench;
 pub mod config;
 pub mod invariance;
 pub mod memory;
@@ -19,6 +21,7 @@ pub mod pipeline;
 pub mod plots;
 pub mod recommender;
 
+pub use painvrl_baselines as reference;
 pub use painvrl_convert as convert;
 pub use painvrl_core as core;
 pub use painvrl_data as data;

@@ -2,12 +2,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use painvrl::bench::{BenchPlan, GridAxis, MethodSpec};
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
 use painvrl::data::tsv::read_ratings;
 use painvrl::data::{
-    describe, load_dir, load_features, ood_by_popularity, ood_by_time, split_per_user, write_dataset, LoadOptions,
-    SplitStrategy,
+    describe, load_dir, load_features, ood_by_time, prepare_ood, split_per_user, write_dataset, LoadOptions,
+    PopularityOod, SplitStrategy,
 };
 use painvrl::graph::BackboneKind;
 use std::path::PathBuf;
@@ -35,9 +36,12 @@ enum Command {
         /// TOML configuration (defaults for anything it leaves out).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Seed.
+        /// Training seed (initialisation, sampling, environments); never changes the test sets.
         #[arg(long)]
         seed: Option<u64>,
+        /// Seed of the OOD sets built when the dataset ships none (default 0).
+        #[arg(long)]
+        split_seed: Option<u64>,
         /// cpu, cuda, cuda:N or auto.
         #[arg(long)]
         device: Option<String>,
@@ -105,6 +109,34 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         points: usize,
     },
+    /// Run every dataset × method × grid point × seed, choose each method's grid point on
+    /// validation, and write results.json, results.md and front.svg.
+    Bench {
+        /// Dataset directories, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        data: Vec<PathBuf>,
+        /// Methods, comma-separated; `method@backbone` overrides the backbone (erm@lightgcn).
+        #[arg(long, value_delimiter = ',', required = true)]
+        methods: Vec<String>,
+        /// Training seeds 0..N.
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        /// Output directory (runs/, results.json, results.md, front.svg).
+        #[arg(long)]
+        out: PathBuf,
+        /// TOML configuration shared by every run.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A grid axis `key=v1,v2` over configuration keys (repeatable).
+        #[arg(long)]
+        grid: Vec<String>,
+        /// The method every other is compared with, paired over seeds (default: erm when run).
+        #[arg(long)]
+        reference: Option<String>,
+        /// cpu, cuda, cuda:N or auto.
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Print a dataset's one-screen summary.
     Info {
         /// Dataset directory.
@@ -135,13 +167,20 @@ enum Command {
         /// interactions of a rating log), or none.
         #[arg(long, default_value = "popularity")]
         ood: String,
-        /// Fraction moved to test_ood.
+        /// popularity: share of the test split set aside as the OOD pool (the rest stays the IID
+        /// test); temporal: share of the latest interactions moved to test_ood.
         #[arg(long, default_value_t = 0.5)]
         ood_fraction: f64,
-        /// At most this many OOD interactions per item.
+        /// popularity: share of the pool drawn into test_ood against training popularity.
+        #[arg(long, default_value_t = 0.5)]
+        draw_fraction: f64,
+        /// popularity: at most this many OOD interactions per item.
         #[arg(long, default_value_t = 5)]
         cap_per_item: usize,
-        /// Seed.
+        /// popularity: do not write the OOD validation slice val_ood.tsv.
+        #[arg(long)]
+        no_val_ood: bool,
+        /// Split seed (per-user split of rating logs and the OOD draw).
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -228,9 +267,7 @@ fn real_main() -> Result<()> {
             }
             let (mut ds, _) = load_dir(&data, &LoadOptions::default())?;
             base.validate(ds.n_items)?;
-            if ds.test_ood.is_none() {
-                ood_by_popularity(&mut ds, base.ood.fraction, base.ood.cap_per_item, base.seed)?;
-            }
+            prepare_ood(&mut ds, &base.ood, base.split_seed)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let mut rows = Vec::new();
             let mut run = |label: String, cfg: Config| -> Result<()> {
@@ -268,6 +305,42 @@ fn real_main() -> Result<()> {
             )?;
             println!("wrote {} and {}", out.join("front.json").display(), out.join("front.svg").display());
         }
+        Command::Bench { data, methods, seeds, out, config, grid, reference, device } => {
+            let mut base = match &config {
+                Some(p) => Config::from_toml_file(p)?,
+                None => Config::default(),
+            };
+            if let Some(d) = device {
+                base.device = d.parse::<DeviceSpec>()?;
+            }
+            base.train.progress = false;
+            if seeds == 0 {
+                bail!("--seeds must be at least 1");
+            }
+            let methods: Vec<MethodSpec> = methods.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
+            let grid: Vec<GridAxis> = grid.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
+            let reference = reference.or_else(|| methods.iter().any(|m| m.label() == "erm").then(|| "erm".into()));
+            if let Some(r) = &reference {
+                if !methods.iter().any(|m| &m.label() == r) {
+                    bail!("--reference {r} is not among --methods");
+                }
+            }
+            let mut datasets = Vec::new();
+            for dir in &data {
+                let opts = LoadOptions { seed: base.split_seed, ..LoadOptions::default() };
+                let (mut ds, _) = load_dir(dir, &opts)?;
+                prepare_ood(&mut ds, &base.ood, base.split_seed)?;
+                eprintln!("{}", ds.summary());
+                let name = ds.name.clone();
+                datasets.push((name, ds));
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            ctrlc::set_handler(painvrl::core::signal::request_stop).context("installing the signal handler")?;
+            let plan = BenchPlan { datasets, methods, seeds, grid, base, out: out.clone(), reference };
+            painvrl::bench::run(&plan)?;
+            println!("{}", std::fs::read_to_string(out.join("results.md"))?);
+            println!("wrote {}", out.display());
+        }
         Command::Info { data } => {
             let (ds, report) = load_dir(&data, &LoadOptions::default())?;
             println!("{}\n{}", ds.summary(), describe(&report));
@@ -281,7 +354,9 @@ fn real_main() -> Result<()> {
             rating_threshold,
             ood,
             ood_fraction,
+            draw_fraction,
             cap_per_item,
+            no_val_ood,
             seed,
         } => {
             let strategy = match split.as_str() {
@@ -300,8 +375,18 @@ fn real_main() -> Result<()> {
             let (ds, info) = match ood.as_str() {
                 "popularity" => {
                     let (mut ds, _) = load_dir(&data, &opts)?;
-                    let info = ood_by_popularity(&mut ds, ood_fraction, cap_per_item, seed)?;
-                    (ds, Some(info))
+                    if ds.test_ood.is_some() {
+                        bail!("{} already has a test_ood split; use --ood none to copy it as it is", data.display());
+                    }
+                    let protocol = PopularityOod {
+                        build_if_missing: true,
+                        fraction: ood_fraction,
+                        draw_fraction,
+                        cap_per_item,
+                        val_slice: !no_val_ood,
+                    };
+                    let info = prepare_ood(&mut ds, &protocol, seed)?;
+                    (ds, info)
                 }
                 "none" => (load_dir(&data, &opts)?.0, None),
                 "temporal" => {
@@ -324,6 +409,7 @@ fn real_main() -> Result<()> {
                         val: s.val,
                         test: s.test,
                         test_ood: Some(test_ood),
+                        val_ood: None,
                         features,
                     };
                     ds.validate()?;
@@ -334,7 +420,7 @@ fn real_main() -> Result<()> {
             write_dataset(&out, &ds, info.as_ref())?;
             println!("wrote {}: {}", out.display(), ds.summary());
         }
-        Command::Train { data, method, backbone, config, seed, device, epochs, out, force, resume } => {
+        Command::Train { data, method, backbone, config, seed, split_seed, device, epochs, out, force, resume } => {
             let mut cfg = match &config {
                 Some(p) => Config::from_toml_file(p)?,
                 None => Config::default(),
@@ -348,6 +434,9 @@ fn real_main() -> Result<()> {
             if let Some(s) = seed {
                 cfg.seed = s;
             }
+            if let Some(s) = split_seed {
+                cfg.split_seed = s;
+            }
             if let Some(d) = device {
                 cfg.device = d.parse::<DeviceSpec>()?;
             }
@@ -358,9 +447,8 @@ fn real_main() -> Result<()> {
             let (mut ds, report) = load_dir(&data, &LoadOptions::default())?;
             cfg.validate(ds.n_items)?;
             eprintln!("{}\n{}", ds.summary(), describe(&report));
-            if ds.test_ood.is_none() && cfg.ood.build_if_missing {
-                let info = ood_by_popularity(&mut ds, cfg.ood.fraction, cfg.ood.cap_per_item, cfg.seed)?;
-                eprintln!("built a popularity-intervened test_ood with {} interactions", info.size);
+            if let Some(info) = prepare_ood(&mut ds, &cfg.ood, cfg.split_seed)? {
+                eprintln!("built a popularity-intervened test_ood with {} interactions ({})", info.size, info.params);
             }
             ctrlc::set_handler(painvrl::core::signal::request_stop).context("installing the signal handler")?;
             let r = painvrl::pipeline::run(&ds, &cfg, Some(&out), resume)?;

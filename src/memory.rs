@@ -1,7 +1,7 @@
 //! A peak-memory estimate made before training, so that a run that cannot fit is refused with
 //! the figure and the knobs to turn instead of dying hours in.
 
-use crate::config::{Config, Method};
+use crate::config::Config;
 use painvrl_core::{Dataset, Error, Result};
 use painvrl_graph::BackboneKind;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub fn estimate(ds: &Dataset, cfg: &Config) -> MemoryEstimate {
     let b = &cfg.backbone;
     let d = (b.id_dim + b.content_dim) as f64;
     let backbone_params = |content_in: f64| nu * d + ni * b.id_dim as f64 + content_in * b.content_dim as f64 + ni;
-    let invariant = cfg.method != Method::Erm;
+    let invariant = cfg.method.is_invariant();
     let mut params = backbone_params(din);
     if invariant {
         params += backbone_params(cfg.convert_dim as f64) + 2.0 * din * cfg.convert_dim as f64 + din;

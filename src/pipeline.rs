@@ -52,10 +52,36 @@ pub struct Report {
     pub mask_log: Vec<MaskEpochLog>,
     /// Seconds per module and in total.
     pub timings: BTreeMap<String, f64>,
+    /// Hyperparameters chosen on the selection split (`ease_lambda`, `knn_k`, `posthoc_beta`).
+    #[serde(default)]
+    pub selected: BTreeMap<String, f64>,
     /// The peak-memory estimate made before training.
     pub memory: crate::memory::MemoryEstimate,
     /// The configuration that ran.
     pub config: Config,
+}
+
+impl Report {
+    /// An empty report of `cfg` on `ds` (status `ok`, no metrics yet).
+    pub fn new(ds: &Dataset, cfg: &Config, backbone: &str, memory: crate::memory::MemoryEstimate) -> Self {
+        Report {
+            status: "ok".into(),
+            method: cfg.method.name().into(),
+            backbone: backbone.into(),
+            dataset: ds.counts(),
+            metrics: BTreeMap::new(),
+            users_evaluated: BTreeMap::new(),
+            mask: vec![],
+            modalities: ds.features.modalities().to_vec(),
+            environments: vec![],
+            pareto: vec![],
+            mask_log: vec![],
+            timings: BTreeMap::new(),
+            selected: BTreeMap::new(),
+            memory,
+            config: cfg.clone(),
+        }
+    }
 }
 
 /// Trains and evaluates `cfg.method` on `ds`. With `out`, checkpoints, the epoch log and
@@ -79,6 +105,18 @@ pub struct Components<'a> {
 
 /// [`run`] with caller-supplied components: any [`EnvironmentInference`] and any [`Backbone`].
 pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, parts: Components) -> Result<Report> {
+    if cfg.method.is_item_item() {
+        return crate::baselines::run_item_item(ds, cfg, out);
+    }
+    let pd_cfg;
+    let cfg = if cfg.method == Method::Pd {
+        let mut c = cfg.clone();
+        c.backbone.pd_gamma = cfg.baselines.pd_gamma;
+        pd_cfg = c;
+        &pd_cfg
+    } else {
+        cfg
+    };
     let Components { inference, backbone } = parts;
     let default_factory = |p: &nn::Path, g: &TrainGraph, c: usize| build_backbone(p, g, c, &cfg.backbone);
     let make: BackboneFactory = backbone.unwrap_or(&default_factory);
@@ -91,7 +129,13 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     let mut timings = BTreeMap::new();
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
     let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
-    let val_idx = UserItems::build(ds.n_users, &[&ds.val]);
+    let select_split = match cfg.select_on {
+        crate::config::Selection::Val => &ds.val,
+        crate::config::Selection::ValOod => ds.val_ood.as_ref().ok_or_else(|| {
+            Error::config("select_on", "'val_ood' selected but the dataset has no val_ood (set ood.val_slice = true)")
+        })?,
+    };
+    let val_idx = UserItems::build(ds.n_users, &[select_split]);
     let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items)?;
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None };
     let features = ds.features.to_tensor(device);
@@ -104,7 +148,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     let pre = make(&(vs0.root() / "backbone"), &graph, ds.features.dim())?;
     let raw = || features.shallow_clone();
     let mut pre_cfg = cfg.train.clone();
-    if cfg.method != Method::Erm {
+    if cfg.method.is_invariant() {
         pre_cfg.epochs = cfg.pretrain_epochs;
     }
     let outcome =
@@ -112,38 +156,29 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     history.extend(outcome.history);
     timings.insert("pretrain".into(), t.elapsed().as_secs_f64());
 
-    let mut report = Report {
-        status: "ok".into(),
-        method: cfg.method.name().into(),
-        backbone: pre.name().into(),
-        dataset: ds.counts(),
-        metrics: BTreeMap::new(),
-        users_evaluated: BTreeMap::new(),
-        mask: vec![],
-        modalities: ds.features.modalities().to_vec(),
-        environments: vec![],
-        pareto: vec![],
-        mask_log: vec![],
-        timings: BTreeMap::new(),
-        memory,
-        config: cfg.clone(),
-    };
+    let mut report = Report::new(ds, cfg, pre.name(), memory);
 
     // what the saved model needs: final embeddings, content projection, mask and converter
     let model: TrainedModel;
-    if cfg.method == Method::Erm {
-        let (u, i) = tch::no_grad(|| pre.embeddings(&features));
+    if !cfg.method.is_invariant() {
+        let (mut u, mut i) = tch::no_grad(|| pre.embeddings(&features));
+        let mut cold_start = pre.cold_start();
+        if cfg.method == Method::Posthoc {
+            // β chosen on validation; the adjustment joins the embeddings as one more column
+            // (users 1, items −β·log(1 + popularity)), so the saved model scores it too
+            let scorer = EmbeddingScorer { users: u.shallow_clone(), items: i.shallow_clone() };
+            let (beta, pop) = crate::baselines::choose_posthoc_beta(&scorer, ds, cfg)?;
+            report.selected.insert("posthoc_beta".into(), beta);
+            let adj: Vec<f32> = pop.iter().map(|&p| -(beta as f32) * (1.0 + p as f32).ln()).collect();
+            let adj = Tensor::from_slice(&adj).to_device(device).unsqueeze(1);
+            u = Tensor::cat(&[u, Tensor::ones([ds.n_users as i64, 1], (tch::Kind::Float, device))], 1);
+            i = Tensor::cat(&[i, adj], 1);
+            // a new item has no training popularity: log(1 + 0) = 0
+            cold_start.trailing_zeros += 1;
+        }
         evaluate_all(ds, &u, &i, cfg, &mut report)?;
         let proj = vs0.variables()["backbone.proj"].detach();
-        model = TrainedModel {
-            users: u,
-            items: i,
-            proj,
-            mask: None,
-            converter: vec![],
-            fusion: None,
-            cold_start: pre.cold_start(),
-        };
+        model = TrainedModel { users: u, items: i, proj, mask: None, converter: vec![], fusion: None, cold_start };
     } else {
         let mut mcfg = cfg.mask.clone();
         let mut inference: Box<dyn EnvironmentInference> = match (inference, cfg.method) {
@@ -310,8 +345,9 @@ fn evaluate_all(ds: &Dataset, users: &Tensor, items: &Tensor, cfg: &Config, repo
     Ok(())
 }
 
-/// The evaluation protocol: val excludes train; test excludes train + val; test_ood (when
-/// present) excludes train + val + test. `n_users` may exceed the dataset's (a saved model's).
+/// The evaluation protocol: val and val_ood (a subset of val, when present) exclude train; test
+/// excludes train + val; test_ood (when present) excludes train + val + test. `n_users` may
+/// exceed the dataset's (a saved model's).
 pub fn evaluate_splits(
     scorer: &dyn BlockScorer,
     ds: &Dataset,
@@ -323,6 +359,9 @@ pub fn evaluate_splits(
         vec![("val", idx(&[&ds.val]), idx(&[&ds.train])), ("test", idx(&[&ds.test]), idx(&[&ds.train, &ds.val]))];
     if let Some(ood) = &ds.test_ood {
         splits.push(("test_ood", idx(&[ood]), idx(&[&ds.train, &ds.val, &ds.test])));
+    }
+    if let Some(ood) = &ds.val_ood {
+        splits.push(("val_ood", idx(&[ood]), idx(&[&ds.train])));
     }
     splits.into_iter().map(|(name, rel, seen)| Ok((name, evaluate(scorer, &rel, &[&seen], eval)?))).collect()
 }

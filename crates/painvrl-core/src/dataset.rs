@@ -190,6 +190,9 @@ pub struct Dataset {
     pub test: Interactions,
     /// Optional cross-environment (OOD) test interactions.
     pub test_ood: Option<Interactions>,
+    /// Optional OOD validation slice: a popularity-intervened draw from `val` (a subset of it),
+    /// for reporting and OOD model selection without looking at test.
+    pub val_ood: Option<Interactions>,
     /// Item content features.
     pub features: ItemFeatures,
 }
@@ -211,6 +214,9 @@ pub struct DatasetCounts {
     pub test: usize,
     /// OOD test interactions, when present.
     pub test_ood: Option<usize>,
+    /// OOD validation slice interactions, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_ood: Option<usize>,
     /// Modalities in column order.
     pub modalities: Vec<Modality>,
 }
@@ -242,11 +248,14 @@ impl Dataset {
         Ok(())
     }
 
-    /// The non-empty-or-not splits by name, OOD last when present.
+    /// The splits by name (empty or not), the OOD sets last when present.
     pub fn splits(&self) -> Vec<(&'static str, &Interactions)> {
         let mut v = vec![("train", &self.train), ("val", &self.val), ("test", &self.test)];
         if let Some(ood) = &self.test_ood {
             v.push(("test_ood", ood));
+        }
+        if let Some(ood) = &self.val_ood {
+            v.push(("val_ood", ood));
         }
         v
     }
@@ -261,6 +270,7 @@ impl Dataset {
             val: self.val.len(),
             test: self.test.len(),
             test_ood: self.test_ood.as_ref().map(Interactions::len),
+            val_ood: self.val_ood.as_ref().map(Interactions::len),
             modalities: self.features.modalities().to_vec(),
         }
     }
@@ -280,6 +290,9 @@ impl Dataset {
         );
         if let Some(ood) = &self.test_ood {
             s.push_str(&format!(" / test_ood {}", ood.len()));
+        }
+        if let Some(ood) = &self.val_ood {
+            s.push_str(&format!(" / val_ood {}", ood.len()));
         }
         s.push_str(&format!(", train density {:.5}, modalities: {}", density, mods.join(", ")));
         s

@@ -137,7 +137,8 @@ pub fn evaluate(
         for chunk in targets.chunks(block) {
             let ids: Vec<i64> = chunk.iter().map(|(u, _)| *u as i64).collect();
             let users = Tensor::from_slice(&ids).to_device(device);
-            let mut scores = scorer.score_block(&users).to_kind(Kind::Float);
+            // contiguous: a scorer may return an expanded view, whose rows share storage
+            let mut scores = scorer.score_block(&users).to_kind(Kind::Float).contiguous();
             let (mut rows, mut cols) = (Vec::new(), Vec::new());
             for (r, (u, _)) in chunk.iter().enumerate() {
                 for s in seen {

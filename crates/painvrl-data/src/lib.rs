@@ -18,5 +18,8 @@ pub mod tsv;
 
 pub use load::{describe, load_dir, load_features, LoadOptions, LoadReport};
 pub use sampler::{epoch_batches, make_batch, NegativeSampler};
-pub use split::{ood_by_popularity, ood_by_time, split_per_user, write_dataset, OodInfo, SplitStrategy};
+pub use split::{
+    ood_by_popularity, ood_by_time, prepare_ood, split_per_user, val_ood_by_popularity, write_dataset, OodInfo,
+    PopularityOod, SplitStrategy,
+};
 pub use synthetic::{generate, SyntheticConfig, SyntheticData};

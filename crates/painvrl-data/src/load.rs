@@ -126,7 +126,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "dataset".into());
     let mut report = LoadReport::default();
-    let (train, val, test, test_ood) = if dir.join("train.tsv").exists() {
+    let (train, val, test, test_ood, val_ood) = if dir.join("train.tsv").exists() {
         report.layout = "canonical".into();
         let mut read = |f: &str| -> Result<Interactions> {
             let p = read_pairs(&dir.join(f))?;
@@ -136,13 +136,15 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         let train = read("train.tsv")?;
         let val = read("val.tsv")?;
         let test = read("test.tsv")?;
-        let ood = if dir.join("test_ood.tsv").exists() { Some(read("test_ood.tsv")?) } else { None };
-        (train, val, test, ood)
+        let mut optional = |f: &str| if dir.join(f).exists() { read(f).map(Some) } else { Ok(None) };
+        let ood = optional("test_ood.tsv")?;
+        let val_ood = optional("val_ood.tsv")?;
+        (train, val, test, ood, val_ood)
     } else if let Some(inter) = find_inter(dir)? {
         report.layout = "mmrec".into();
         let ([tr, va, te], d) = read_mmrec(&inter)?;
         report.duplicates = d;
-        (tr, va, te, None)
+        (tr, va, te, None, None)
     } else if dir.join("interactions.tsv").exists() {
         report.layout = "ratings".into();
         let ratings = read_ratings(&dir.join("interactions.tsv"))?;
@@ -150,7 +152,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         report.below_threshold = ratings.len() - kept.len();
         let s = split_per_user(&kept, opts.split, opts.val_fraction, opts.test_fraction, opts.seed)?;
         report.duplicates = s.duplicates;
-        (s.train, s.val, s.test, None)
+        (s.train, s.val, s.test, None, None)
     } else {
         return Err(Error::InvalidData(format!(
             "{}: no interactions found; expected train.tsv/val.tsv/test.tsv, an MMRec '<name>.inter', or interactions.tsv",
@@ -162,6 +164,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
     for (split, x) in [("train", &train), ("val", &val), ("test", &test)]
         .into_iter()
         .chain(test_ood.as_ref().map(|t| ("test_ood", t)))
+        .chain(val_ood.as_ref().map(|t| ("val_ood", t)))
     {
         if let Some((k, (u, i))) = x.iter().enumerate().find(|(_, (_, i))| *i as usize >= n_items) {
             return Err(Error::InvalidData(format!(
@@ -172,7 +175,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         }
         n_users = n_users.max(x.users.iter().map(|&u| u as usize + 1).max().unwrap_or(0));
     }
-    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, features };
+    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, val_ood, features };
     ds.validate().map_err(|e| Error::InvalidData(format!("{}: {e}", dir.display())))?;
     let train_users = ds.train.user_degrees(n_users);
     let mut cold = vec![false; n_users];

@@ -114,60 +114,175 @@ pub struct OodInfo {
     pub size: usize,
 }
 
-/// Popularity-intervened OOD test set: moves `fraction` of the test interactions into
-/// `test_ood`, each drawn with probability ∝ 1 / (training popularity of its item + 1), at most
-/// `cap_per_item` per item. The remaining test interactions stay the IID test set.
-pub fn ood_by_popularity(ds: &mut Dataset, fraction: f64, cap_per_item: usize, seed: u64) -> Result<OodInfo> {
-    if !(0.0 < fraction && fraction < 1.0) {
-        return Err(Error::config("ood.fraction", format!("{fraction} is not in (0, 1)")));
+/// How popularity-intervened OOD sets are drawn (the intervened test of MACR and DICE: held-out
+/// interactions re-sampled against training popularity, with a per-item cap).
+///
+/// The held-out test split is first divided uniformly at random: `fraction` of it becomes the OOD
+/// pool and the rest stays the IID `test`, so `test` remains a uniform sample of the held-out
+/// interactions. From the pool, `draw_fraction` of it is drawn into `test_ood`, each interaction
+/// with probability ∝ 1 / (training popularity of its item + 1) and at most `cap_per_item` per
+/// item; the undrawn rest of the pool belongs to no split. With `val_slice`, `val_ood` is drawn
+/// from the validation split the same way (the validation split itself is unchanged), for
+/// reporting and OOD model selection without looking at test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PopularityOod {
+    /// Build `test_ood` when the dataset ships none.
+    pub build_if_missing: bool,
+    /// Share of the test split set aside as the OOD pool, in (0, 1).
+    pub fraction: f64,
+    /// Share of the pool drawn into `test_ood`, in (0, 1].
+    pub draw_fraction: f64,
+    /// At most this many OOD interactions per item.
+    pub cap_per_item: usize,
+    /// Also draw `val_ood` from the validation split.
+    pub val_slice: bool,
+}
+
+impl Default for PopularityOod {
+    fn default() -> Self {
+        PopularityOod { build_if_missing: true, fraction: 0.5, draw_fraction: 0.5, cap_per_item: 5, val_slice: true }
     }
-    if cap_per_item == 0 {
-        return Err(Error::config("ood.cap_per_item", "must be ≥ 1"));
+}
+
+impl PopularityOod {
+    /// Checks every field's domain; errors name the field (`ood.<field>`).
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0 < self.fraction && self.fraction < 1.0) {
+            return Err(Error::config("ood.fraction", format!("{} is not in (0, 1)", self.fraction)));
+        }
+        if !(0.0 < self.draw_fraction && self.draw_fraction <= 1.0) {
+            return Err(Error::config("ood.draw_fraction", format!("{} is not in (0, 1]", self.draw_fraction)));
+        }
+        if self.cap_per_item == 0 {
+            return Err(Error::config("ood.cap_per_item", "must be ≥ 1"));
+        }
+        Ok(())
     }
-    if ds.test.is_empty() {
-        return Err(Error::InvalidData("cannot build an OOD test set from an empty test split".into()));
-    }
-    let pop = ds.train.item_degrees(ds.n_items);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // weighted sampling without replacement: Efraimidis–Spirakis keys u^(1/w), largest first
-    let mut keyed: Vec<(f64, usize)> = (0..ds.test.len())
+}
+
+/// Positions of `target` interactions of `candidates` drawn without replacement with
+/// probability ∝ 1 / (popularity + 1), at most `cap_per_item` per item (Efraimidis–Spirakis keys
+/// u^(1/w), largest first). Returns a flag per candidate.
+fn draw_against_popularity(
+    candidates: &Interactions,
+    popularity: &[u32],
+    target: usize,
+    cap_per_item: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<bool> {
+    let mut keyed: Vec<(f64, usize)> = (0..candidates.len())
         .map(|k| {
-            let w = 1.0 / (pop[ds.test.items[k] as usize] as f64 + 1.0);
+            let w = 1.0 / (popularity[candidates.items[k] as usize] as f64 + 1.0);
             (rng.gen::<f64>().powf(1.0 / w), k)
         })
         .collect();
     keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let target = ((ds.test.len() as f64) * fraction).round() as usize;
     let mut per_item: HashMap<u32, usize> = HashMap::new();
-    let mut chosen = vec![false; ds.test.len()];
+    let mut chosen = vec![false; candidates.len()];
     let mut taken = 0;
     for (_, k) in keyed {
         if taken == target {
             break;
         }
-        let c = per_item.entry(ds.test.items[k]).or_default();
+        let c = per_item.entry(candidates.items[k]).or_default();
         if *c < cap_per_item {
             *c += 1;
             chosen[k] = true;
             taken += 1;
         }
     }
-    let (mut iid, mut ood) = (Interactions::default(), Interactions::default());
-    for (k, (u, i)) in ds.test.iter().enumerate() {
-        if chosen[k] {
-            ood.push(u, i)
-        } else {
-            iid.push(u, i)
-        }
+    chosen
+}
+
+/// The interactions of `all` whose flag is set.
+fn select(all: &Interactions, flags: &[bool], keep: bool) -> Interactions {
+    Interactions::from_pairs(all.iter().zip(flags).filter(|(_, &f)| f == keep).map(|(p, _)| p))
+}
+
+/// Builds `test_ood` from the test split as [`PopularityOod`] describes (the IID `test` keeps a
+/// uniform random share), and `val_ood` when `val_slice` is set. Deterministic per `split_seed`,
+/// which is independent of any training seed.
+pub fn ood_by_popularity(ds: &mut Dataset, protocol: &PopularityOod, split_seed: u64) -> Result<OodInfo> {
+    protocol.validate()?;
+    if ds.test.is_empty() {
+        return Err(Error::InvalidData(format!(
+            "dataset '{}': cannot build an OOD test set from an empty test split",
+            ds.name
+        )));
     }
-    ds.test = iid;
+    let pop = ds.train.item_degrees(ds.n_items);
+    let mut rng = ChaCha8Rng::seed_from_u64(split_seed);
+    // 1. uniform split of the held-out test interactions into the IID test and the OOD pool
+    let mut order: Vec<usize> = (0..ds.test.len()).collect();
+    order.shuffle(&mut rng);
+    let n_pool = ((ds.test.len() as f64) * protocol.fraction).round() as usize;
+    let mut in_pool = vec![false; ds.test.len()];
+    order.iter().take(n_pool).for_each(|&k| in_pool[k] = true);
+    let pool = select(&ds.test, &in_pool, true);
+    // 2. the intervened draw from the pool
+    let target = ((pool.len() as f64) * protocol.draw_fraction).round() as usize;
+    let drawn = draw_against_popularity(&pool, &pop, target, protocol.cap_per_item, &mut rng);
+    let ood = select(&pool, &drawn, true);
+    ds.test = select(&ds.test, &in_pool, false);
     let size = ood.len();
     ds.test_ood = Some(ood);
+    if protocol.val_slice {
+        val_ood_by_popularity(ds, protocol, split_seed)?;
+    }
     Ok(OodInfo {
         method: "popularity".into(),
-        params: serde_json::json!({ "fraction": fraction, "cap_per_item": cap_per_item, "seed": seed, "source": "test split" }),
+        params: serde_json::json!({
+            "fraction": protocol.fraction,
+            "draw_fraction": protocol.draw_fraction,
+            "cap_per_item": protocol.cap_per_item,
+            "split_seed": split_seed,
+            "source": "test split",
+            "iid_test": "uniform random share of the test split",
+            "pool": n_pool,
+            "val_ood": ds.val_ood.as_ref().map(Interactions::len),
+        }),
         size,
     })
+}
+
+/// Draws `val_ood` from the validation split against training popularity (the validation split is
+/// unchanged): `draw_fraction × fraction` of it, at most `cap_per_item` per item, so that it has
+/// the shape of `test_ood` relative to `test`.
+pub fn val_ood_by_popularity(ds: &mut Dataset, protocol: &PopularityOod, split_seed: u64) -> Result<usize> {
+    protocol.validate()?;
+    if ds.val.is_empty() {
+        return Err(Error::InvalidData(format!(
+            "dataset '{}': cannot draw an OOD validation slice from an empty validation split",
+            ds.name
+        )));
+    }
+    let pop = ds.train.item_degrees(ds.n_items);
+    // a stream of its own, so that adding the slice never changes test or test_ood
+    let mut rng = ChaCha8Rng::seed_from_u64(split_seed ^ 0x7661_6c5f_6f6f_6400);
+    let target = ((ds.val.len() as f64) * protocol.fraction * protocol.draw_fraction).round().max(1.0) as usize;
+    let drawn = draw_against_popularity(&ds.val, &pop, target, protocol.cap_per_item, &mut rng);
+    let slice = select(&ds.val, &drawn, true);
+    let n = slice.len();
+    ds.val_ood = Some(slice);
+    Ok(n)
+}
+
+/// The one OOD preparation that `split`, `train`, `bench` and the examples share: builds
+/// `test_ood` (and `val_ood`) when the dataset has none and `protocol.build_if_missing` is set, or
+/// only `val_ood` when the dataset ships `test_ood` but no `val_ood`. Returns what was built.
+pub fn prepare_ood(ds: &mut Dataset, protocol: &PopularityOod, split_seed: u64) -> Result<Option<OodInfo>> {
+    protocol.validate()?;
+    if ds.test_ood.is_none() {
+        if !protocol.build_if_missing {
+            return Ok(None);
+        }
+        return ood_by_popularity(ds, protocol, split_seed).map(Some);
+    }
+    if protocol.val_slice && ds.val_ood.is_none() && !ds.val.is_empty() {
+        val_ood_by_popularity(ds, protocol, split_seed)?;
+    }
+    Ok(None)
 }
 
 /// Temporal OOD test set from a rating log: interactions after the global `1 − fraction` time
@@ -189,7 +304,7 @@ pub fn ood_by_time(ratings: &[Rating], fraction: f64) -> Result<(Vec<Rating>, In
     Ok((rest, ood, info))
 }
 
-/// Writes `ds` as a canonical dataset directory (TSV splits, one `.npy` per modality, and
+/// Writes `ds` as a canonical dataset directory (TSV splits including `test_ood.tsv` / `val_ood.tsv` when present, one `.npy` per modality, and
 /// `test_ood.json` describing the OOD construction when given). Every file is written atomically.
 pub fn write_dataset(dir: &Path, ds: &Dataset, ood: Option<&OodInfo>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -198,6 +313,9 @@ pub fn write_dataset(dir: &Path, ds: &Dataset, ood: Option<&OodInfo>) -> Result<
     write_pairs(&dir.join("test.tsv"), &ds.test)?;
     if let Some(o) = &ds.test_ood {
         write_pairs(&dir.join("test_ood.tsv"), o)?;
+    }
+    if let Some(o) = &ds.val_ood {
+        write_pairs(&dir.join("val_ood.tsv"), o)?;
     }
     if let Some(info) = ood {
         write_json_atomic(&dir.join("test_ood.json"), info)?;

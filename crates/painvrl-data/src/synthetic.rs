@@ -177,6 +177,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
         val,
         test,
         test_ood: Some(ood),
+        val_ood: None,
         features,
     };
     dataset.validate()?;

@@ -1,0 +1,133 @@
+//! The reference methods inside the pipeline: the item–item models (popularity, EASE, ItemKNN)
+//! run in closed form with their grid chosen on validation, and the post-hoc popularity
+//! adjustment picks its β on validation for any trained scorer. PD trains through the ordinary
+//! backbone path (`backbone.pd_gamma`).
+
+use crate::config::{Config, Method};
+use crate::memory::MemoryEstimate;
+use crate::pipeline::{evaluate_splits, Report};
+use painvrl_baselines::{item_item_bytes, item_popularity, ItemItem, Popularity, PopularityAdjusted};
+use painvrl_core::eval::{evaluate, BlockScorer};
+use painvrl_core::io::write_json_atomic;
+use painvrl_core::{Dataset, Error, Result, UserItems};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// The relevant items and the excluded (training) items of the split that selects models.
+fn selection_split(ds: &Dataset, cfg: &Config) -> Result<(UserItems, UserItems)> {
+    let rel = match cfg.select_on.split() {
+        "val" => &ds.val,
+        _ => ds.val_ood.as_ref().ok_or_else(|| {
+            Error::config("select_on", "'val_ood' selected but the dataset has no val_ood (set ood.val_slice = true)")
+        })?,
+    };
+    Ok((UserItems::build(ds.n_users, &[rel]), UserItems::build(ds.n_users, &[&ds.train])))
+}
+
+/// The selection metric of `scorer` (the trainer's `train.select_metric`, e.g. `ndcg@20`) on the
+/// selection split.
+fn selection_score(scorer: &dyn BlockScorer, split: &(UserItems, UserItems), cfg: &Config) -> Result<f64> {
+    let m = evaluate(scorer, &split.0, &[&split.1], &cfg.train.eval)?;
+    m.values.get(&cfg.train.select_metric).copied().ok_or_else(|| {
+        Error::config(
+            "train.select_metric",
+            format!("'{}' is not among the evaluated metrics", cfg.train.select_metric),
+        )
+    })
+}
+
+/// Memory available for the item–item matrices, in bytes (see [`crate::memory::available_mb`]).
+fn memory_limit(cfg: &Config, device: tch::Device) -> Option<u64> {
+    crate::memory::available_mb(cfg, device).map(|mb| (mb * (1u64 << 20) as f64) as u64)
+}
+
+/// Runs popularity, EASE or ItemKNN on `ds`: each value of its grid is fitted and scored on the
+/// selection split, the best is evaluated on every split. Writes `report.json` to `out` when
+/// given (these models save no embeddings: `recommend` needs an embedding model).
+pub fn run_item_item(ds: &Dataset, cfg: &Config, out: Option<&Path>) -> Result<Report> {
+    cfg.validate(ds.n_items)?;
+    ds.validate()?;
+    let t_all = Instant::now();
+    let device = cfg.device.resolve()?;
+    painvrl_core::init_runtime(cfg.threads, cfg.seed);
+    let train = UserItems::build(ds.n_users, &[&ds.train]);
+    let split = selection_split(ds, cfg)?;
+    let limit = memory_limit(cfg, device);
+    let mut selected = BTreeMap::new();
+    let mut candidates: Vec<(String, f64, Box<dyn BlockScorer>)> = Vec::new();
+    match cfg.method {
+        Method::Popularity => {
+            candidates.push((String::new(), 0.0, Box::new(Popularity::fit(&train, ds.n_items, device))))
+        }
+        Method::Ease => {
+            for &l in &cfg.baselines.ease_lambda {
+                candidates.push((
+                    "ease_lambda".into(),
+                    l,
+                    Box::new(ItemItem::ease(&train, ds.n_items, l, device, limit)?),
+                ));
+            }
+        }
+        Method::Itemknn => {
+            for &k in &cfg.baselines.knn_k {
+                let m = ItemItem::item_knn(&train, ds.n_items, k, device, limit)?;
+                candidates.push(("knn_k".into(), k as f64, Box::new(m)));
+            }
+        }
+        other => return Err(Error::config("method", format!("'{}' is not an item–item method", other.name()))),
+    }
+    // best on the selection split; ties keep the first (the smaller value of the grid)
+    let mut best: Option<(usize, f64)> = None;
+    for (k, (_, _, scorer)) in candidates.iter().enumerate() {
+        let score = if candidates.len() > 1 { selection_score(scorer.as_ref(), &split, cfg)? } else { 0.0 };
+        if best.is_none_or(|(_, b)| score > b) {
+            best = Some((k, score));
+        }
+    }
+    let (k, _) = best.expect("at least one candidate");
+    let (name, value, scorer) = &candidates[k];
+    if !name.is_empty() {
+        selected.insert(name.clone(), *value);
+    }
+    let mut report = Report::new(ds, cfg, cfg.method.name(), item_item_memory(ds.n_items));
+    report.selected = selected;
+    for (split, m) in evaluate_splits(scorer.as_ref(), ds, ds.n_users, &cfg.train.eval)? {
+        report.users_evaluated.insert(split.into(), m.users_evaluated);
+        report.metrics.insert(split.into(), m.values);
+    }
+    report.timings.insert("total".into(), t_all.elapsed().as_secs_f64());
+    if let Some(dir) = out {
+        write_json_atomic(&dir.join("report.json"), &report)?;
+    }
+    Ok(report)
+}
+
+fn item_item_memory(n_items: usize) -> MemoryEstimate {
+    let mb = item_item_bytes(n_items) as f64 / (1u64 << 20) as f64;
+    MemoryEstimate {
+        features_mb: 0.0,
+        parameters_mb: mb,
+        activations_mb: 0.0,
+        environments_mb: 0.0,
+        evaluation_mb: 0.0,
+        total_mb: mb,
+    }
+}
+
+/// Chooses the post-hoc adjustment's β for `scorer` on the selection split (ties keep the
+/// smaller β) and returns it with the training popularity it adjusts by.
+pub fn choose_posthoc_beta(scorer: &dyn BlockScorer, ds: &Dataset, cfg: &Config) -> Result<(f64, Vec<u32>)> {
+    let split = selection_split(ds, cfg)?;
+    let pop = item_popularity(&UserItems::build(ds.n_users, &[&ds.train]), ds.n_items);
+    let mut betas = cfg.baselines.posthoc_beta.clone();
+    betas.sort_by(f64::total_cmp);
+    let mut best = (betas[0], f64::NEG_INFINITY);
+    for &beta in &betas {
+        let s = selection_score(&PopularityAdjusted::new(scorer, &pop, beta)?, &split, cfg)?;
+        if s > best.1 {
+            best = (beta, s);
+        }
+    }
+    Ok((best.0, pop))
+}

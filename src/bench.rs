@@ -1,0 +1,517 @@
+//! The experiment runner behind `painvrl bench`: every dataset × method × grid point × seed as
+//! its own run directory (finished runs are skipped, interrupted ones resumed), the grid point of
+//! each method chosen on validation only, and the results as `results.json`, `results.md` (mean ±
+//! sd over seeds, paired differences to a reference method with 95 % intervals) and `front.svg`.
+
+use crate::config::{Config, Method};
+use crate::pipeline::Report;
+use painvrl_core::io::{write_atomic, write_json_atomic};
+use painvrl_core::{Dataset, Error, Result};
+use painvrl_graph::BackboneKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One method of a benchmark: a [`Method`], optionally on a backbone other than the
+/// configuration's (`erm@lightgcn`, `pd@mf`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodSpec {
+    /// The method.
+    pub method: Method,
+    /// The backbone, when it overrides the configuration's.
+    pub backbone: Option<BackboneKind>,
+}
+
+impl MethodSpec {
+    /// The name in tables and run directories (`erm`, `erm@lightgcn`).
+    pub fn label(&self) -> String {
+        match self.backbone {
+            None => self.method.name().into(),
+            Some(b) => format!("{}@{}", self.method.name(), backbone_name(b)),
+        }
+    }
+
+    /// `base` with this method (and backbone) set.
+    pub fn apply(&self, base: &Config) -> Config {
+        let mut c = base.clone();
+        c.method = self.method;
+        if let Some(b) = self.backbone {
+            c.backbone.kind = b;
+        }
+        c
+    }
+}
+
+fn backbone_name(b: BackboneKind) -> &'static str {
+    match b {
+        BackboneKind::Ultragcn => "ultragcn",
+        BackboneKind::Lightgcn => "lightgcn",
+        BackboneKind::Mf => "mf",
+    }
+}
+
+impl std::str::FromStr for MethodSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (m, b) = match s.split_once('@') {
+            Some((m, b)) => (m, Some(b.parse::<BackboneKind>()?)),
+            None => (s, None),
+        };
+        Ok(MethodSpec { method: m.trim().parse()?, backbone: b })
+    }
+}
+
+/// One axis of a grid: a configuration key (TOML path, `baselines.pd_gamma`) and its values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridAxis {
+    /// Dotted configuration key.
+    pub key: String,
+    /// Values as TOML scalars.
+    pub values: Vec<toml::Value>,
+}
+
+impl std::str::FromStr for GridAxis {
+    type Err = Error;
+    /// Parses `key=v1,v2,…`; each value is read as a TOML scalar (integer, float, boolean) or
+    /// else as a string.
+    fn from_str(s: &str) -> Result<Self> {
+        let (key, vals) =
+            s.split_once('=').ok_or_else(|| Error::config("--grid", format!("'{s}' is not of the form key=v1,v2")))?;
+        let values: Vec<toml::Value> = vals
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                toml::from_str::<BTreeMap<String, toml::Value>>(&format!("x = {v}"))
+                    .ok()
+                    .and_then(|mut m| m.remove("x"))
+                    .unwrap_or_else(|| toml::Value::String(v.to_string()))
+            })
+            .collect();
+        if key.trim().is_empty() || values.is_empty() {
+            return Err(Error::config("--grid", format!("'{s}' names no key or no values")));
+        }
+        Ok(GridAxis { key: key.trim().to_string(), values })
+    }
+}
+
+/// A point of the grid: key → value, in axis order.
+pub type GridPoint = Vec<(String, toml::Value)>;
+
+/// Every combination of the axes (one empty point when there are none).
+pub fn grid_points(axes: &[GridAxis]) -> Vec<GridPoint> {
+    let mut points: Vec<GridPoint> = vec![vec![]];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                axis.values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((axis.key.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// The grid point's label in tables and directory names (`default` when empty).
+pub fn point_label(point: &GridPoint) -> String {
+    if point.is_empty() {
+        return "default".into();
+    }
+    point.iter().map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"'))).collect::<Vec<_>>().join(",")
+}
+
+/// `cfg` with the grid point's keys set; an unknown key or a value of the wrong type is an error
+/// naming the key.
+pub fn apply_point(cfg: &Config, point: &GridPoint) -> Result<Config> {
+    let mut value = toml::Value::try_from(cfg).map_err(|e| Error::config("config", e.to_string()))?;
+    for (key, v) in point {
+        let mut node = &mut value;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (depth, part) in parts.iter().enumerate() {
+            let table = node.as_table_mut().ok_or_else(|| Error::config(key.clone(), "is not a configuration key"))?;
+            if depth + 1 == parts.len() {
+                if !table.contains_key(*part) {
+                    return Err(Error::config(key.clone(), "is not a configuration key"));
+                }
+                table.insert(part.to_string(), v.clone());
+                break;
+            }
+            node = table.get_mut(*part).ok_or_else(|| Error::config(key.clone(), "is not a configuration key"))?;
+        }
+    }
+    value.try_into().map_err(|e: toml::de::Error| Error::config(point_label(point), e.message().to_string()))
+}
+
+/// One finished run of the benchmark.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Dataset name (directory name).
+    pub dataset: String,
+    /// Method label.
+    pub method: String,
+    /// Grid point label.
+    pub point: String,
+    /// Training seed.
+    pub seed: u64,
+    /// `{split: {metric: value}}` from the run's report.
+    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Hyperparameters the method chose on validation itself.
+    pub selected: BTreeMap<String, f64>,
+    /// Seconds the run took.
+    pub seconds: f64,
+}
+
+impl RunResult {
+    /// A metric of a split, when reported.
+    pub fn get(&self, split: &str, metric: &str) -> Option<f64> {
+        self.metrics.get(split).and_then(|m| m.get(metric)).copied()
+    }
+}
+
+/// What `painvrl bench` runs.
+pub struct BenchPlan {
+    /// Datasets, loaded and with their OOD sets prepared, with their names.
+    pub datasets: Vec<(String, Dataset)>,
+    /// Methods.
+    pub methods: Vec<MethodSpec>,
+    /// Training seeds `0..seeds`.
+    pub seeds: u64,
+    /// The grid (empty: the configuration alone).
+    pub grid: Vec<GridAxis>,
+    /// The base configuration.
+    pub base: Config,
+    /// Output directory.
+    pub out: PathBuf,
+    /// The method every other is compared with (paired over seeds).
+    pub reference: Option<String>,
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = xs.iter().sum::<f64>() / n;
+    let v = if xs.len() > 1 { xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (m, v.sqrt())
+}
+
+/// Two-sided 97.5 % quantile of Student's t with `df` degrees of freedom (table for df ≤ 30,
+/// the normal quantile beyond).
+pub fn t_quantile_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        d if d <= 30 => T[d - 1],
+        _ => 1.960,
+    }
+}
+
+/// Mean paired difference `a − b` over matched seeds and its 95 % t-interval half-width.
+pub fn paired_difference(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let (m, sd) = mean_sd(&d);
+    (m, t_quantile_975(d.len().saturating_sub(1)) * sd / (d.len() as f64).sqrt())
+}
+
+fn run_dir(out: &Path, dataset: &str, method: &str, point: &str, seed: u64) -> PathBuf {
+    let safe = |s: &str| s.replace(['/', ' '], "_");
+    out.join("runs").join(safe(dataset)).join(safe(method)).join(safe(point)).join(format!("seed-{seed}"))
+}
+
+/// Runs the plan (skipping finished runs, resuming interrupted ones) and writes the results.
+pub fn run(plan: &BenchPlan) -> Result<Vec<RunResult>> {
+    let points = grid_points(&plan.grid);
+    let total = plan.datasets.len() * plan.methods.len() * points.len() * plan.seeds as usize;
+    let mut results = Vec::with_capacity(total);
+    let mut k = 0;
+    let started = Instant::now();
+    for (name, ds) in &plan.datasets {
+        for spec in &plan.methods {
+            for point in &points {
+                let cfg = apply_point(&spec.apply(&plan.base), point)?;
+                cfg.validate(ds.n_items)?;
+                for seed in 0..plan.seeds {
+                    k += 1;
+                    let label = point_label(point);
+                    let dir = run_dir(&plan.out, name, &spec.label(), &label, seed);
+                    let report_path = dir.join("report.json");
+                    let (report, status): (Report, &str) = if report_path.exists() {
+                        let text = std::fs::read_to_string(&report_path).map_err(|e| Error::io(&report_path, e))?;
+                        let r = serde_json::from_str(&text)
+                            .map_err(|e| Error::parse(&report_path, Some(e.line()), e.to_string()))?;
+                        (r, "done before")
+                    } else {
+                        let resume = dir.exists();
+                        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                        let c = Config { seed, ..cfg.clone() };
+                        (crate::pipeline::run(ds, &c, Some(&dir), resume)?, if resume { "resumed" } else { "ran" })
+                    };
+                    let r = RunResult {
+                        dataset: name.clone(),
+                        method: spec.label(),
+                        point: label.clone(),
+                        seed,
+                        metrics: report.metrics,
+                        selected: report.selected,
+                        seconds: report.timings.get("total").copied().unwrap_or(f64::NAN),
+                    };
+                    eprintln!(
+                        "[{k}/{total}, {:.0} s] {name} {} {label} seed {seed}: {status}, recall@20 test {:.4} / test_ood {:.4}",
+                        started.elapsed().as_secs_f64(),
+                        spec.label(),
+                        r.get("test", "recall@20").unwrap_or(f64::NAN),
+                        r.get("test_ood", "recall@20").unwrap_or(f64::NAN),
+                    );
+                    results.push(r);
+                    // the summary so far, so that an interrupted benchmark still leaves its tables
+                    write_results(plan, &results)?;
+                }
+            }
+        }
+    }
+    if results.is_empty() {
+        return Err(Error::config("bench", "nothing to run: no dataset, method or seed"));
+    }
+    write_results(plan, &results)?;
+    Ok(results)
+}
+
+/// The grid point of each (dataset, method) with the best mean selection metric over seeds.
+pub fn chosen_points(results: &[RunResult], base: &Config) -> BTreeMap<(String, String), String> {
+    let metric = &base.train.select_metric;
+    let split = base.select_on.split();
+    let mut by: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    for r in results {
+        by.entry((r.dataset.clone(), r.method.clone(), r.point.clone()))
+            .or_default()
+            .push(r.get(split, metric).unwrap_or(f64::NEG_INFINITY));
+    }
+    let mut best: BTreeMap<(String, String), (String, f64)> = BTreeMap::new();
+    for ((d, m, p), v) in by {
+        let score = mean_sd(&v).0;
+        let e = best.entry((d, m)).or_insert((p.clone(), f64::NEG_INFINITY));
+        if score > e.1 {
+            *e = (p, score);
+        }
+    }
+    best.into_iter().map(|(k, (p, _))| (k, p)).collect()
+}
+
+/// Summary row of one (dataset, method) at its chosen grid point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Dataset name.
+    pub dataset: String,
+    /// Method label.
+    pub method: String,
+    /// The grid point chosen on validation.
+    pub point: String,
+    /// Seeds aggregated.
+    pub seeds: usize,
+    /// `metric name → (mean, sd)` for `{split}/{metric}` keys and `seconds`.
+    pub stats: BTreeMap<String, (f64, f64)>,
+    /// `{split}/{metric} → (mean paired difference to the reference, 95 % half-width)`.
+    pub vs_reference: BTreeMap<String, (f64, f64)>,
+}
+
+const TABLE_KEYS: [&str; 6] =
+    ["test/recall@20", "test/ndcg@20", "test_ood/recall@20", "test_ood/ndcg@20", "val/ndcg@20", "val_ood/recall@20"];
+
+/// Aggregates `results` at each method's chosen point.
+pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>) -> Vec<SummaryRow> {
+    let chosen = chosen_points(results, base);
+    let mut rows = Vec::new();
+    for ((dataset, method), point) in &chosen {
+        let runs: Vec<&RunResult> =
+            results.iter().filter(|r| &r.dataset == dataset && &r.method == method && &r.point == point).collect();
+        let mut stats = BTreeMap::new();
+        for key in TABLE_KEYS {
+            let (split, metric) = key.split_once('/').expect("split/metric");
+            let v: Vec<f64> = runs.iter().filter_map(|r| r.get(split, metric)).collect();
+            if !v.is_empty() {
+                stats.insert(key.to_string(), mean_sd(&v));
+            }
+        }
+        stats.insert("seconds".into(), mean_sd(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>()));
+        let mut vs_reference = BTreeMap::new();
+        if let Some(refm) = reference.filter(|r| *r != method) {
+            if let Some(rp) = chosen.get(&(dataset.clone(), refm.to_string())) {
+                for key in &TABLE_KEYS[..4] {
+                    let (split, metric) = key.split_once('/').expect("split/metric");
+                    let (mut a, mut b) = (vec![], vec![]);
+                    for r in &runs {
+                        let other = results
+                            .iter()
+                            .find(|o| &o.dataset == dataset && o.method == refm && &o.point == rp && o.seed == r.seed);
+                        if let (Some(x), Some(y)) = (r.get(split, metric), other.and_then(|o| o.get(split, metric))) {
+                            a.push(x);
+                            b.push(y);
+                        }
+                    }
+                    if !a.is_empty() {
+                        vs_reference.insert(key.to_string(), paired_difference(&a, &b));
+                    }
+                }
+            }
+        }
+        rows.push(SummaryRow {
+            dataset: dataset.clone(),
+            method: method.clone(),
+            point: point.clone(),
+            seeds: runs.len(),
+            stats,
+            vs_reference,
+        });
+    }
+    rows
+}
+
+/// The Markdown tables of `rows`, one per dataset, methods in the order of `order`.
+pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>) -> String {
+    let mut out = String::new();
+    let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
+    datasets.dedup();
+    let f = |s: Option<&(f64, f64)>| s.map(|(m, sd)| format!("{m:.4} ± {sd:.4}")).unwrap_or_else(|| "–".into());
+    for d in datasets {
+        out.push_str(&format!("### {d}\n\n"));
+        out.push_str(
+            "| method | chosen on validation | R@20 IID | N@20 IID | R@20 OOD | N@20 OOD | R@20 val_ood | seconds |",
+        );
+        if let Some(r) = reference {
+            out.push_str(&format!(" ΔR@20 IID vs {r} | ΔR@20 OOD vs {r} |"));
+        }
+        out.push('\n');
+        out.push_str("|---|---|---|---|---|---|---|---|");
+        if reference.is_some() {
+            out.push_str("---|---|");
+        }
+        out.push('\n');
+        for m in order {
+            let Some(row) = rows.iter().find(|r| r.dataset == d && &r.method == m) else { continue };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                row.method,
+                row.point,
+                f(row.stats.get("test/recall@20")),
+                f(row.stats.get("test/ndcg@20")),
+                f(row.stats.get("test_ood/recall@20")),
+                f(row.stats.get("test_ood/ndcg@20")),
+                f(row.stats.get("val_ood/recall@20")),
+                row.stats.get("seconds").map(|s| s.0).unwrap_or(f64::NAN)
+            ));
+            if reference.is_some() {
+                let g = |k: &str| {
+                    row.vs_reference.get(k).map(|(m, h)| format!("{m:+.4} ± {h:.4}")).unwrap_or_else(|| "–".into())
+                };
+                out.push_str(&format!(" {} | {} |", g("test/recall@20"), g("test_ood/recall@20")));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str("Mean ± sample sd over seeds; Δ: mean paired difference over seeds ± the 95 % t-interval half-width. Grid points chosen on validation only.\n");
+    out
+}
+
+fn write_results(plan: &BenchPlan, results: &[RunResult]) -> Result<()> {
+    let rows = summarize(results, &plan.base, plan.reference.as_deref());
+    write_json_atomic(&plan.out.join("results.json"), &serde_json::json!({ "runs": results, "summary": rows }))?;
+    let order: Vec<String> = plan.methods.iter().map(MethodSpec::label).collect();
+    write_atomic(&plan.out.join("results.md"), markdown(&rows, &order, plan.reference.as_deref()).as_bytes())?;
+    for (name, _) in &plan.datasets {
+        let series: Vec<crate::plots::Series> = order
+            .iter()
+            .filter_map(|m| {
+                let row = rows.iter().find(|r| &r.dataset == name && &r.method == m)?;
+                let pts: Vec<(f64, f64)> = results
+                    .iter()
+                    .filter(|r| &r.dataset == name && &r.method == m && r.point == row.point)
+                    .filter_map(|r| Some((r.get("test", "recall@20")?, r.get("test_ood", "recall@20")?)))
+                    .collect();
+                Some((m.clone(), pts))
+            })
+            .collect();
+        let file = if plan.datasets.len() == 1 { "front.svg".to_string() } else { format!("front-{name}.svg") };
+        crate::plots::scatter_plot(
+            &plan.out.join(file),
+            &format!("{name}: IID vs OOD Recall@20 (one point per seed)"),
+            "IID (test) recall@20",
+            "OOD (test_ood) recall@20",
+            &series,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_abs_diff_eq;
+
+    #[test]
+    fn method_specs_parse_with_and_without_backbone() {
+        let s: MethodSpec = "erm@lightgcn".parse().unwrap();
+        assert_eq!((s.method, s.backbone), (Method::Erm, Some(BackboneKind::Lightgcn)));
+        assert_eq!(s.label(), "erm@lightgcn");
+        assert_eq!("ease".parse::<MethodSpec>().unwrap().label(), "ease");
+        assert!("nope".parse::<MethodSpec>().is_err());
+        assert!("erm@nope".parse::<MethodSpec>().is_err());
+    }
+
+    #[test]
+    fn grid_is_the_cartesian_product_and_applies_to_the_config() {
+        let axes: Vec<GridAxis> =
+            ["baselines.pd_gamma=0.05,0.2", "train.epochs=3,4,5"].iter().map(|s| s.parse().unwrap()).collect();
+        let pts = grid_points(&axes);
+        assert_eq!(pts.len(), 6);
+        assert_eq!(point_label(&pts[1]), "baselines.pd_gamma=0.05,train.epochs=4");
+        let c = apply_point(&Config::default(), &pts[5]).unwrap();
+        assert_eq!((c.baselines.pd_gamma, c.train.epochs), (0.2, 5));
+        let bad: GridAxis = "train.nope=1".parse().unwrap();
+        let e = apply_point(&Config::default(), &grid_points(&[bad])[0]).unwrap_err().to_string();
+        assert!(e.contains("train.nope"), "{e}");
+        assert!("novalues".parse::<GridAxis>().is_err());
+    }
+
+    #[test]
+    fn paired_interval_by_hand() {
+        // differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, half-width 4.303 · 0.1 / √3 = 0.24844
+        let (m, h) = paired_difference(&[1.1, 1.2, 1.3], &[1.0, 1.0, 1.0]);
+        assert_abs_diff_eq!(m, 0.2, epsilon = 1e-12);
+        assert_abs_diff_eq!(h, 0.248_434, epsilon = 1e-5);
+        assert_eq!(mean_sd(&[2.0]), (2.0, 0.0));
+    }
+
+    #[test]
+    fn the_point_with_the_best_validation_mean_is_chosen_never_test() {
+        let r = |point: &str, seed, val: f64, test: f64| RunResult {
+            dataset: "d".into(),
+            method: "m".into(),
+            point: point.into(),
+            seed,
+            metrics: [
+                ("val".to_string(), [("ndcg@20".to_string(), val)].into()),
+                ("test".to_string(), [("recall@20".to_string(), test)].into()),
+            ]
+            .into(),
+            selected: BTreeMap::new(),
+            seconds: 1.0,
+        };
+        // point a: better on validation, worse on test
+        let runs = vec![r("a", 0, 0.30, 0.1), r("a", 1, 0.28, 0.1), r("b", 0, 0.20, 0.9), r("b", 1, 0.22, 0.9)];
+        let chosen = chosen_points(&runs, &Config::default());
+        assert_eq!(chosen[&("d".to_string(), "m".to_string())], "a");
+        let rows = summarize(&runs, &Config::default(), None);
+        assert_abs_diff_eq!(rows[0].stats["test/recall@20"].0, 0.1, epsilon = 1e-12);
+    }
+}

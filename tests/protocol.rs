@@ -1,0 +1,139 @@
+//! The evaluation protocol: the IID test stays a uniform sample of the held-out interactions, the
+//! OOD sets never depend on the training seed, every baseline runs through the pipeline, and
+//! `bench` resumes without re-running finished runs.
+
+use painvrl::bench::{BenchPlan, MethodSpec};
+use painvrl::config::{Config, Method};
+use painvrl::core::{DeviceSpec, Interactions};
+use painvrl::data::{generate, load_dir, prepare_ood, LoadOptions, SyntheticConfig};
+use std::path::Path;
+use std::process::Command;
+
+/// libtorch's random generator is process-wide: the tests here that train take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Mean training popularity of the items of `split` and its standard error.
+fn mean_popularity(pop: &[u32], split: &Interactions) -> (f64, f64) {
+    let xs: Vec<f64> = split.items.iter().map(|&i| pop[i as usize] as f64).collect();
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
+    (m, (var / n).sqrt())
+}
+
+#[test]
+fn iid_test_has_the_popularity_of_validation_and_test_ood_is_shifted() {
+    let (mut ds, _) =
+        load_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiktok").as_path(), &LoadOptions::default()).unwrap();
+    let held_out = ds.test.len();
+    prepare_ood(&mut ds, &Config::default().ood, 0).unwrap();
+    let pop = ds.train.item_degrees(ds.n_items);
+    let (val, val_se) = mean_popularity(&pop, &ds.val);
+    let (test, test_se) = mean_popularity(&pop, &ds.test);
+    let (ood, _) = mean_popularity(&pop, ds.test_ood.as_ref().unwrap());
+    // val is a uniform sample of the held-out interactions: the IID test must match it within
+    // sampling error (3 standard errors of the difference)
+    let tolerance = 3.0 * (val_se.powi(2) + test_se.powi(2)).sqrt();
+    assert!((test - val).abs() < tolerance, "IID test mean popularity {test:.2} vs val {val:.2} (±{tolerance:.2})");
+    assert!(ood < 0.5 * val, "test_ood mean popularity {ood:.2} should be far below val's {val:.2}");
+    assert_eq!(ds.test.len(), held_out - (held_out as f64 * 0.5).round() as usize);
+    assert!(ds.val_ood.as_ref().is_some_and(|v| !v.is_empty()));
+}
+
+/// `painvrl train --method popularity` with a training seed: popularity ignores the seed, so equal
+/// test_ood metrics across seeds mean the OOD set itself was the same.
+fn popularity_run(seed: u64, dir: &Path) -> serde_json::Value {
+    let out = dir.join(format!("seed-{seed}"));
+    let status = Command::new(env!("CARGO_BIN_EXE_painvrl"))
+        .args(["train", "--method", "popularity", "--device", "cpu", "--seed", &seed.to_string(), "--data"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tiktok"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn test_ood_is_the_same_for_every_training_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (popularity_run(0, dir.path()), popularity_run(1, dir.path()));
+    assert_eq!(a["dataset"], b["dataset"]);
+    assert_eq!(a["metrics"]["test_ood"], b["metrics"]["test_ood"]);
+    assert_eq!(a["metrics"]["val_ood"], b["metrics"]["val_ood"]);
+    assert!(a["metrics"]["test_ood"]["recall@20"].as_f64().unwrap() >= 0.0);
+}
+
+fn tiny_config() -> Config {
+    let mut cfg = Config { device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 1, ..Default::default() };
+    cfg.train.epochs = 1;
+    cfg.train.batch_size = 256;
+    cfg.train.progress = false;
+    cfg.backbone.negatives = 4;
+    cfg.baselines.ease_lambda = vec![1.0, 10.0];
+    cfg.baselines.knn_k = vec![5, 20];
+    cfg
+}
+
+fn synthetic() -> painvrl::core::Dataset {
+    let mut ds = generate(&SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() }).unwrap().dataset;
+    prepare_ood(&mut ds, &Config::default().ood, 0).unwrap();
+    ds
+}
+
+#[test]
+fn every_baseline_runs_and_records_its_validation_choice() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = synthetic();
+    for (method, backbone, chosen) in [
+        (Method::Popularity, None, None),
+        (Method::Ease, None, Some("ease_lambda")),
+        (Method::Itemknn, None, Some("knn_k")),
+        (Method::Pd, Some(painvrl::graph::BackboneKind::Mf), None),
+        (Method::Posthoc, None, Some("posthoc_beta")),
+    ] {
+        let cfg = MethodSpec { method, backbone }.apply(&tiny_config());
+        let r = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
+        for split in ["val", "test", "test_ood", "val_ood"] {
+            let v = r.metrics[split]["recall@20"];
+            assert!((0.0..=1.0).contains(&v), "{method:?} {split}: {v}");
+        }
+        if let Some(key) = chosen {
+            assert!(r.selected.contains_key(key), "{method:?} records {key}: {:?}", r.selected);
+        }
+    }
+    // PD on UltraGCN is refused with the field named
+    let e = painvrl::pipeline::run(&ds, &Config { method: Method::Pd, ..tiny_config() }, None, false).unwrap_err();
+    assert!(e.to_string().contains("backbone.pd_gamma"), "{e}");
+}
+
+#[test]
+fn bench_skips_finished_runs_and_reruns_only_the_missing_one() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let plan = BenchPlan {
+        datasets: vec![("synthetic".into(), synthetic())],
+        methods: vec!["popularity".parse().unwrap(), "erm".parse().unwrap()],
+        seeds: 2,
+        grid: vec![],
+        base: tiny_config(),
+        out: out.path().to_path_buf(),
+        reference: Some("erm".into()),
+    };
+    let first = painvrl::bench::run(&plan).unwrap();
+    assert_eq!(first.len(), 4);
+    let runs = out.path().join("runs/synthetic");
+    let kept = runs.join("erm/default/seed-0/report.json");
+    let before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    // an interrupted run: its directory exists, its report does not
+    std::fs::remove_file(runs.join("erm/default/seed-1/report.json")).unwrap();
+    let second = painvrl::bench::run(&plan).unwrap();
+    assert_eq!(std::fs::metadata(&kept).unwrap().modified().unwrap(), before, "a finished run was re-run");
+    assert!(runs.join("erm/default/seed-1/report.json").exists());
+    let metrics = |rs: &[painvrl::bench::RunResult]| rs.iter().map(|r| r.metrics.clone()).collect::<Vec<_>>();
+    assert_eq!(metrics(&first), metrics(&second), "the same seeds give the same results");
+    let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    assert!(md.contains("| popularity |") && md.contains("vs erm"), "{md}");
+    assert!(out.path().join("front.svg").exists() && out.path().join("results.json").exists());
+}

@@ -51,22 +51,41 @@ pub fn scale_derivatives(pos: &Tensor, neg: &Tensor) -> Tensor {
 /// those environments (0 when there is none).
 pub fn irmv1_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
     let device = d.device();
-    let mut terms = Vec::new();
-    for e in 0..n_envs as u32 {
-        let rows: Vec<i64> = envs.iter().enumerate().filter(|(_, &l)| l == e).map(|(i, _)| i as i64).collect();
-        if rows.len() < 2 {
+    let b = envs.len();
+    // rank of each row within its environment (0-based), and each environment's size
+    let mut size = vec![0usize; n_envs];
+    let rank: Vec<usize> = envs
+        .iter()
+        .map(|&e| {
+            size[e as usize] += 1;
+            size[e as usize] - 1
+        })
+        .collect();
+    let valid = size.iter().filter(|&&n| n >= 2).count();
+    if valid == 0 {
+        return Tensor::zeros([], (Kind::Float, device));
+    }
+    // averaging weights of the two halves, [2, b, E]: row r of environment e (rank k) weighs
+    // 1/|half| in half k mod 2; the average over valid environments is folded into half a
+    let (mut w, plane) = (vec![0f32; 2 * b * n_envs], b * n_envs);
+    for (r, (&e, &k)) in envs.iter().zip(&rank).enumerate() {
+        let n = size[e as usize];
+        if n < 2 {
             continue;
         }
-        let (a, b): (Vec<i64>, Vec<i64>) =
-            (rows.iter().step_by(2).copied().collect(), rows.iter().skip(1).step_by(2).copied().collect());
-        let mean = |idx: &[i64]| d.index_select(0, &Tensor::from_slice(idx).to_device(device)).mean(Kind::Float);
-        terms.push(mean(&a) * mean(&b));
+        let (half, count) = if k % 2 == 0 { (0, n.div_ceil(2)) } else { (1, n / 2) };
+        let scale = if half == 0 { (count * valid) as f32 } else { count as f32 };
+        w[half * plane + r * n_envs + e as usize] = 1.0 / scale;
     }
-    if terms.is_empty() {
-        Tensor::zeros([], (Kind::Float, device))
+    let host = Tensor::from_slice(&w).reshape([2, b as i64, n_envs as i64]);
+    let w = if device.is_cuda() {
+        host.pin_memory(device).to_device_(device, Kind::Float, true, false)
     } else {
-        Tensor::stack(&terms, 0).mean(Kind::Float)
-    }
+        host.to_device(device)
+    };
+    // half means per environment, [2, 1, E]
+    let means = d.to_kind(Kind::Float).reshape([1, 1, b as i64]).matmul(&w);
+    (means.get(0) * means.get(1)).sum(Kind::Float)
 }
 
 impl StepObjective for InvariancePenalty<'_> {
@@ -101,20 +120,26 @@ impl StepObjective for InvariancePenalty<'_> {
                 // the penalty's gradient first (keeping the shared graph), then the loss's on the variables
                 let g2 = Tensor::run_backward(&[&penalty], &vars, true, false);
                 loss.backward();
-                let (mut g11, mut g12, mut g22) = (0.0, 0.0, 0.0);
+                // the Gram entries per variable and both losses, read back in one transfer
+                let zero = || Tensor::zeros([], (Kind::Double, loss.device()));
+                let mut parts: Vec<Tensor> = Vec::with_capacity(3 * vars.len() + 2);
                 for (v, p) in vars.iter().zip(&g2) {
                     let g1 = v.grad();
-                    if g1.defined() {
-                        g11 += g1.square().sum(Kind::Double).double_value(&[]);
-                        if p.defined() {
-                            g12 += (&g1 * p).sum(Kind::Double).double_value(&[]);
-                        }
-                    }
-                    if p.defined() {
-                        g22 += p.square().sum(Kind::Double).double_value(&[]);
-                    }
+                    let d1 = g1.defined();
+                    parts.push(if d1 { g1.square().sum(Kind::Double) } else { zero() });
+                    parts.push(if d1 && p.defined() { (&g1 * p).sum(Kind::Double) } else { zero() });
+                    parts.push(if p.defined() { p.square().sum(Kind::Double) } else { zero() });
                 }
-                let losses = [loss.double_value(&[]), penalty.double_value(&[])];
+                parts.push(loss.detach().to_kind(Kind::Double));
+                parts.push(penalty.detach().to_kind(Kind::Double));
+                let host = Vec::<f64>::try_from(Tensor::stack(&parts, 0).to_device(tch::Device::Cpu))?;
+                let (mut g11, mut g12, mut g22) = (0.0, 0.0, 0.0);
+                for c in host[..3 * vars.len()].chunks(3) {
+                    g11 += c[0];
+                    g12 += c[1];
+                    g22 += c[2];
+                }
+                let losses = [host[3 * vars.len()], host[3 * vars.len() + 1]];
                 let ([w1, w2], alpha) = pareto_pair(g11, g12, g22, losses, normalization, preference);
                 tch::no_grad(|| {
                     for (v, p) in vars.iter().zip(&g2) {

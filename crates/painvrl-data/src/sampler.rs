@@ -72,12 +72,25 @@ pub fn make_batch(
 ) -> Batch {
     let users: Vec<u32> = positions.iter().map(|&p| train.users[p]).collect();
     let items: Vec<i64> = positions.iter().map(|&p| train.items[p] as i64).collect();
-    let negs: Vec<i64> = sampler.sample(&users, k, seed).into_iter().map(i64::from).collect();
-    let users: Vec<i64> = users.into_iter().map(i64::from).collect();
+    let negs = sampler.sample(&users, k, seed);
+    // one host buffer [users | positives | negatives] and one copy to the device
+    let b = positions.len();
+    let mut ids: Vec<i64> = Vec::with_capacity(b * (2 + k));
+    ids.extend(users.iter().map(|&u| i64::from(u)));
+    ids.extend_from_slice(&items);
+    ids.extend(negs.into_iter().map(i64::from));
+    let host = Tensor::from_slice(&ids);
+    let all = if device.is_cuda() {
+        // page-locked and asynchronous: the copy does not wait for the GPU's queue to drain
+        host.pin_memory(device).to_device_(device, tch::Kind::Int64, true, false)
+    } else {
+        host.to_device(device)
+    };
+    let parts = all.split_with_sizes([b as i64, b as i64, (b * k) as i64], 0);
     Batch {
-        users: Tensor::from_slice(&users).to_device(device),
-        pos_items: Tensor::from_slice(&items).to_device(device),
-        neg_items: Tensor::from_slice(&negs).reshape([positions.len() as i64, k as i64]).to_device(device),
+        users: parts[0].shallow_clone(),
+        pos_items: parts[1].shallow_clone(),
+        neg_items: parts[2].reshape([b as i64, k as i64]),
     }
 }
 

@@ -44,6 +44,10 @@ pub struct TrainConfig {
     pub eval: EvalConfig,
     /// Show a progress bar (only on a terminal, never in CI).
     pub progress: bool,
+    /// On CUDA, read the step losses back to the host (and check them for NaN) once every this
+    /// many steps instead of every step: each read waits for the GPU to drain its queue. A
+    /// non-finite loss is still reported with its exact step. On the CPU every step is checked.
+    pub cuda_loss_read_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -60,6 +64,7 @@ impl Default for TrainConfig {
             select_metric: "ndcg@20".into(),
             eval: EvalConfig::default(),
             progress: true,
+            cuda_loss_read_every: 32,
         }
     }
 }
@@ -72,6 +77,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             return Err(Error::config("train.batch_size", "must be ≥ 1"));
+        }
+        if self.cuda_loss_read_every == 0 {
+            return Err(Error::config("train.cuda_loss_read_every", "must be ≥ 1"));
         }
         if self.eval_every == 0 {
             return Err(Error::config("train.eval_every", "must be ≥ 1"));
@@ -244,6 +252,10 @@ pub fn fit(
         let batches = epoch_batches(data.train.len(), cfg.batch_size, mix(seed, epoch as u64, 0));
         let mut loss_sum = 0.0;
         let mut weights = Vec::new();
+        // step losses not yet read back to the host, from step `unread_from` on
+        let read_every = if device.is_cuda() { cfg.cuda_loss_read_every.max(1) } else { 1 };
+        let mut unread: Vec<Tensor> = Vec::with_capacity(read_every);
+        let mut unread_from = 0;
         for (step, positions) in batches.iter().enumerate() {
             let batch = make_batch(
                 data.train,
@@ -261,13 +273,25 @@ pub fn fit(
                     loss = replaced;
                 }
             }
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                return Err(fail(
-                    &files,
-                    &state,
-                    Error::Diverged { module: module.into(), epoch, step, what: "training loss".into() },
-                ));
+            unread.push(loss.detach());
+            if unread.len() == read_every || step + 1 == batches.len() {
+                // one device-to-host read for the pending steps, checked before this step's update
+                let values = read_losses(&unread)?;
+                if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(fail(
+                        &files,
+                        &state,
+                        Error::Diverged {
+                            module: module.into(),
+                            epoch,
+                            step: unread_from + k,
+                            what: "training loss".into(),
+                        },
+                    ));
+                }
+                loss_sum += values.iter().sum::<f64>();
+                unread.clear();
+                unread_from = step + 1;
             }
             match data.objective {
                 Some(objective) => {
@@ -276,7 +300,6 @@ pub fn fit(
                 None => loss.backward(),
             }
             opt.step(vs);
-            loss_sum += value;
             if signal::stop_requested() && step + 1 < batches.len() {
                 // finish cleanly at a step boundary: the checkpoint holds the last completed epoch
                 return Err(fail(
@@ -397,6 +420,12 @@ impl ModuleFiles {
 }
 
 /// On a fault the last good checkpoint stays; the state file is marked failed for reports.
+/// The values of scalar loss tensors, read back in one transfer.
+fn read_losses(losses: &[Tensor]) -> Result<Vec<f64>> {
+    let stacked = Tensor::stack(losses, 0).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu);
+    Ok(Vec::<f64>::try_from(stacked)?)
+}
+
 fn fail(files: &Option<ModuleFiles>, state: &LoopState, err: Error) -> Error {
     if let Some(f) = files {
         let failed = f.state.with_extension("failed.json");

@@ -21,6 +21,7 @@ fn benches(c: &mut Criterion) {
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val, objective: None };
     let x = ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
+    let ultragcn = BackboneConfig { kind: painvrl::graph::BackboneKind::Ultragcn, ..Default::default() };
     let mut g = c.benchmark_group("tiktok");
     g.sample_size(10);
     g.throughput(criterion::Throughput::Elements(ds.train.len() as u64 * 50));
@@ -29,8 +30,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("ultragcn_epoch_with_validation", |b| {
         b.iter(|| {
             let mut vs = VarStore::new(Device::Cpu);
-            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &BackboneConfig::default())
-                .unwrap();
+            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
             let cfg = TrainConfig { epochs: 1, progress: false, ..Default::default() };
             fit("bench", &mut vs, bb.as_ref(), &content, &data, &cfg, 0, &HashSet::new(), None, None).unwrap()
         })
@@ -39,8 +39,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("mask_epoch_irmv1_pareto_e10", |b| {
         b.iter(|| {
             let vs = VarStore::new(Device::Cpu);
-            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &BackboneConfig::default())
-                .unwrap();
+            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
             let mask = Mask::new(&(vs.root() / "mask"), ds.features.dim(), MaskKind::Sigmoid, 0.01);
             let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() };
             train_mask(&vs, bb.as_ref(), &mask, &x, &ds.features, &ds.train, &envs, &sampler, &cfg, 0).unwrap()

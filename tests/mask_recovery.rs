@@ -13,6 +13,8 @@ use painvrl::pipeline::{run_with, Components};
 fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {
     let syn = generate(&SyntheticConfig { seed, ..Default::default() }).unwrap();
     let mut cfg = Config { method, seed, device: DeviceSpec::Cpu, threads: 1, ..Default::default() };
+    // measured with UltraGCN (the default backbone until the baselines issue)
+    cfg.backbone.kind = painvrl::graph::BackboneKind::Ultragcn;
     cfg.train.progress = false;
     // only the mask is under test: the final training stage is cut to one epoch
     cfg.train.epochs = 1;

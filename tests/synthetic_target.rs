@@ -15,6 +15,8 @@ fn mean_recall(method: Method, seeds: &[u64]) -> (f64, f64) {
     for &seed in seeds {
         let syn = generate(&SyntheticConfig { seed, ..Default::default() }).unwrap();
         let mut cfg = Config { method, seed, device: DeviceSpec::Cpu, threads: 1, ..Default::default() };
+        // the target was measured with UltraGCN (the default backbone until the baselines issue)
+        cfg.backbone.kind = painvrl::graph::BackboneKind::Ultragcn;
         cfg.envs.n_envs = 2;
         cfg.train.progress = false;
         let parts = Components {

@@ -72,7 +72,8 @@ pub struct BackboneConfig {
 impl Default for BackboneConfig {
     fn default() -> Self {
         BackboneConfig {
-            kind: BackboneKind::Ultragcn,
+            // measured best on validation across the bundled datasets (README, "Baselines")
+            kind: BackboneKind::Lightgcn,
             id_dim: 64,
             content_dim: 64,
             negatives: 50,

@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 libtorch=${LIBTORCH:-.libtorch}
-[ -d "$libtorch/lib" ] || { echo "check-cuda-link: $libtorch/lib not found; run scripts/setup-libtorch.sh" >&2; exit 1; }
+if [ ! -d "$libtorch/lib" ]; then # e.g. a GPU machine with PyTorch but no set-up: its torch package
+  libtorch=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))' 2>/dev/null || true)
+fi
+[ -n "$libtorch" ] && [ -d "$libtorch/lib" ] || { echo "check-cuda-link: no libtorch found (LIBTORCH, .libtorch or python3's torch); run scripts/setup-libtorch.sh" >&2; exit 1; }
 if [ ! -e "$libtorch/lib/libtorch_cuda.so" ]; then
   echo "check-cuda-link: $libtorch/lib has no libtorch_cuda.so (CPU-only libtorch); nothing to check"
   exit 0

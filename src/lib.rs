@@ -15,6 +15,7 @@
 pub mod baselines;
 pub mod bench;
 pub mod config;
+pub mod diagnostics;
 pub mod invariance;
 pub mod memory;
 pub mod pipeline;

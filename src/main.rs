@@ -137,6 +137,29 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Write a synthetic dataset with a planted shift and its ground truth (train_env.tsv,
+    /// invariant_dims.json), to try the method where the truth is known.
+    Synth {
+        /// Shift family: affinity (per-user spurious affinity), exposure (one exposure direction
+        /// shared by every user), mix.
+        #[arg(long, default_value = "affinity")]
+        family: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Users.
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        /// Items.
+        #[arg(long, default_value_t = 400)]
+        items: usize,
+        /// Mean strength of the spurious signal in training (reversed in test_ood).
+        #[arg(long, default_value_t = 3.0)]
+        variant_strength: f32,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Print a dataset's one-screen summary.
     Info {
         /// Dataset directory.
@@ -341,6 +364,24 @@ fn real_main() -> Result<()> {
             println!("{}", std::fs::read_to_string(out.join("results.md"))?);
             println!("wrote {}", out.display());
         }
+        Command::Synth { family, out, users, items, variant_strength, seed } => {
+            let cfg = painvrl::data::SyntheticConfig {
+                n_users: users,
+                n_items: items,
+                variant_strength,
+                family: family.parse()?,
+                seed,
+                ..Default::default()
+            };
+            let syn = painvrl::data::generate(&cfg)?;
+            let info = painvrl::data::OodInfo {
+                method: "synthetic".into(),
+                params: serde_json::to_value(&cfg)?,
+                size: syn.dataset.test_ood.as_ref().map_or(0, |t| t.len()),
+            };
+            write_dataset(&out, &syn.dataset, Some(&info))?;
+            println!("wrote {}: {}", out.display(), syn.dataset.summary());
+        }
         Command::Info { data } => {
             let (ds, report) = load_dir(&data, &LoadOptions::default())?;
             println!("{}\n{}", ds.summary(), describe(&report));
@@ -411,6 +452,7 @@ fn real_main() -> Result<()> {
                         test_ood: Some(test_ood),
                         val_ood: None,
                         features,
+                        truth: Default::default(),
                     };
                     ds.validate()?;
                     (ds, Some(info))

@@ -55,6 +55,9 @@ pub struct Report {
     /// Hyperparameters chosen on the selection split (`ease_lambda`, `knn_k`, `posthoc_beta`).
     #[serde(default)]
     pub selected: BTreeMap<String, f64>,
+    /// What the mask and the environments did (invariant methods).
+    #[serde(default)]
+    pub diagnostics: crate::diagnostics::Diagnostics,
     /// The peak-memory estimate made before training.
     pub memory: crate::memory::MemoryEstimate,
     /// The configuration that ran.
@@ -78,6 +81,7 @@ impl Report {
             mask_log: vec![],
             timings: BTreeMap::new(),
             selected: BTreeMap::new(),
+            diagnostics: Default::default(),
             memory,
             config: cfg.clone(),
         }
@@ -230,6 +234,19 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         }
         let learned = tch::no_grad(|| mask.values(false)).detach();
         report.mask = Vec::<f32>::try_from(learned.to_device(tch::Device::Cpu))?;
+        if let Some(envs) = &last_envs {
+            report.diagnostics = crate::diagnostics::invariant_run(
+                ds,
+                pre.as_ref(),
+                &features,
+                &learned,
+                &report.mask,
+                &envs.labels,
+                envs.sizes.len(),
+                &sampler,
+                cfg.seed.wrapping_add(3),
+            )?;
+        }
         // the mask the conversion (and the saved model) uses
         let m = match cfg.conversion_mask {
             MaskUse::Soft => learned,

@@ -195,6 +195,30 @@ pub struct Dataset {
     pub val_ood: Option<Interactions>,
     /// Item content features.
     pub features: ItemFeatures,
+    /// Ground truth that synthetic or annotated datasets ship, for diagnostics only (never used
+    /// in training).
+    pub truth: PlantedTruth,
+}
+
+/// Ground truth a dataset may ship (`train_env.tsv`, `invariant_dims.json`); the pipeline
+/// reports how close its inferred environments and learned mask come to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlantedTruth {
+    /// The environment of every training interaction, in training-split order.
+    pub train_envs: Option<Vec<u32>>,
+    /// The feature columns that carry invariant preference (0-based, in modality order).
+    pub invariant_dims: Option<Vec<usize>>,
+}
+
+impl PlantedTruth {
+    /// A flag per feature column: whether it is a planted invariant dimension.
+    pub fn invariant_mask(&self, dim: usize) -> Option<Vec<bool>> {
+        self.invariant_dims.as_ref().map(|d| {
+            let mut m = vec![false; dim];
+            d.iter().filter(|&&c| c < dim).for_each(|&c| m[c] = true);
+            m
+        })
+    }
 }
 
 /// Interaction counts of a dataset, as written in reports.
@@ -234,6 +258,24 @@ impl Dataset {
         }
         if self.train.is_empty() {
             return Err(Error::InvalidData(format!("dataset '{}' has an empty training split", self.name)));
+        }
+        if let Some(e) = &self.truth.train_envs {
+            if e.len() != self.train.len() {
+                return Err(Error::InvalidData(format!(
+                    "dataset '{}': {} planted environment labels for {} training interactions",
+                    self.name,
+                    e.len(),
+                    self.train.len()
+                )));
+            }
+        }
+        if let Some(&c) = self.truth.invariant_dims.as_ref().and_then(|d| d.iter().find(|&&c| c >= self.features.dim()))
+        {
+            return Err(Error::InvalidData(format!(
+                "dataset '{}': planted invariant dimension {c} is ≥ the {} feature columns",
+                self.name,
+                self.features.dim()
+            )));
         }
         for (split, x) in self.splits() {
             if let Some((k, (u, i))) =

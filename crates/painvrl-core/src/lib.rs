@@ -20,7 +20,7 @@ pub mod optim;
 pub mod signal;
 pub mod traits;
 
-pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, UserItems};
+pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, PlantedTruth, UserItems};
 pub use device::{init_runtime, DeviceSpec};
 pub use error::{Error, Result};
 pub use eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};

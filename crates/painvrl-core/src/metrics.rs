@@ -155,8 +155,51 @@ impl SplitMetrics {
     }
 }
 
+/// Normalised mutual information between two labelings (arithmetic-mean normalisation).
+pub fn nmi(a: &[u32], b: &[u32]) -> f64 {
+    let n = a.len() as f64;
+    let ka = a.iter().max().map_or(0, |&m| m as usize + 1);
+    let kb = b.iter().max().map_or(0, |&m| m as usize + 1);
+    let mut joint = vec![vec![0f64; kb]; ka];
+    for (&x, &y) in a.iter().zip(b) {
+        joint[x as usize][y as usize] += 1.0;
+    }
+    let pa: Vec<f64> = joint.iter().map(|r| r.iter().sum::<f64>() / n).collect();
+    let pb: Vec<f64> = (0..kb).map(|j| joint.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+    let h = |p: &[f64]| -p.iter().filter(|&&x| x > 0.0).map(|x| x * x.ln()).sum::<f64>();
+    let mut mi = 0.0;
+    for i in 0..ka {
+        for j in 0..kb {
+            let pij = joint[i][j] / n;
+            if pij > 0.0 {
+                mi += pij * (pij / (pa[i] * pb[j])).ln();
+            }
+        }
+    }
+    let denom = (h(&pa) + h(&pb)) / 2.0;
+    if denom <= 0.0 {
+        0.0
+    } else {
+        mi / denom
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nmi_golden_values() {
+        assert!((super::nmi(&[0, 0, 1, 1], &[1, 1, 0, 0]) - 1.0).abs() < 1e-12);
+        // independent labelings have zero mutual information
+        assert!(super::nmi(&[0, 0, 1, 1], &[0, 1, 0, 1]).abs() < 1e-12);
+        // by hand: joint p(0,0) = ½, p(1,0) = p(1,1) = ¼; marginals (½, ½) and (¾, ¼)
+        let (a, b) = ([0u32, 0, 1, 1], [0u32, 0, 0, 1]);
+        let mi = 0.5 * (0.5f64 / (0.5 * 0.75)).ln()
+            + 0.25 * (0.25f64 / (0.5 * 0.75)).ln()
+            + 0.25 * (0.25f64 / (0.5 * 0.25)).ln();
+        let (ha, hb) = (2f64.ln(), -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln()));
+        assert!((super::nmi(&a, &b) - mi / ((ha + hb) / 2.0)).abs() < 1e-12);
+    }
+
     use super::*;
     use approx::assert_abs_diff_eq;
     use proptest::prelude::*;

@@ -22,4 +22,4 @@ pub use split::{
     ood_by_popularity, ood_by_time, prepare_ood, split_per_user, val_ood_by_popularity, write_dataset, OodInfo,
     PopularityOod, SplitStrategy,
 };
-pub use synthetic::{generate, SyntheticConfig, SyntheticData};
+pub use synthetic::{generate, ShiftFamily, SyntheticConfig, SyntheticData};

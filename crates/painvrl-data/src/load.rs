@@ -3,7 +3,7 @@
 use crate::npy::read_matrix;
 use crate::split::{split_per_user, SplitStrategy};
 use crate::tsv::{read_mmrec, read_pairs, read_ratings};
-use painvrl_core::{Dataset, Error, Interactions, ItemFeatures, Modality, Result};
+use painvrl_core::{Dataset, Error, Interactions, ItemFeatures, Modality, PlantedTruth, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -175,7 +175,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         }
         n_users = n_users.max(x.users.iter().map(|&u| u as usize + 1).max().unwrap_or(0));
     }
-    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, val_ood, features };
+    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, val_ood, features, truth: read_truth(dir)? };
     ds.validate().map_err(|e| Error::InvalidData(format!("{}: {e}", dir.display())))?;
     let train_users = ds.train.user_degrees(n_users);
     let mut cold = vec![false; n_users];
@@ -204,4 +204,39 @@ pub fn describe(report: &LoadReport) -> String {
         "layout {}, {} duplicates dropped, {} cold users (not scored), {} items without training interactions",
         report.layout, report.duplicates, report.cold_users, report.cold_items
     )
+}
+
+/// Reads the optional ground truth of a dataset directory: `train_env.tsv` (one environment id
+/// per line, in `train.tsv` order) and `invariant_dims.json` (a JSON array of feature columns).
+/// Their agreement with the splits and features is checked by `Dataset::validate`.
+pub fn read_truth(dir: &Path) -> Result<PlantedTruth> {
+    let mut truth = PlantedTruth::default();
+    let envs = dir.join("train_env.tsv");
+    if envs.exists() {
+        let text = std::fs::read_to_string(&envs).map_err(|e| Error::io(&envs, e))?;
+        let labels = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(k, l)| {
+                l.trim().parse::<u32>().map_err(|_| {
+                    Error::parse(
+                        &envs,
+                        Some(k + 1),
+                        format!("'{}' is not an environment id (a non-negative integer)", l.trim()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        truth.train_envs = Some(labels);
+    }
+    let dims = dir.join("invariant_dims.json");
+    if dims.exists() {
+        let text = std::fs::read_to_string(&dims).map_err(|e| Error::io(&dims, e))?;
+        let v: Vec<usize> = serde_json::from_str(&text).map_err(|e| {
+            Error::parse(&dims, Some(e.line()), format!("expected a JSON array of column indices: {e}"))
+        })?;
+        truth.invariant_dims = Some(v);
+    }
+    Ok(truth)
 }

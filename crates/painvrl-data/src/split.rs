@@ -320,6 +320,13 @@ pub fn write_dataset(dir: &Path, ds: &Dataset, ood: Option<&OodInfo>) -> Result<
     if let Some(info) = ood {
         write_json_atomic(&dir.join("test_ood.json"), info)?;
     }
+    if let Some(envs) = &ds.truth.train_envs {
+        let text: String = envs.iter().map(|e| format!("{e}\n")).collect();
+        painvrl_core::io::write_atomic(&dir.join("train_env.tsv"), text.as_bytes())?;
+    }
+    if let Some(dims) = &ds.truth.invariant_dims {
+        write_json_atomic(&dir.join("invariant_dims.json"), dims)?;
+    }
     let f = &ds.features;
     for (m, modality) in f.modalities().iter().enumerate() {
         let r = f.modality_range(m);

@@ -11,11 +11,16 @@
 //! spurious affinity (`s = −variant_strength`). A model that leans on the variant dimensions
 //! looks good IID and fails OOD.
 //!
+//! Shift families ([`ShiftFamily`]) choose what the variant dimensions carry: a per-user
+//! affinity (`affinity`, the original), one exposure direction shared by every user
+//! (`exposure`: `b_u = w` for all u, a global bias towards some content that strengthens or
+//! weakens by environment and reverses in the test), or half of each (`mix`).
+//!
 //! Environments are per interaction on purpose: when a whole user belongs to one environment,
 //! a per-user embedding absorbs the environment's bias and the variant dimensions look exactly
 //! as invariant as the real ones to any per-environment risk.
 
-use painvrl_core::{Dataset, Interactions, ItemFeatures, Modality, Result};
+use painvrl_core::{Dataset, Interactions, ItemFeatures, Modality, PlantedTruth, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +34,31 @@ mod rand_distr_normal {
         let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
         let u2: f64 = rng.gen();
         ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+}
+
+/// What the spurious (variant) signal of the generator is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShiftFamily {
+    /// A per-user spurious affinity `b_u · v_i`.
+    #[default]
+    Affinity,
+    /// A global exposure factor `w · v_i`, the same direction for every user.
+    Exposure,
+    /// Half-strength affinity plus half-strength exposure.
+    Mix,
+}
+
+impl std::str::FromStr for ShiftFamily {
+    type Err = painvrl_core::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "affinity" => Ok(ShiftFamily::Affinity),
+            "exposure" => Ok(ShiftFamily::Exposure),
+            "mix" => Ok(ShiftFamily::Mix),
+            _ => Err(painvrl_core::Error::config("family", format!("'{s}' is not one of affinity, exposure, mix"))),
+        }
     }
 }
 
@@ -58,6 +88,8 @@ pub struct SyntheticConfig {
     pub env_spread: f32,
     /// Feature noise standard deviation.
     pub noise: f32,
+    /// What the variant dimensions carry.
+    pub family: ShiftFamily,
     /// Seed.
     pub seed: u64,
 }
@@ -75,6 +107,7 @@ impl Default for SyntheticConfig {
             variant_strength: 3.0,
             env_spread: 0.5,
             noise: 0.1,
+            family: ShiftFamily::Affinity,
             seed: 0,
         }
     }
@@ -100,7 +133,19 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
     let prefs: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| unit(&mut rng, di)).collect();
     let z: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| unit(&mut rng, di)).collect();
     let v: Vec<Vec<f32>> = (0..cfg.n_items).map(|_| unit(&mut rng, dv)).collect();
-    let spurious_prefs: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| unit(&mut rng, dv)).collect();
+    let per_user: Vec<Vec<f32>> = (0..cfg.n_users).map(|_| unit(&mut rng, dv)).collect();
+    // the affinity family keeps the original random stream; the others draw one more vector
+    let spurious_prefs: Vec<Vec<f32>> = match cfg.family {
+        ShiftFamily::Affinity => per_user,
+        ShiftFamily::Exposure => {
+            let w = unit(&mut rng, dv);
+            vec![w; cfg.n_users]
+        }
+        ShiftFamily::Mix => {
+            let w = unit(&mut rng, dv);
+            per_user.iter().map(|b| b.iter().zip(&w).map(|(x, y)| 0.5 * (x + y)).collect()).collect()
+        }
+    };
     // environment strengths s_e are evenly spaced over variant_strength · (1 ± env_spread), so
     // their mean equals variant_strength; the OOD environment reverses the affinity
     let env_strength: Vec<f32> = (0..n_envs)
@@ -178,6 +223,10 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
         test,
         test_ood: Some(ood),
         val_ood: None,
+        truth: PlantedTruth {
+            train_envs: Some(train_envs.clone()),
+            invariant_dims: Some((0..d).filter(|&c| invariant_mask[c]).collect()),
+        },
         features,
     };
     dataset.validate()?;
@@ -204,5 +253,28 @@ mod tests {
         assert_eq!(a.train_envs.len(), a.dataset.train.len());
         assert_eq!(a.invariant_mask.iter().filter(|&&x| x).count(), cfg.invariant_dims);
         assert_eq!(a.dataset.test_ood.as_ref().unwrap().len(), 20 * cfg.per_user);
+        assert_eq!(a.dataset.truth.train_envs.as_ref(), Some(&a.train_envs));
+    }
+
+    #[test]
+    fn exposure_family_shifts_every_user_the_same_way() {
+        // with only the spurious signal, exposure makes the training catalogue's click counts
+        // concentrate on the items the shared direction favours: item popularity in train and
+        // in the reversed OOD test are negatively correlated
+        let cfg = SyntheticConfig {
+            n_users: 200,
+            n_items: 60,
+            invariant_strength: 0.0,
+            variant_strength: 6.0,
+            family: ShiftFamily::Exposure,
+            ..Default::default()
+        };
+        let d = generate(&cfg).unwrap().dataset;
+        let (tr, ood) = (d.train.item_degrees(60), d.test_ood.as_ref().unwrap().item_degrees(60));
+        let mean = |v: &[u32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let (mt, mo) = (mean(&tr), mean(&ood));
+        let cov: f64 = tr.iter().zip(&ood).map(|(&a, &b)| (a as f64 - mt) * (b as f64 - mo)).sum();
+        assert!(cov < 0.0, "train and OOD popularity should be anti-correlated, covariance {cov}");
+        assert!("sideways".parse::<ShiftFamily>().is_err());
     }
 }

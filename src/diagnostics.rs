@@ -1,0 +1,137 @@
+//! What the mask and the environments did, in numbers a user can check in `report.json`: how far
+//! the mask moved from ½, how the training risk differs across the inferred environments before
+//! and after masking, and — when the dataset ships its ground truth (`train_env.tsv`,
+//! `invariant_dims.json`) — how well the environments and the mask recover it.
+
+use painvrl_core::metrics::{nmi, roc_auc};
+use painvrl_core::{Backbone, Dataset, Interactions, Result};
+use painvrl_data::{make_batch, NegativeSampler};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+/// Diagnostics of an invariant run (empty for the other methods).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Standard deviation of the learned mask's weights.
+    pub mask_sd: Option<f64>,
+    /// Share of mask weights below 0.25.
+    pub mask_share_below_0_25: Option<f64>,
+    /// Share of mask weights above 0.75.
+    pub mask_share_above_0_75: Option<f64>,
+    /// Mean training loss of the pre-trained model on each environment's interactions, on the
+    /// raw features.
+    pub env_risk_before_mask: Vec<f64>,
+    /// The same on the masked features (features × mask).
+    pub env_risk_after_mask: Vec<f64>,
+    /// Standard deviation of `env_risk_before_mask` across environments.
+    pub env_risk_sd_before_mask: Option<f64>,
+    /// Standard deviation of `env_risk_after_mask` across environments.
+    pub env_risk_sd_after_mask: Option<f64>,
+    /// Normalised mutual information between the inferred and the planted environments.
+    pub env_nmi_vs_planted: Option<f64>,
+    /// ROC-AUC of the mask's weights for the planted invariant dimensions (0.5: chance).
+    pub mask_auc_vs_planted: Option<f64>,
+}
+
+/// (sd, share < 0.25, share > 0.75) of mask weights.
+pub fn mask_spread(mask: &[f32]) -> (f64, f64, f64) {
+    let n = mask.len().max(1) as f64;
+    let mean = mask.iter().map(|&m| m as f64).sum::<f64>() / n;
+    let sd = (mask.iter().map(|&m| (m as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let share = |f: &dyn Fn(f32) -> bool| mask.iter().filter(|&&m| f(m)).count() as f64 / n;
+    (sd, share(&|m| m < 0.25), share(&|m| m > 0.75))
+}
+
+fn sd(xs: &[f64]) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    Some((xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt())
+}
+
+/// Mean training loss of `backbone` on `content` over (up to `per_env`) interactions of each
+/// environment, with fixed negatives (`seed`), without gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn environment_risks(
+    backbone: &dyn Backbone,
+    content: &Tensor,
+    train: &Interactions,
+    labels: &[u32],
+    n_envs: usize,
+    sampler: &NegativeSampler,
+    per_env: usize,
+    seed: u64,
+) -> Vec<f64> {
+    let device = content.device();
+    let k = backbone.negatives_per_positive();
+    tch::no_grad(|| {
+        (0..n_envs as u32)
+            .map(|e| {
+                let pos: Vec<usize> =
+                    labels.iter().enumerate().filter(|(_, &l)| l == e).map(|(p, _)| p).take(per_env).collect();
+                let (mut sum, mut n) = (0.0, 0usize);
+                for chunk in pos.chunks(1024) {
+                    let batch = make_batch(train, chunk, sampler, k, seed ^ e as u64, device);
+                    sum += backbone.loss(&batch, content).double_value(&[]) * chunk.len() as f64;
+                    n += chunk.len();
+                }
+                if n == 0 {
+                    f64::NAN
+                } else {
+                    sum / n as f64
+                }
+            })
+            .collect()
+    })
+}
+
+/// Fills the diagnostics of an invariant run: the mask's spread, the risks per environment of
+/// the pre-trained model before and after masking, and the agreement with the planted truth.
+#[allow(clippy::too_many_arguments)]
+pub fn invariant_run(
+    ds: &Dataset,
+    backbone: &dyn Backbone,
+    features: &Tensor,
+    mask: &Tensor,
+    mask_values: &[f32],
+    labels: &[u32],
+    n_envs: usize,
+    sampler: &NegativeSampler,
+    seed: u64,
+) -> Result<Diagnostics> {
+    let (msd, low, high) = mask_spread(mask_values);
+    let before = environment_risks(backbone, features, &ds.train, labels, n_envs, sampler, 4096, seed);
+    let masked = features * mask;
+    let after = environment_risks(backbone, &masked, &ds.train, labels, n_envs, sampler, 4096, seed);
+    let planted_mask = ds.truth.invariant_mask(ds.features.dim());
+    Ok(Diagnostics {
+        mask_sd: Some(msd),
+        mask_share_below_0_25: Some(low),
+        mask_share_above_0_75: Some(high),
+        env_risk_sd_before_mask: sd(&before),
+        env_risk_sd_after_mask: sd(&after),
+        env_risk_before_mask: before,
+        env_risk_after_mask: after,
+        env_nmi_vs_planted: ds.truth.train_envs.as_ref().map(|t| nmi(labels, t)),
+        mask_auc_vs_planted: planted_mask
+            .filter(|m| m.iter().any(|&x| x) && m.iter().any(|&x| !x))
+            .map(|m| roc_auc(mask_values, &m)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_spread_by_hand() {
+        // mean 0.5; deviations ±0.4, ±0.1 → sd = √((0.16·2 + 0.01·2) / 4) = √0.085
+        let (sd, low, high) = mask_spread(&[0.1, 0.9, 0.4, 0.6]);
+        assert!((sd - 0.085f64.sqrt()).abs() < 1e-6, "{sd}");
+        assert_eq!((low, high), (0.25, 0.25));
+        let (flat, l, h) = mask_spread(&[0.5; 8]);
+        assert_eq!((flat, l, h), (0.0, 0.0, 0.0));
+    }
+}

@@ -13,7 +13,7 @@ use painvrl_core::{
     UserItems,
 };
 use painvrl_data::NegativeSampler;
-use painvrl_env::{Eiil, HeterogeneousIdentification, RandomEnvironments, Strategy};
+use painvrl_env::{ActivityBands, Eiil, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy};
 use painvrl_graph::trainer::StepObjective;
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
@@ -191,6 +191,8 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
             (None, _) => match cfg.envs.strategy {
                 Strategy::Heterogeneous => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
                 Strategy::Eiil => Box::new(Eiil::new(cfg.envs.clone(), device)),
+                Strategy::PopularityBands => Box::new(PopularityBands { n_envs: cfg.envs.n_envs }),
+                Strategy::ActivityBands => Box::new(ActivityBands { n_envs: cfg.envs.n_envs }),
             },
         };
         match cfg.method {

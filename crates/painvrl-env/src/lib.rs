@@ -1,6 +1,7 @@
 //! Environment inference for invariant recommendation: InvRL's heterogeneous identification
 //! with the E environment models trained as one batched model, EIIL (two environments that
-//! maximise a reference model's IRMv1 penalty), and random and given labels.
+//! maximise a reference model's IRMv1 penalty), observable bands (item popularity, user
+//! activity), and random and given labels (`simple`).
 #![warn(missing_docs)]
 
 use painvrl_core::optim::{Adam, GroupHyper};
@@ -14,6 +15,9 @@ use std::time::Instant;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
+mod simple;
+pub use simple::{ActivityBands, GivenEnvironments, PopularityBands, RandomEnvironments};
+
 /// Which inference the pipeline runs (the `random` ablation and given labels are chosen by
 /// method and by API, not here).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +28,12 @@ pub enum Strategy {
     Heterogeneous,
     /// EIIL ([`Eiil`]): always two environments.
     Eiil,
+    /// Equal-count bands of the clicked item's training popularity ([`PopularityBands`]).
+    #[serde(rename = "popularity-bands")]
+    PopularityBands,
+    /// Equal-count bands of the clicking user's training activity ([`ActivityBands`]).
+    #[serde(rename = "activity-bands")]
+    ActivityBands,
 }
 
 /// Where heterogeneous identification's hard EM starts.
@@ -652,51 +662,6 @@ impl EnvironmentInference for Eiil {
         out.reseeded = reseeded;
         out.seconds = t0.elapsed().as_secs_f64();
         Ok(out)
-    }
-}
-
-/// Uniformly random environments (the ablation).
-pub struct RandomEnvironments {
-    /// Number of environments.
-    pub n_envs: usize,
-}
-
-impl EnvironmentInference for RandomEnvironments {
-    fn name(&self) -> &str {
-        "random"
-    }
-
-    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
-        if self.n_envs < 2 {
-            return Err(Error::config("envs.n_envs", "need at least 2 environments"));
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let labels = (0..data.train.len()).map(|_| rng.gen_range(0..self.n_envs as u32)).collect();
-        Ok(EnvironmentAssignment::from_labels(labels, self.n_envs))
-    }
-}
-
-/// Known labels, e.g. the planted environments of the synthetic generator.
-pub struct GivenEnvironments {
-    /// Label of each training interaction.
-    pub labels: Vec<u32>,
-}
-
-impl EnvironmentInference for GivenEnvironments {
-    fn name(&self) -> &str {
-        "given"
-    }
-
-    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
-        if self.labels.len() != data.train.len() {
-            return Err(Error::InvalidData(format!(
-                "{} environment labels for {} training interactions",
-                self.labels.len(),
-                data.train.len()
-            )));
-        }
-        let n = self.labels.iter().max().map_or(0, |&m| m as usize + 1);
-        Ok(EnvironmentAssignment::from_labels(self.labels.clone(), n))
     }
 }
 

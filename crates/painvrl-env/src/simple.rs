@@ -1,0 +1,156 @@
+//! Environments that need no model: random labels (the ablation), given labels, and
+//! equal-count bands of an observable quantity — the clicked item's training popularity or the
+//! clicking user's training activity — the usual suspects of a popularity or activity shift.
+
+use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
+
+/// Uniformly random environments (the ablation).
+pub struct RandomEnvironments {
+    /// Number of environments.
+    pub n_envs: usize,
+}
+
+impl EnvironmentInference for RandomEnvironments {
+    fn name(&self) -> &str {
+        "random"
+    }
+
+    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
+        if self.n_envs < 2 {
+            return Err(Error::config("envs.n_envs", "need at least 2 environments"));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let labels = (0..data.train.len()).map(|_| rng.gen_range(0..self.n_envs as u32)).collect();
+        Ok(EnvironmentAssignment::from_labels(labels, self.n_envs))
+    }
+}
+
+/// Known labels, e.g. the planted environments of the synthetic generator.
+pub struct GivenEnvironments {
+    /// Label of each training interaction.
+    pub labels: Vec<u32>,
+}
+
+impl EnvironmentInference for GivenEnvironments {
+    fn name(&self) -> &str {
+        "given"
+    }
+
+    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
+        if self.labels.len() != data.train.len() {
+            return Err(Error::InvalidData(format!(
+                "{} environment labels for {} training interactions",
+                self.labels.len(),
+                data.train.len()
+            )));
+        }
+        let n = self.labels.iter().max().map_or(0, |&m| m as usize + 1);
+        Ok(EnvironmentAssignment::from_labels(self.labels.clone(), n))
+    }
+}
+
+/// Labels each value with its equal-count band among `n_envs` (ties broken by position, so the
+/// bands' sizes differ by at most one): band 0 holds the smallest values.
+pub fn equal_count_bands(values: &[u32], n_envs: usize) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by_key(|&k| (values[k], k));
+    let mut labels = vec![0u32; values.len()];
+    for (rank, &k) in order.iter().enumerate() {
+        labels[k] = (rank * n_envs / values.len().max(1)) as u32;
+    }
+    labels
+}
+
+fn check_envs(n_envs: usize) -> Result<()> {
+    if n_envs < 2 {
+        return Err(Error::config("envs.n_envs", "need at least 2 environments"));
+    }
+    Ok(())
+}
+
+/// Environments as equal-count bands of the clicked item's training popularity.
+pub struct PopularityBands {
+    /// Number of environments.
+    pub n_envs: usize,
+}
+
+impl EnvironmentInference for PopularityBands {
+    fn name(&self) -> &str {
+        "popularity-bands"
+    }
+
+    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
+        check_envs(self.n_envs)?;
+        let pop = data.train.item_degrees(data.n_items);
+        let values: Vec<u32> = data.train.items.iter().map(|&i| pop[i as usize]).collect();
+        Ok(EnvironmentAssignment::from_labels(equal_count_bands(&values, self.n_envs), self.n_envs))
+    }
+}
+
+/// Environments as equal-count bands of the clicking user's training activity.
+pub struct ActivityBands {
+    /// Number of environments.
+    pub n_envs: usize,
+}
+
+impl EnvironmentInference for ActivityBands {
+    fn name(&self) -> &str {
+        "activity-bands"
+    }
+
+    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
+        check_envs(self.n_envs)?;
+        let act = data.train.user_degrees(data.n_users);
+        let values: Vec<u32> = data.train.users.iter().map(|&u| act[u as usize]).collect();
+        Ok(EnvironmentAssignment::from_labels(equal_count_bands(&values, self.n_envs), self.n_envs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_have_equal_counts_and_follow_the_value() {
+        let values = [5u32, 1, 9, 1, 7, 3, 3, 8, 2];
+        let b = equal_count_bands(&values, 3);
+        // sorted: 1(1) 1(3) 2(8) | 3(5) 3(6) 5(0) | 7(4) 8(7) 9(2)
+        assert_eq!(b, vec![1, 0, 2, 0, 2, 1, 1, 2, 0]);
+        for e in 0..3 {
+            assert_eq!(b.iter().filter(|&&x| x == e).count(), 3);
+        }
+    }
+
+    #[test]
+    fn popularity_bands_put_popular_items_in_the_last_band() {
+        use painvrl_core::Interactions;
+        // item 0 clicked by 4 users, items 1..4 once each
+        let train = Interactions::from_pairs([(0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 2), (2, 3), (3, 4)]);
+        let ds = Dataset {
+            name: "t".into(),
+            n_users: 4,
+            n_items: 5,
+            train,
+            val: Interactions::default(),
+            test: Interactions::default(),
+            test_ood: None,
+            val_ood: None,
+            features: painvrl_core::ItemFeatures::new(
+                vec![painvrl_core::Modality { name: "x".into(), dim: 1 }],
+                5,
+                vec![0.0; 5],
+            )
+            .unwrap(),
+            truth: Default::default(),
+        };
+        let a = PopularityBands { n_envs: 2 }.infer(&ds, None, 0).unwrap();
+        assert_eq!(a.labels, vec![1, 1, 1, 1, 0, 0, 0, 0]);
+        assert_eq!(a.sizes, vec![4, 4]);
+        assert!(PopularityBands { n_envs: 1 }.infer(&ds, None, 0).is_err());
+        let act = ActivityBands { n_envs: 2 }.infer(&ds, None, 0).unwrap();
+        assert_eq!(act.sizes, vec![4, 4]);
+    }
+}

@@ -1,12 +1,14 @@
-//! One UltraGCN training epoch on the bundled TikTok data (ERM, all features), and one
-//! mask-learning epoch (IRMv1, Pareto weights, 10 random environments), on CPU.
+//! The training stages on the bundled TikTok data, on CPU: one UltraGCN epoch (ERM, all features), one mask-learning epoch (IRMv1, Pareto
+//! weights, 10 random environments), and one final-training epoch with the invariance penalty
+//! balanced by the Pareto weight (PaInvRL's final stage).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use painvrl::core::{EnvironmentInference, UserItems};
 use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
 use painvrl::env::RandomEnvironments;
 use painvrl::graph::{build_backbone, fit, BackboneConfig, TrainConfig, TrainData, TrainGraph};
-use painvrl::mask::{train_mask, Mask, MaskConfig, MaskKind};
+use painvrl::invariance::{Balance, InvariancePenalty};
+use painvrl::mask::{train_mask, GradNormalization, Mask, MaskConfig, MaskKind};
 use std::collections::HashSet;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
@@ -43,6 +45,20 @@ fn benches(c: &mut Criterion) {
             let mask = Mask::new(&(vs.root() / "mask"), ds.features.dim(), MaskKind::Sigmoid, 0.01);
             let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() };
             train_mask(&vs, bb.as_ref(), &mask, &x, &ds.features, &ds.train, &envs, &sampler, &cfg, 0).unwrap()
+        })
+    });
+    let penalty = InvariancePenalty {
+        labels: &envs.labels,
+        n_envs: envs.sizes.len(),
+        balance: Balance::Pareto { normalization: GradNormalization::L2, preference: [1.0, 1.0] },
+    };
+    let final_data = TrainData { objective: Some(&penalty), ..data };
+    g.bench_function("final_epoch_with_penalty_pareto_e10", |b| {
+        b.iter(|| {
+            let mut vs = VarStore::new(Device::Cpu);
+            let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
+            let cfg = TrainConfig { epochs: 1, progress: false, ..Default::default() };
+            fit("bench", &mut vs, bb.as_ref(), &content, &final_data, &cfg, 0, &HashSet::new(), None, None).unwrap()
         })
     });
     g.finish();

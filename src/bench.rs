@@ -135,10 +135,13 @@ pub fn apply_point(cfg: &Config, point: &GridPoint) -> Result<Config> {
         for (depth, part) in parts.iter().enumerate() {
             let table = node.as_table_mut().ok_or_else(|| Error::config(key.clone(), "is not a configuration key"))?;
             if depth + 1 == parts.len() {
-                if !table.contains_key(*part) {
+                let Some(old) = table.get(*part) else {
                     return Err(Error::config(key.clone(), "is not a configuration key"));
-                }
-                table.insert(part.to_string(), v.clone());
+                };
+                // a scalar for a list-valued key (a grid of its own, e.g. baselines.posthoc_beta)
+                // fixes that list to the one value: one grid point per value
+                let v = if old.is_array() && !v.is_array() { toml::Value::Array(vec![v.clone()]) } else { v.clone() };
+                table.insert(part.to_string(), v);
                 break;
             }
             node = table.get_mut(*part).ok_or_else(|| Error::config(key.clone(), "is not a configuration key"))?;
@@ -477,6 +480,11 @@ mod tests {
         assert_eq!(point_label(&pts[1]), "baselines.pd_gamma=0.05,train.epochs=4");
         let c = apply_point(&Config::default(), &pts[5]).unwrap();
         assert_eq!((c.baselines.pd_gamma, c.train.epochs), (0.2, 5));
+        let beta: GridAxis = "baselines.posthoc_beta=0.5".parse().unwrap();
+        assert_eq!(
+            apply_point(&Config::default(), &grid_points(&[beta])[0]).unwrap().baselines.posthoc_beta,
+            vec![0.5]
+        );
         let bad: GridAxis = "train.nope=1".parse().unwrap();
         let e = apply_point(&Config::default(), &grid_points(&[bad])[0]).unwrap_err().to_string();
         assert!(e.contains("train.nope"), "{e}");

@@ -104,7 +104,8 @@ fn every_baseline_runs_and_records_its_validation_choice() {
         }
     }
     // PD on UltraGCN is refused with the field named
-    let e = painvrl::pipeline::run(&ds, &Config { method: Method::Pd, ..tiny_config() }, None, false).unwrap_err();
+    let on_ultragcn = MethodSpec { method: Method::Pd, backbone: Some(painvrl::graph::BackboneKind::Ultragcn) };
+    let e = painvrl::pipeline::run(&ds, &on_ultragcn.apply(&tiny_config()), None, false).unwrap_err();
     assert!(e.to_string().contains("backbone.pd_gamma"), "{e}");
 }
 

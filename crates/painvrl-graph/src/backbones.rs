@@ -533,7 +533,7 @@ mod tests {
     fn pd_refuses_ultragcn() {
         let graph = TrainGraph::new(2, 2, &Interactions::from_pairs([(0, 0), (1, 1)]));
         let vs = VarStore::new(Device::Cpu);
-        let cfg = BackboneConfig { pd_gamma: 0.1, ..Default::default() };
+        let cfg = BackboneConfig { kind: BackboneKind::Ultragcn, pd_gamma: 0.1, ..Default::default() };
         let e = build_backbone(&(vs.root() / "backbone"), &graph, 2, &cfg).err().unwrap().to_string();
         assert!(e.contains("backbone.pd_gamma"), "{e}");
     }

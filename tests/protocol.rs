@@ -138,3 +138,38 @@ fn bench_skips_finished_runs_and_reruns_only_the_missing_one() {
     assert!(md.contains("| popularity |") && md.contains("vs erm"), "{md}");
     assert!(out.path().join("front.svg").exists() && out.path().join("results.json").exists());
 }
+
+#[test]
+fn planted_truth_files_round_trip_and_bad_ones_are_named() {
+    let syn = generate(&SyntheticConfig { n_users: 30, n_items: 40, ..Default::default() }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    painvrl::data::write_dataset(dir.path(), &syn.dataset, None).unwrap();
+    let (ds, _) = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(ds.truth, syn.dataset.truth);
+    // a label that is not a number: file and line named
+    let envs = dir.path().join("train_env.tsv");
+    let mut text = std::fs::read_to_string(&envs).unwrap();
+    text = text.replacen('\n', "\nx\n", 1);
+    std::fs::write(&envs, &text).unwrap();
+    let e = load_dir(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("train_env.tsv") && e.contains("line 2"), "{e}");
+    // one label too few: the counts named
+    let lines: Vec<&str> = text.lines().filter(|l| *l != "x").collect();
+    std::fs::write(&envs, lines[1..].join("\n")).unwrap();
+    let e = load_dir(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("planted environment labels") && e.contains("training interactions"), "{e}");
+    // an invariant column beyond the features
+    std::fs::remove_file(&envs).unwrap();
+    std::fs::write(dir.path().join("invariant_dims.json"), "[0, 99]").unwrap();
+    let e = load_dir(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("planted invariant dimension 99"), "{e}");
+}
+
+#[test]
+fn selecting_on_val_ood_without_the_slice_is_refused() {
+    let mut cfg = tiny_config();
+    cfg.select_on = painvrl::config::Selection::ValOod;
+    cfg.ood.val_slice = false;
+    let e = cfg.validate(120).unwrap_err().to_string();
+    assert!(e.contains("select_on"), "{e}");
+}

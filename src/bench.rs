@@ -413,9 +413,19 @@ pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>) 
                 row.stats.get("seconds").map(|s| s.0).unwrap_or(f64::NAN)
             ));
             if reference.is_some() {
-                let g = |k: &str| {
-                    row.vs_reference.get(k).map(|(m, h)| format!("{m:+.4} ± {h:.4}")).unwrap_or_else(|| "–".into())
-                };
+                let g =
+                    |k: &str| {
+                        row.vs_reference
+                            .get(k)
+                            .map(|(m, h)| {
+                                if h.is_finite() {
+                                    format!("{m:+.4} ± {h:.4}")
+                                } else {
+                                    format!("{m:+.4} (one seed)")
+                                }
+                            })
+                            .unwrap_or_else(|| "–".into())
+                    };
                 out.push_str(&format!(" {} | {} |", g("test/recall@20"), g("test_ood/recall@20")));
             }
             out.push('\n');

@@ -90,7 +90,9 @@ pub fn cooccurrence(train: &UserItems, n_items: usize) -> Vec<f32> {
 
 /// The `[b, n_items]` binary history rows of `users` (int64) on `device`.
 fn history_rows(train: &UserItems, users: &Tensor, n_items: usize, device: Device) -> Tensor {
-    let ids: Vec<i64> = Vec::<i64>::try_from(users.to_device(Device::Cpu)).unwrap_or_default();
+    // int64 on the CPU, so the conversion cannot fail
+    let ids: Vec<i64> =
+        Vec::<i64>::try_from(users.to_kind(Kind::Int64).to_device(Device::Cpu).reshape([-1])).unwrap_or_default();
     let (mut rows, mut cols) = (Vec::new(), Vec::new());
     for (r, &u) in ids.iter().enumerate() {
         if (u as usize) < train.n_users() {

@@ -5,8 +5,8 @@
 
 use crate::config::{Config, Method};
 use crate::memory::MemoryEstimate;
-use crate::pipeline::{evaluate_splits, Report};
-use painvrl_baselines::{item_item_bytes, item_popularity, ItemItem, Popularity, PopularityAdjusted};
+use crate::pipeline::Report;
+use painvrl_baselines::{item_item_bytes, ItemItem, Popularity, PopularityAdjusted};
 use painvrl_core::eval::{evaluate, BlockScorer};
 use painvrl_core::io::write_json_atomic;
 use painvrl_core::{Dataset, Error, Result, UserItems};
@@ -16,12 +16,7 @@ use std::time::Instant;
 
 /// The relevant items and the excluded (training) items of the split that selects models.
 fn selection_split(ds: &Dataset, cfg: &Config) -> Result<(UserItems, UserItems)> {
-    let rel = match cfg.select_on.split() {
-        "val" => &ds.val,
-        _ => ds.val_ood.as_ref().ok_or_else(|| {
-            Error::config("select_on", "'val_ood' selected but the dataset has no val_ood (set ood.val_slice = true)")
-        })?,
-    };
+    let rel = cfg.select_on.interactions(ds)?;
     Ok((UserItems::build(ds.n_users, &[rel]), UserItems::build(ds.n_users, &[&ds.train])))
 }
 
@@ -92,10 +87,7 @@ pub fn run_item_item(ds: &Dataset, cfg: &Config, out: Option<&Path>) -> Result<R
     }
     let mut report = Report::new(ds, cfg, cfg.method.name(), item_item_memory(ds.n_items));
     report.selected = selected;
-    for (split, m) in evaluate_splits(scorer.as_ref(), ds, ds.n_users, &cfg.train.eval)? {
-        report.users_evaluated.insert(split.into(), m.users_evaluated);
-        report.metrics.insert(split.into(), m.values);
-    }
+    report.record_metrics(scorer.as_ref(), ds, &cfg.train.eval)?;
     report.timings.insert("total".into(), t_all.elapsed().as_secs_f64());
     if let Some(dir) = out {
         write_json_atomic(&dir.join("report.json"), &report)?;
@@ -119,7 +111,7 @@ fn item_item_memory(n_items: usize) -> MemoryEstimate {
 /// smaller β) and returns it with the training popularity it adjusts by.
 pub fn choose_posthoc_beta(scorer: &dyn BlockScorer, ds: &Dataset, cfg: &Config) -> Result<(f64, Vec<u32>)> {
     let split = selection_split(ds, cfg)?;
-    let pop = item_popularity(&UserItems::build(ds.n_users, &[&ds.train]), ds.n_items);
+    let pop = ds.train.item_degrees(ds.n_items);
     let mut betas = cfg.baselines.posthoc_beta.clone();
     betas.sort_by(f64::total_cmp);
     let mut best = (betas[0], f64::NEG_INFINITY);

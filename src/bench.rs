@@ -28,7 +28,7 @@ impl MethodSpec {
     pub fn label(&self) -> String {
         match self.backbone {
             None => self.method.name().into(),
-            Some(b) => format!("{}@{}", self.method.name(), backbone_name(b)),
+            Some(b) => format!("{}@{}", self.method.name(), b.name()),
         }
     }
 
@@ -40,14 +40,6 @@ impl MethodSpec {
             c.backbone.kind = b;
         }
         c
-    }
-}
-
-fn backbone_name(b: BackboneKind) -> &'static str {
-    match b {
-        BackboneKind::Ultragcn => "ultragcn",
-        BackboneKind::Lightgcn => "lightgcn",
-        BackboneKind::Mf => "mf",
     }
 }
 
@@ -285,7 +277,7 @@ pub fn run(plan: &BenchPlan) -> Result<Vec<RunResult>> {
     if results.is_empty() {
         return Err(Error::config("bench", "nothing to run: no dataset, method or seed"));
     }
-    write_results(plan, &results)?;
+    // the results files were written after the last run
     Ok(results)
 }
 

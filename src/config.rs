@@ -69,19 +69,9 @@ impl Method {
         Method::PainvrlInvariantOnly,
     ];
 
-    /// The reference methods every comparison reports.
-    pub const BASELINES: [Method; 5] = [Method::Popularity, Method::Ease, Method::Itemknn, Method::Pd, Method::Posthoc];
-
     /// Whether the method learns environments, a mask and a converted representation.
     pub fn is_invariant(self) -> bool {
-        matches!(
-            self,
-            Method::Invrl
-                | Method::Painvrl
-                | Method::PainvrlRandomEnvs
-                | Method::PainvrlFixedWeights
-                | Method::PainvrlInvariantOnly
-        )
+        self != Method::Erm && Method::INVARIANCE.contains(&self)
     }
 
     /// Whether the method scores from interaction IDs alone with a closed form (no backbone).
@@ -135,6 +125,19 @@ impl Selection {
         match self {
             Selection::Val => "val",
             Selection::ValOod => "val_ood",
+        }
+    }
+
+    /// The split's interactions in `ds`; `val_ood` must exist (built with `ood.val_slice`).
+    pub fn interactions(self, ds: &painvrl_core::Dataset) -> Result<&painvrl_core::Interactions> {
+        match self {
+            Selection::Val => Ok(&ds.val),
+            Selection::ValOod => ds.val_ood.as_ref().ok_or_else(|| {
+                Error::config(
+                    "select_on",
+                    "'val_ood' selected but the dataset has no val_ood (set ood.val_slice = true)",
+                )
+            }),
         }
     }
 }

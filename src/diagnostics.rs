@@ -36,12 +36,12 @@ pub struct Diagnostics {
 /// (sd, share < 0.25, share > 0.75) of mask weights.
 pub fn mask_spread(mask: &[f32]) -> (f64, f64, f64) {
     let n = mask.len().max(1) as f64;
-    let mean = mask.iter().map(|&m| m as f64).sum::<f64>() / n;
-    let sd = (mask.iter().map(|&m| (m as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let values: Vec<f64> = mask.iter().map(|&m| m as f64).collect();
     let share = |f: &dyn Fn(f32) -> bool| mask.iter().filter(|&&m| f(m)).count() as f64 / n;
-    (sd, share(&|m| m < 0.25), share(&|m| m > 0.75))
+    (sd(&values).unwrap_or(0.0), share(&|m| m < 0.25), share(&|m| m > 0.75))
 }
 
+/// Population standard deviation; `None` when empty.
 fn sd(xs: &[f64]) -> Option<f64> {
     if xs.is_empty() {
         return None;

@@ -77,12 +77,7 @@ pub fn irmv1_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
         let scale = if half == 0 { (count * valid) as f32 } else { count as f32 };
         w[half * plane + r * n_envs + e as usize] = 1.0 / scale;
     }
-    let host = Tensor::from_slice(&w).reshape([2, b as i64, n_envs as i64]);
-    let w = if device.is_cuda() {
-        host.pin_memory(device).to_device_(device, Kind::Float, true, false)
-    } else {
-        host.to_device(device)
-    };
+    let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([2, b as i64, n_envs as i64]), device);
     // half means per environment, [2, 1, E]
     let means = d.to_kind(Kind::Float).reshape([1, 1, b as i64]).matmul(&w);
     (means.get(0) * means.get(1)).sum(Kind::Float)

@@ -86,6 +86,16 @@ impl Report {
             config: cfg.clone(),
         }
     }
+
+    /// Evaluates `scorer` on every split of the protocol ([`evaluate_splits`]) and records the
+    /// metrics and the users evaluated.
+    pub fn record_metrics(&mut self, scorer: &dyn BlockScorer, ds: &Dataset, eval: &EvalConfig) -> Result<()> {
+        for (name, m) in evaluate_splits(scorer, ds, ds.n_users, eval)? {
+            self.users_evaluated.insert(name.into(), m.users_evaluated);
+            self.metrics.insert(name.into(), m.values);
+        }
+        Ok(())
+    }
 }
 
 /// Trains and evaluates `cfg.method` on `ds`. With `out`, checkpoints, the epoch log and
@@ -133,13 +143,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
     let mut timings = BTreeMap::new();
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
     let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
-    let select_split = match cfg.select_on {
-        crate::config::Selection::Val => &ds.val,
-        crate::config::Selection::ValOod => ds.val_ood.as_ref().ok_or_else(|| {
-            Error::config("select_on", "'val_ood' selected but the dataset has no val_ood (set ood.val_slice = true)")
-        })?,
-    };
-    let val_idx = UserItems::build(ds.n_users, &[select_split]);
+    let val_idx = UserItems::build(ds.n_users, &[cfg.select_on.interactions(ds)?]);
     let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items)?;
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None };
     let features = ds.features.to_tensor(device);
@@ -357,11 +361,7 @@ fn warm_start_final(pre: &VarStore, fin: &VarStore) {
 
 fn evaluate_all(ds: &Dataset, users: &Tensor, items: &Tensor, cfg: &Config, report: &mut Report) -> Result<()> {
     let scorer = EmbeddingScorer { users: users.shallow_clone(), items: items.shallow_clone() };
-    for (name, m) in evaluate_splits(&scorer, ds, ds.n_users, &cfg.train.eval)? {
-        report.users_evaluated.insert(name.into(), m.users_evaluated);
-        report.metrics.insert(name.into(), m.values);
-    }
-    Ok(())
+    report.record_metrics(&scorer, ds, &cfg.train.eval)
 }
 
 /// The evaluation protocol: val and val_ood (a subset of val, when present) exclude train; test

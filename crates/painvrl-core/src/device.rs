@@ -90,6 +90,17 @@ pub fn init_runtime(threads: usize, seed: u64) {
     tch::manual_seed(seed as i64);
 }
 
+/// `host`, a CPU tensor, copied to `device`. On CUDA the copy goes through page-locked memory
+/// and is asynchronous, so the host does not wait for the GPU's queue to drain; elsewhere it is a
+/// plain copy.
+pub fn to_device_async(host: &tch::Tensor, device: tch::Device) -> tch::Tensor {
+    if device.is_cuda() {
+        host.pin_memory(device).to_device_(device, host.kind(), true, false)
+    } else {
+        host.to_device(device)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

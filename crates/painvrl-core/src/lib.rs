@@ -21,7 +21,7 @@ pub mod signal;
 pub mod traits;
 
 pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, PlantedTruth, UserItems};
-pub use device::{init_runtime, DeviceSpec};
+pub use device::{init_runtime, to_device_async, DeviceSpec};
 pub use error::{Error, Result};
 pub use eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
 pub use metrics::SplitMetrics;

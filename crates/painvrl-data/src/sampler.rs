@@ -79,13 +79,7 @@ pub fn make_batch(
     ids.extend(users.iter().map(|&u| i64::from(u)));
     ids.extend_from_slice(&items);
     ids.extend(negs.into_iter().map(i64::from));
-    let host = Tensor::from_slice(&ids);
-    let all = if device.is_cuda() {
-        // page-locked and asynchronous: the copy does not wait for the GPU's queue to drain
-        host.pin_memory(device).to_device_(device, tch::Kind::Int64, true, false)
-    } else {
-        host.to_device(device)
-    };
+    let all = painvrl_core::to_device_async(&Tensor::from_slice(&ids), device);
     let parts = all.split_with_sizes([b as i64, b as i64, (b * k) as i64], 0);
     Batch {
         users: parts[0].shallow_clone(),

@@ -64,11 +64,12 @@ pub fn equal_count_bands(values: &[u32], n_envs: usize) -> Vec<u32> {
     labels
 }
 
-fn check_envs(n_envs: usize) -> Result<()> {
+/// The assignment of each training interaction to the equal-count band of its `values` entry.
+fn band_assignment(values: &[u32], n_envs: usize) -> Result<EnvironmentAssignment> {
     if n_envs < 2 {
         return Err(Error::config("envs.n_envs", "need at least 2 environments"));
     }
-    Ok(())
+    Ok(EnvironmentAssignment::from_labels(equal_count_bands(values, n_envs), n_envs))
 }
 
 /// Environments as equal-count bands of the clicked item's training popularity.
@@ -83,10 +84,9 @@ impl EnvironmentInference for PopularityBands {
     }
 
     fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
-        check_envs(self.n_envs)?;
         let pop = data.train.item_degrees(data.n_items);
         let values: Vec<u32> = data.train.items.iter().map(|&i| pop[i as usize]).collect();
-        Ok(EnvironmentAssignment::from_labels(equal_count_bands(&values, self.n_envs), self.n_envs))
+        band_assignment(&values, self.n_envs)
     }
 }
 
@@ -102,10 +102,9 @@ impl EnvironmentInference for ActivityBands {
     }
 
     fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
-        check_envs(self.n_envs)?;
         let act = data.train.user_degrees(data.n_users);
         let values: Vec<u32> = data.train.users.iter().map(|&u| act[u as usize]).collect();
-        Ok(EnvironmentAssignment::from_labels(equal_count_bands(&values, self.n_envs), self.n_envs))
+        band_assignment(&values, self.n_envs)
     }
 }
 

@@ -19,6 +19,17 @@ pub enum BackboneKind {
     Mf,
 }
 
+impl BackboneKind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackboneKind::Ultragcn => "ultragcn",
+            BackboneKind::Lightgcn => "lightgcn",
+            BackboneKind::Mf => "mf",
+        }
+    }
+}
+
 impl std::str::FromStr for BackboneKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

@@ -13,7 +13,9 @@ use painvrl_core::{
     UserItems,
 };
 use painvrl_data::NegativeSampler;
-use painvrl_env::{ActivityBands, Eiil, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy};
+use painvrl_env::{
+    ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
+};
 use painvrl_graph::trainer::StepObjective;
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
@@ -197,6 +199,11 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
                 Strategy::Eiil => Box::new(Eiil::new(cfg.envs.clone(), device)),
                 Strategy::PopularityBands => Box::new(PopularityBands { n_envs: cfg.envs.n_envs }),
                 Strategy::ActivityBands => Box::new(ActivityBands { n_envs: cfg.envs.n_envs }),
+                Strategy::Given => Box::new(GivenEnvironments {
+                    labels: ds.truth.train_envs.clone().ok_or_else(|| {
+                        Error::config("envs.strategy", "'given' needs the dataset's train_env.tsv (docs/data-format.md)")
+                    })?,
+                }),
             },
         };
         match cfg.method {

@@ -195,8 +195,8 @@ pub struct Dataset {
     pub val_ood: Option<Interactions>,
     /// Item content features.
     pub features: ItemFeatures,
-    /// Ground truth that synthetic or annotated datasets ship, for diagnostics only (never used
-    /// in training).
+    /// Ground truth that synthetic or annotated datasets ship: for diagnostics, and the
+    /// environments for training only when `envs.strategy = "given"` asks for them.
     pub truth: PlantedTruth,
 }
 

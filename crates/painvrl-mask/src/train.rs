@@ -74,8 +74,13 @@ pub struct MaskConfig {
     pub batch_size: usize,
     /// Negatives per positive in the environment risks.
     pub negatives: usize,
-    /// Learning rate of μ and the content projection.
+    /// Learning rate of μ (and of the content projection when it trains).
     pub lr: f64,
+    /// Train the backbone's content projection together with μ. A soft mask followed by a
+    /// trainable projection is over-parameterised (only the product m_d·W_d matters), so the
+    /// projection absorbs what the mask would learn and λ‖μ‖² pulls μ back to 0; with the
+    /// projection frozen at its pre-trained value the mask alone carries each dimension's weight.
+    pub train_projection: bool,
 }
 
 impl Default for MaskConfig {
@@ -94,6 +99,7 @@ impl Default for MaskConfig {
             batch_size: 1024,
             negatives: 4,
             lr: 1e-2,
+            train_projection: true,
         }
     }
 }
@@ -258,7 +264,10 @@ pub fn train_mask(
         .get("backbone.proj")
         .ok_or_else(|| Error::config("backbone", "mask learning needs a content projection variable 'backbone.proj'"))?
         .shallow_clone();
-    let trainable: HashSet<String> = ["mask.mu".to_string(), "backbone.proj".to_string()].into();
+    let mut trainable: HashSet<String> = ["mask.mu".to_string()].into();
+    if cfg.train_projection {
+        trainable.insert("backbone.proj".to_string());
+    }
     let frozen: HashSet<String> = vars.keys().filter(|k| !trainable.contains(*k)).cloned().collect();
     let mut opt = Adam::new(vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &frozen);
     let env_positions: Vec<Vec<usize>> = (0..envs.n_envs)
@@ -301,7 +310,8 @@ pub fn train_mask(
             let (w_erm, w_irm, alpha) = match cfg.weighting {
                 Weighting::Fixed => (1.0, cfg.irm_weight, 1.0 / (1.0 + cfg.irm_weight)),
                 Weighting::Pareto => {
-                    let params = [&mask.mu, &proj];
+                    let params: Vec<&Tensor> =
+                        if cfg.train_projection { vec![&mask.mu, &proj] } else { vec![&mask.mu] };
                     let g1 = Tensor::run_backward(&[&l_erm], &params, true, false);
                     let g2 = Tensor::run_backward(&[&l_irm], &params, true, false);
                     let dot = |a: &[Tensor], b: &[Tensor]| {

@@ -1,0 +1,139 @@
+//! Which environment inference runs and its options.
+
+use painvrl_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Which inference the pipeline runs (the `random` ablation is chosen by method).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// InvRL's heterogeneous identification ([`HeterogeneousIdentification`]).
+    #[default]
+    Heterogeneous,
+    /// EIIL ([`Eiil`]): always two environments.
+    Eiil,
+    /// Equal-count bands of the clicked item's training popularity ([`PopularityBands`]).
+    #[serde(rename = "popularity-bands")]
+    PopularityBands,
+    /// Equal-count bands of the clicking user's training activity ([`ActivityBands`]).
+    #[serde(rename = "activity-bands")]
+    ActivityBands,
+    /// The dataset's own labels (`train_env.tsv`: e.g. time periods, platforms, or a
+    /// generator's planted environments) ([`GivenEnvironments`]).
+    Given,
+}
+
+/// Where heterogeneous identification's hard EM starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    /// Quantile groups of each interaction's log-likelihood under one model trained on every
+    /// interaction: environment 0 holds the worst-explained clicks, E − 1 the best.
+    #[default]
+    Fit,
+    /// A uniformly random assignment (InvRL).
+    Random,
+}
+
+/// Options of environment inference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeteroConfig {
+    /// Inference strategy.
+    pub strategy: Strategy,
+    /// Number of environments E (EIIL always makes two).
+    pub n_envs: usize,
+    /// Maximum assign–train iterations.
+    pub max_iterations: usize,
+    /// Stop when fewer than this fraction of labels change.
+    pub tolerance: f64,
+    /// Items sampled (once per reassignment) to estimate each user's log-partition over the
+    /// catalogue; the whole catalogue when it has no more items than this.
+    pub partition_sample: usize,
+    /// Where the hard EM starts (heterogeneous identification).
+    pub start: Start,
+    /// Training epochs of the environment models per iteration.
+    pub epochs: usize,
+    /// At least this many optimiser steps per iteration, whatever `epochs` gives: on small
+    /// data a few epochs are a handful of steps.
+    pub min_steps: usize,
+    /// Interactions per environment per step.
+    pub batch_size: usize,
+    /// Negatives per positive.
+    pub negatives: usize,
+    /// Embedding width of the environment models.
+    pub dim: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Train one shared model on all interactions first and copy it into every environment.
+    pub warm_start: bool,
+    /// One preference model shared by all environments, which then differ only in an
+    /// exposure term over content (`false`: InvRL's fully separate environment models).
+    pub shared_preference: bool,
+    /// Train the E models as one stacked model (`false`: one after another, as InvRL does;
+    /// kept for comparison).
+    pub batched: bool,
+    /// EIIL: gradient-ascent steps on the soft assignment.
+    pub eiil_steps: usize,
+    /// EIIL: learning rate of the soft assignment's logits.
+    pub eiil_lr: f64,
+}
+
+impl Default for HeteroConfig {
+    fn default() -> Self {
+        HeteroConfig {
+            strategy: Strategy::Heterogeneous,
+            n_envs: 10,
+            max_iterations: 5,
+            tolerance: 0.01,
+            partition_sample: 2048,
+            start: Start::Fit,
+            epochs: 2,
+            min_steps: 200,
+            batch_size: 256,
+            negatives: 4,
+            dim: 32,
+            lr: 1e-2,
+            warm_start: true,
+            shared_preference: true,
+            batched: true,
+            eiil_steps: 500,
+            eiil_lr: 0.1,
+        }
+    }
+}
+
+impl HeteroConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.n_envs < 2 {
+            return Err(Error::config("envs.n_envs", "need at least 2 environments"));
+        }
+        for (f, v) in [
+            ("max_iterations", self.max_iterations),
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("negatives", self.negatives),
+            ("dim", self.dim),
+            ("partition_sample", self.partition_sample),
+            ("min_steps", self.min_steps),
+        ] {
+            if v == 0 {
+                return Err(Error::config(format!("envs.{f}"), "must be ≥ 1"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.tolerance) {
+            return Err(Error::config("envs.tolerance", "must be in [0, 1)"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config("envs.lr", "must be positive"));
+        }
+        if !(self.eiil_lr.is_finite() && self.eiil_lr > 0.0) {
+            return Err(Error::config("envs.eiil_lr", "must be positive"));
+        }
+        if self.strategy == Strategy::Eiil && self.eiil_steps == 0 {
+            return Err(Error::config("envs.eiil_steps", "must be ≥ 1"));
+        }
+        Ok(())
+    }
+}

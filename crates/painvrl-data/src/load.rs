@@ -129,7 +129,9 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
     let (train, val, test, test_ood, val_ood) = if dir.join("train.tsv").exists() {
         report.layout = "canonical".into();
         let mut read = |f: &str| -> Result<Interactions> {
-            let p = read_pairs(&dir.join(f))?;
+            let path = dir.join(f);
+            let p = read_pairs(&path)?;
+            p.check_items(&path, features.n_items())?;
             report.duplicates += p.duplicates;
             Ok(p.interactions)
         };

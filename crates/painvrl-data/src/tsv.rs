@@ -12,6 +12,23 @@ pub struct PairFile {
     pub interactions: Interactions,
     /// Repeated (user, item) lines that were dropped.
     pub duplicates: usize,
+    /// The 1-based line of each interaction in the file, for error messages.
+    pub lines: Vec<usize>,
+}
+
+impl PairFile {
+    /// Checks every item id against the `n_items` feature rows; the error names the file and
+    /// the line of the first id out of range.
+    pub fn check_items(&self, path: &Path, n_items: usize) -> Result<()> {
+        match self.interactions.iter().zip(&self.lines).find(|((_, i), _)| *i as usize >= n_items) {
+            Some(((u, i), &line)) => Err(Error::parse(
+                path,
+                Some(line),
+                format!("item {i} (user {u}) is out of range: the features have {n_items} rows (ids 0..{n_items})"),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -60,6 +77,7 @@ pub fn parse_pairs(path: &Path, text: &str) -> Result<PairFile> {
         let i = parse_id(path, line_no, f[1], "item")?;
         if seen.insert((u, i)) {
             out.interactions.push(u, i);
+            out.lines.push(line_no);
         } else {
             out.duplicates += 1;
         }

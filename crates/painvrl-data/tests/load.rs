@@ -86,7 +86,11 @@ fn item_beyond_feature_rows_is_rejected() {
     tiny(d.path());
     std::fs::write(d.path().join("test.tsv"), "1\t9\n").unwrap();
     let e = load_err(d.path());
-    assert!(e.contains("item 9") && e.contains("test"), "{e}");
+    assert!(e.contains("item 9") && e.contains("test.tsv, line 1"), "{e}");
+    // the line is the file's own: header, comment and a dropped duplicate are counted
+    std::fs::write(d.path().join("train.tsv"), "user\titem\n0\t0\n# note\n0\t0\n1\t2\n2\t4\n").unwrap();
+    let e = load_err(d.path());
+    assert!(e.contains("train.tsv, line 6") && e.contains("item 4 (user 2)") && e.contains("4 rows"), "{e}");
 }
 
 #[test]

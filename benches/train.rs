@@ -7,8 +7,7 @@ use painvrl::core::{EnvironmentInference, UserItems};
 use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
 use painvrl::env::RandomEnvironments;
 use painvrl::graph::{build_backbone, fit, BackboneConfig, TrainConfig, TrainData, TrainGraph};
-use painvrl::invariance::{Balance, InvariancePenalty};
-use painvrl::mask::{train_mask, GradNormalization, Mask, MaskConfig, MaskKind};
+use painvrl::mask::{train_mask, InvariancePenalty, Mask, MaskConfig, MaskKind};
 use std::collections::HashSet;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
@@ -50,7 +49,7 @@ fn benches(c: &mut Criterion) {
     let penalty = InvariancePenalty {
         labels: &envs.labels,
         n_envs: envs.sizes.len(),
-        balance: Balance::Pareto { normalization: GradNormalization::L2, preference: [1.0, 1.0] },
+        combination: MaskConfig::default().combination(),
     };
     let final_data = TrainData { objective: Some(&penalty), ..data };
     g.bench_function("final_epoch_with_penalty_pareto_e10", |b| {

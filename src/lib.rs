@@ -16,7 +16,6 @@ pub mod baselines;
 pub mod bench;
 pub mod config;
 pub mod diagnostics;
-pub mod invariance;
 pub mod memory;
 pub mod pipeline;
 pub mod plots;

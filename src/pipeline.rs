@@ -3,22 +3,20 @@
 //! and test_ood. Composed only through the `painvrl-core` traits.
 
 use crate::config::{Config, FinalObjective, Method};
-use crate::invariance::{Balance, InvariancePenalty};
 use crate::recommender::{save_model, TrainedModel};
 use painvrl_convert::{binarize, variant, Converter, Fusion, MaskUse};
 use painvrl_core::eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_json_atomic};
 use painvrl_core::{
     Backbone, Dataset, DatasetCounts, EnvironmentInference, Error, Interactions, Modality, Result, SplitMetrics,
-    UserItems,
+    StepObjective, UserItems,
 };
 use painvrl_data::NegativeSampler;
 use painvrl_env::{
     ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
 };
-use painvrl_graph::trainer::StepObjective;
 use painvrl_graph::{build_backbone, fit, Checkpointing, EpochLog, TrainData, TrainGraph};
-use painvrl_mask::{train_mask, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
+use painvrl_mask::{train_mask, Combination, InvariancePenalty, Mask, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -201,7 +199,10 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
                 Strategy::ActivityBands => Box::new(ActivityBands { n_envs: cfg.envs.n_envs }),
                 Strategy::Given => Box::new(GivenEnvironments {
                     labels: ds.truth.train_envs.clone().ok_or_else(|| {
-                        Error::config("envs.strategy", "'given' needs the dataset's train_env.tsv (docs/data-format.md)")
+                        Error::config(
+                            "envs.strategy",
+                            "'given' needs the dataset's train_env.tsv (docs/data-format.md)",
+                        )
                     })?,
                 }),
             },
@@ -280,16 +281,13 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         }
         let content = || converter.encode(&features, &m);
         // the PaInvRL methods keep the invariance penalty in the final training (design)
-        let balance = match cfg.method {
-            Method::PainvrlFixedWeights => Balance::Fixed { weight: mcfg.irm_weight },
-            _ => Balance::Pareto { normalization: cfg.final_normalization, preference: mcfg.preference },
-        };
+        let combination = Combination { normalization: cfg.final_normalization, ..mcfg.combination() };
         let penalty = match (cfg.method, cfg.final_objective) {
             (Method::Invrl, _) | (_, FinalObjective::Erm) => None,
             _ => last_envs.as_ref().map(|envs| InvariancePenalty {
                 labels: &envs.labels,
                 n_envs: envs.sizes.len(),
-                balance,
+                combination,
             }),
         };
         let final_data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..data };

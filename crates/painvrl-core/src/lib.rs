@@ -26,4 +26,4 @@ pub use error::{Error, Result};
 pub use eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
 pub use metrics::SplitMetrics;
 pub use tch;
-pub use traits::{Backbone, Batch, ColdStartLayout, EnvironmentAssignment, EnvironmentInference};
+pub use traits::{Backbone, Batch, ColdStartLayout, EnvironmentAssignment, EnvironmentInference, StepObjective};

@@ -118,3 +118,20 @@ pub trait EnvironmentInference {
     /// previous round's mask, when one exists; `None` on the first round.
     fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment>;
 }
+
+/// A second objective that a training step balances against the backbone's own loss, e.g.
+/// PaInvRL's invariance penalty across environments. It owns the step's backward pass.
+pub trait StepObjective {
+    /// Leaves on the variables of `vs` the gradient of the step's combined objective, given
+    /// the backbone's `loss` on `batch`, whose positives are the training interactions at
+    /// `positions`. Returns the weight the combination put on `loss` (for the log), if any.
+    fn backward(
+        &self,
+        vs: &tch::nn::VarStore,
+        backbone: &dyn Backbone,
+        content: &Tensor,
+        batch: &Batch,
+        positions: &[usize],
+        loss: &Tensor,
+    ) -> Result<Option<f64>>;
+}

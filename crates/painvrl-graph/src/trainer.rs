@@ -5,7 +5,7 @@
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_safetensors_atomic};
 use painvrl_core::optim::{load_checkpoint, save_checkpoint, Adam, GroupHyper};
-use painvrl_core::{signal, Backbone, Batch, Error, Interactions, Result, SplitMetrics, UserItems};
+use painvrl_core::{signal, Backbone, Error, Interactions, Result, SplitMetrics, StepObjective, UserItems};
 use painvrl_data::{epoch_batches, make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -128,23 +128,6 @@ pub struct TrainData<'a> {
     /// A second objective balanced against the backbone's loss at every step (`None`: the
     /// backbone's loss alone).
     pub objective: Option<&'a dyn StepObjective>,
-}
-
-/// A second objective that a training step balances against the backbone's own loss, e.g.
-/// PaInvRL's invariance penalty across environments. It owns the step's backward pass.
-pub trait StepObjective {
-    /// Leaves on the variables of `vs` the gradient of the step's combined objective, given
-    /// the backbone's `loss` on `batch`, whose positives are the training interactions at
-    /// `positions`. Returns the weight the combination put on `loss` (for the log), if any.
-    fn backward(
-        &self,
-        vs: &VarStore,
-        backbone: &dyn Backbone,
-        content: &Tensor,
-        batch: &Batch,
-        positions: &[usize],
-        loss: &Tensor,
-    ) -> Result<Option<f64>>;
 }
 
 /// One line of the per-epoch log.

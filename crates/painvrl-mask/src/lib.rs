@@ -1,9 +1,12 @@
 //! Invariant mask generation for PaInvRL and InvRL: the MGDA minimum-norm solver (pure
-//! numerics) and the mask-learning loop on libtorch.
+//! numerics), the invariance objectives shared by mask learning and the final training
+//! (IRMv1, the weighting of a penalty against accuracy), and the mask-learning loop on libtorch.
 #![warn(missing_docs)]
 
+pub mod objective;
 pub mod solver;
 pub mod train;
 
+pub use objective::{irmv1_two_half, scale_derivatives, Combination, InvariancePenalty, Weighting};
 pub use solver::{min_norm_point, pareto_pair, two_point, GradNormalization, MinNorm};
-pub use train::{train_mask, Mask, MaskConfig, MaskEpochLog, MaskKind, PenaltyKind, Weighting};
+pub use train::{train_mask, Mask, MaskConfig, MaskEpochLog, MaskKind, PenaltyKind};

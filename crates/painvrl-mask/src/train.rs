@@ -2,7 +2,8 @@
 //! invariance penalty (IRMv1 or InvRL's gradient variance), and either MGDA Pareto weights
 //! (PaInvRL) or InvRL's fixed weights.
 
-use crate::solver::{pareto_pair, GradNormalization};
+use crate::objective::{irmv1_two_half, scale_derivatives, Combination, Weighting};
+use crate::solver::GradNormalization;
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::{signal, Backbone, Batch, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
 use painvrl_data::{make_batch, NegativeSampler};
@@ -31,16 +32,6 @@ pub enum PenaltyKind {
     Irmv1,
     /// InvRL: variance across environments of ∂R_e/∂W (content projection), weighted by the mask.
     Variance,
-}
-
-/// How the two objectives are combined.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Weighting {
-    /// MGDA: the minimum-norm point of the two gradients' hull, each step.
-    Pareto,
-    /// InvRL: L_ERM + `irm_weight` · L_IRM.
-    Fixed,
 }
 
 /// Options of mask learning.
@@ -105,6 +96,16 @@ impl Default for MaskConfig {
 }
 
 impl MaskConfig {
+    /// The weighting of mask learning with its parameters.
+    pub fn combination(&self) -> Combination {
+        Combination {
+            weighting: self.weighting,
+            normalization: self.normalization,
+            preference: self.preference,
+            fixed_weight: self.irm_weight,
+        }
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         let nonneg = |f: &str, v: f64| {
@@ -177,21 +178,23 @@ pub struct MaskEpochLog {
     pub density: BTreeMap<String, f64>,
 }
 
-fn risk(users: &Tensor, items: &Tensor, u: &Tensor, pos: &Tensor, neg: &Tensor, scale: &Tensor) -> Tensor {
-    let pu = users.index_select(0, u);
-    let sp = (&pu * items.index_select(0, pos)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) * scale;
-    let sn = items
-        .index_select(0, &neg.reshape([-1]))
-        .reshape([neg.size()[0], neg.size()[1], -1])
-        .bmm(&pu.unsqueeze(2))
-        .squeeze_dim(2)
-        * scale;
+/// Scores of a batch's positives `[b]` and negatives `[b, k]`.
+fn batch_scores(users: &Tensor, items: &Tensor, b: &Batch) -> (Tensor, Tensor) {
+    let pu = users.index_select(0, &b.users);
+    let sp = (&pu * items.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let (n, k) = (b.neg_items.size()[0], b.neg_items.size()[1]);
+    let sn = items.index_select(0, &b.neg_items.reshape([-1])).reshape([n, k, -1]).bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+    (sp, sn)
+}
+
+/// An environment's risk: BCE of the positives against 1 and of the negatives against 0.
+fn risk(sp: &Tensor, sn: &Tensor) -> Tensor {
     sp.binary_cross_entropy_with_logits::<&Tensor>(&sp.ones_like(), None, None, Reduction::Mean)
         + sn.binary_cross_entropy_with_logits::<&Tensor>(&sn.zeros_like(), None, None, Reduction::Mean)
 }
 
 /// The two objectives for one batch per environment, scored with `users` and `items`:
-/// L_ERM = mean_e R_e and L_IRM (IRMv1 with the two-half estimator, or InvRL's mask-weighted
+/// L_ERM = mean_e R_e and L_IRM (IRMv1 with the two-half estimator [`irmv1_two_half`], or InvRL's mask-weighted
 /// variance across environments of ∂R_e/∂`proj`). Both keep their graphs for second-order use.
 pub fn objectives(
     users: &Tensor,
@@ -201,27 +204,14 @@ pub fn objectives(
     mask: &Tensor,
     proj: &Tensor,
 ) -> (Tensor, Tensor) {
-    let scale = Tensor::ones([], (Kind::Float, users.device())).set_requires_grad(true);
     let mut risks = Vec::new();
     let mut terms = Vec::new();
     for b in batches {
-        let r = risk(users, items, &b.users, &b.pos_items, &b.neg_items, &scale);
+        let (sp, sn) = batch_scores(users, items, b);
+        let r = risk(&sp, &sn);
         terms.push(match penalty {
-            PenaltyKind::Irmv1 => {
-                let n = b.users.size()[0];
-                let h = n / 2;
-                let part = |a: i64, len: i64| {
-                    risk(
-                        users,
-                        items,
-                        &b.users.narrow(0, a, len),
-                        &b.pos_items.narrow(0, a, len),
-                        &b.neg_items.narrow(0, a, len),
-                        &scale,
-                    )
-                };
-                grad_of(&part(0, h), &scale, true) * grad_of(&part(h, n - h), &scale, true)
-            }
+            // one environment per batch: its rows are all label 0
+            PenaltyKind::Irmv1 => irmv1_two_half(&scale_derivatives(&sp, &sn), &vec![0; b.users.size()[0] as usize], 1),
             PenaltyKind::Variance => grad_of(&r, proj, true),
         });
         risks.push(r);
@@ -283,6 +273,7 @@ pub fn train_mask(
     let steps = (train.len() / (cfg.batch_size * env_positions.len())).max(1);
     let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(steps));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let combination = cfg.combination();
     let mut logs = Vec::new();
     for epoch in 0..epochs {
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
@@ -307,8 +298,8 @@ pub fn train_mask(
                     what: if le.is_finite() { "L_IRM".into() } else { "L_ERM".into() },
                 });
             }
-            let (w_erm, w_irm, alpha) = match cfg.weighting {
-                Weighting::Fixed => (1.0, cfg.irm_weight, 1.0 / (1.0 + cfg.irm_weight)),
+            let ([w_erm, w_irm], alpha) = match cfg.weighting {
+                Weighting::Fixed => combination.weights(0.0, 0.0, 0.0, [le, li]),
                 Weighting::Pareto => {
                     let params: Vec<&Tensor> =
                         if cfg.train_projection { vec![&mask.mu, &proj] } else { vec![&mask.mu] };
@@ -317,9 +308,7 @@ pub fn train_mask(
                     let dot = |a: &[Tensor], b: &[Tensor]| {
                         a.iter().zip(b).map(|(x, y)| (x * y).sum(Kind::Double).double_value(&[])).sum::<f64>()
                     };
-                    let (g11, g12, g22) = (dot(&g1, &g1), dot(&g1, &g2), dot(&g2, &g2));
-                    let ([w1, w2], a) = pareto_pair(g11, g12, g22, [le, li], cfg.normalization, cfg.preference);
-                    (w1, w2, a)
+                    combination.weights(dot(&g1, &g1), dot(&g1, &g2), dot(&g2, &g2), [le, li])
                 }
             };
             opt.zero_grad(vs);

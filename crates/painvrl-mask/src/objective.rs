@@ -1,41 +1,66 @@
-//! PaInvRL's final training objective: the recommender's own loss and an IRMv1 penalty across
-//! the inferred environments, balanced at every step by the two-objective min-norm (MGDA)
-//! weight — or by a fixed weight, for the `painvrl-fixed-weights` ablation. This is our design,
-//! not taken from the paper: the mask alone does not keep a final model that is trained for
-//! accuracy only from leaning on the variant dimensions again (see `docs/method.md`).
+//! The invariance objectives both stages share: IRMv1's penalty (one estimator, from
+//! closed-form per-interaction scale derivatives and the two-half split), how a penalty is
+//! weighed against the accuracy loss ([`Weighting`], [`Combination`]), and PaInvRL's final
+//! training objective ([`InvariancePenalty`]).
+//!
+//! The final objective is our design, not taken from the paper: the mask alone does not keep a
+//! final model that is trained for accuracy only from leaning on the variant dimensions again
+//! (see `docs/method.md`).
 
-use painvrl_core::tch::{Kind, Tensor};
-use painvrl_core::{Backbone, Batch, Result};
-use painvrl_graph::trainer::StepObjective;
-use painvrl_mask::{pareto_pair, GradNormalization};
+use crate::solver::{pareto_pair, GradNormalization};
+use painvrl_core::{Backbone, Batch, Result, StepObjective};
+use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
+use tch::{Kind, Tensor};
 
-/// How the penalty is weighed against the recommender's loss.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Balance {
-    /// The min-norm convex combination of the two gradients, after `normalization` and the
-    /// preference scaling gᵢ ← pᵢ gᵢ (as in the mask's weighting).
-    Pareto {
-        /// Scaling of each gradient before the combination.
-        normalization: GradNormalization,
-        /// Preference (recommender loss, penalty); `[1, 1]` for none.
-        preference: [f64; 2],
-    },
-    /// `loss + weight · penalty`.
-    Fixed {
-        /// Weight of the penalty.
-        weight: f64,
-    },
+/// How the accuracy objective and the invariance penalty are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weighting {
+    /// MGDA: the minimum-norm point of the two gradients' hull, each step.
+    Pareto,
+    /// InvRL: L_ERM + `irm_weight` · L_IRM.
+    Fixed,
 }
 
-/// The IRMv1 penalty across environments as a [`StepObjective`].
+/// A [`Weighting`] with what it needs: the gradient normalisation and preference of the Pareto
+/// weighting, the penalty's weight of the fixed one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Combination {
+    /// Pareto (min-norm) or fixed weights.
+    pub weighting: Weighting,
+    /// Scaling of each gradient before the min-norm combination.
+    pub normalization: GradNormalization,
+    /// Preference (accuracy, penalty) scaling each gradient before the combination; `[1, 1]`
+    /// for none.
+    pub preference: [f64; 2],
+    /// The penalty's weight under fixed weighting (the loss's is 1).
+    pub fixed_weight: f64,
+}
+
+impl Combination {
+    /// The weights `[w_loss, w_penalty]` on the two objectives and the convex weight α on the
+    /// loss (for the log), from the Gram entries of their gradients and their values. Under
+    /// fixed weighting the gradients are not used: `[1, fixed_weight]`, α = 1 / (1 + weight).
+    ///
+    /// With L2 normalisation the min-norm point of two unit vectors is always α = ½: the step
+    /// is then the sum of the two unit gradients, each scaled by ½ over its norm.
+    pub fn weights(&self, g11: f64, g12: f64, g22: f64, losses: [f64; 2]) -> ([f64; 2], f64) {
+        match self.weighting {
+            Weighting::Fixed => ([1.0, self.fixed_weight], 1.0 / (1.0 + self.fixed_weight)),
+            Weighting::Pareto => pareto_pair(g11, g12, g22, losses, self.normalization, self.preference),
+        }
+    }
+}
+
+/// The IRMv1 penalty across environments as a [`StepObjective`] of the final training.
 pub struct InvariancePenalty<'a> {
     /// Environment of every training interaction (training-split order).
     pub labels: &'a [u32],
     /// Number of environments.
     pub n_envs: usize,
-    /// How the penalty is weighed.
-    pub balance: Balance,
+    /// How the penalty is weighed against the recommender's loss.
+    pub combination: Combination,
 }
 
 /// Per-interaction derivative, at w = 1, of the interaction's risk under a dummy scale w on
@@ -105,12 +130,12 @@ impl StepObjective for InvariancePenalty<'_> {
             loss.backward();
             return Ok(Some(1.0));
         }
-        match self.balance {
-            Balance::Fixed { weight } => {
-                (loss + &penalty * weight).backward();
+        match self.combination.weighting {
+            Weighting::Fixed => {
+                (loss + &penalty * self.combination.fixed_weight).backward();
                 Ok(None)
             }
-            Balance::Pareto { normalization, preference } => {
+            Weighting::Pareto => {
                 let vars = vs.trainable_variables();
                 // the penalty's gradient first (keeping the shared graph), then the loss's on the variables
                 let g2 = Tensor::run_backward(&[&penalty], &vars, true, false);
@@ -135,7 +160,7 @@ impl StepObjective for InvariancePenalty<'_> {
                     g22 += c[2];
                 }
                 let losses = [host[3 * vars.len()], host[3 * vars.len() + 1]];
-                let ([w1, w2], alpha) = pareto_pair(g11, g12, g22, losses, normalization, preference);
+                let ([w1, w2], alpha) = self.combination.weights(g11, g12, g22, losses);
                 tch::no_grad(|| {
                     for (v, p) in vars.iter().zip(&g2) {
                         let mut g1 = v.grad();
@@ -157,6 +182,24 @@ impl StepObjective for InvariancePenalty<'_> {
 mod tests {
     use super::*;
     use tch::Device;
+
+    #[test]
+    fn fixed_and_pareto_weights() {
+        let fixed = Combination {
+            weighting: Weighting::Fixed,
+            normalization: GradNormalization::None,
+            preference: [1.0, 1.0],
+            fixed_weight: 3.0,
+        };
+        assert_eq!(fixed.weights(1.0, 0.0, 1.0, [1.0, 1.0]), ([1.0, 3.0], 0.25));
+        // orthogonal gradients of norms 1 and 2, raw: α = ‖g₂‖² / (‖g₁‖² + ‖g₂‖²) = 0.8
+        let pareto = Combination { weighting: Weighting::Pareto, ..fixed };
+        let ([w1, w2], a) = pareto.weights(1.0, 0.0, 4.0, [1.0, 1.0]);
+        assert!((a - 0.8).abs() < 1e-12 && (w1 - 0.8).abs() < 1e-12 && (w2 - 0.2).abs() < 1e-12);
+        // L2-normalised, any two gradients meet at α = ½
+        let l2 = Combination { normalization: GradNormalization::L2, ..pareto };
+        assert!((l2.weights(1.0, -0.3, 4.0, [1.0, 1.0]).1 - 0.5).abs() < 1e-12);
+    }
 
     #[test]
     fn scale_derivative_matches_autograd() {

@@ -7,19 +7,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// InvRL's heterogeneous identification ([`HeterogeneousIdentification`]).
+    /// InvRL's heterogeneous identification ([`HeterogeneousIdentification`](crate::HeterogeneousIdentification)).
     #[default]
     Heterogeneous,
-    /// EIIL ([`Eiil`]): always two environments.
+    /// EIIL ([`Eiil`](crate::Eiil)): always two environments.
     Eiil,
-    /// Equal-count bands of the clicked item's training popularity ([`PopularityBands`]).
+    /// Equal-count bands of the clicked item's training popularity ([`PopularityBands`](crate::PopularityBands)).
     #[serde(rename = "popularity-bands")]
     PopularityBands,
-    /// Equal-count bands of the clicking user's training activity ([`ActivityBands`]).
+    /// Equal-count bands of the clicking user's training activity ([`ActivityBands`](crate::ActivityBands)).
     #[serde(rename = "activity-bands")]
     ActivityBands,
     /// The dataset's own labels (`train_env.tsv`: e.g. time periods, platforms, or a
-    /// generator's planted environments) ([`GivenEnvironments`]).
+    /// generator's planted environments) ([`GivenEnvironments`](crate::GivenEnvironments)).
     Given,
 }
 

@@ -13,7 +13,7 @@ use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
 /// EIIL (Creager et al., 2021) for recommendation: train one reference scoring model on all
-/// interactions (ERM, the same model family as [`HeterogeneousIdentification`]), then find the
+/// interactions (ERM, the same model family as [`HeterogeneousIdentification`](crate::HeterogeneousIdentification)), then find the
 /// soft split q ∈ [0, 1]ⁿ of the training interactions into two environments that *maximises*
 /// the reference model's IRMv1 penalty Σ_e (n_e/n)·(∂R_e(w·s)/∂w |_{w=1})² (see
 /// [`eiil_penalty`] for the size weight), by gradient ascent on the

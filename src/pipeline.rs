@@ -281,7 +281,11 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         }
         let content = || converter.encode(&features, &m);
         // the PaInvRL methods keep the invariance penalty in the final training (design)
-        let combination = Combination { normalization: cfg.final_normalization, ..mcfg.combination() };
+        let weighting = match cfg.method {
+            Method::PainvrlFixedWeights => Weighting::Fixed,
+            _ => Weighting::Pareto,
+        };
+        let combination = Combination { weighting, normalization: cfg.final_normalization, ..mcfg.combination() };
         let penalty = match (cfg.method, cfg.final_objective) {
             (Method::Invrl, _) | (_, FinalObjective::Erm) => None,
             _ => last_envs.as_ref().map(|envs| InvariancePenalty {

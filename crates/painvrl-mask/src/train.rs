@@ -210,15 +210,22 @@ pub fn objectives(
         let (sp, sn) = batch_scores(users, items, b);
         let r = risk(&sp, &sn);
         terms.push(match penalty {
-            // one environment per batch: its rows are all label 0
-            PenaltyKind::Irmv1 => irmv1_two_half(&scale_derivatives(&sp, &sn), &vec![0; b.users.size()[0] as usize], 1),
+            PenaltyKind::Irmv1 => scale_derivatives(&sp, &sn),
             PenaltyKind::Variance => grad_of(&r, proj, true),
         });
         risks.push(r);
     }
     let l_erm = Tensor::stack(&risks, 0).mean(Kind::Float);
     let l_irm = match penalty {
-        PenaltyKind::Irmv1 => Tensor::stack(&terms, 0).mean(Kind::Float),
+        PenaltyKind::Irmv1 => {
+            // batch e holds environment e's rows: one estimate over all of them
+            let labels: Vec<u32> = batches
+                .iter()
+                .enumerate()
+                .flat_map(|(e, b)| std::iter::repeat_n(e as u32, b.users.size()[0] as usize))
+                .collect();
+            irmv1_two_half(&Tensor::cat(&terms, 0), &labels, batches.len())
+        }
         PenaltyKind::Variance => {
             // [E, d_in, c] → variance over E, summed over c, weighted by the mask per input dim
             let var = Tensor::stack(&terms, 0).var_dim([0i64].as_slice(), false, false);
@@ -390,6 +397,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn irmv1_over_all_environments_is_the_mean_of_each_environments_estimate() {
+        let (users, x, proj, batches) = toy();
+        let mu = Tensor::from_slice(&[0.3f32, -0.2, 0.1]);
+        let items = (&x * mu.sigmoid()).matmul(&proj);
+        let joint = l_irm(&users, &x, &proj, &mu, &batches, PenaltyKind::Irmv1).double_value(&[]);
+        // each environment on its own: mean of its even rows' derivatives × mean of its odd rows'
+        let each: Vec<f64> = batches
+            .iter()
+            .map(|b| {
+                let (sp, sn) = batch_scores(&users, &items, b);
+                let d = Vec::<f32>::try_from(scale_derivatives(&sp, &sn)).unwrap();
+                let half = |r: usize| {
+                    let v: Vec<f64> = d.iter().skip(r).step_by(2).map(|&x| x as f64).collect();
+                    v.iter().sum::<f64>() / v.len() as f64
+                };
+                half(0) * half(1)
+            })
+            .collect();
+        let want = each.iter().sum::<f64>() / each.len() as f64;
+        assert!((joint - want).abs() < 1e-6 * want.abs().max(1e-3), "{joint} vs {want}");
     }
 
     #[test]

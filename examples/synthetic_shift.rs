@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let given = args.iter().any(|a| a == "--given-envs");
     println!("seeds {seeds:?}, {} environments", if given { "planted" } else { "inferred" });
     println!("{:<24} {:>10} {:>10} {:>9} {:>9}", "method", "R@20 IID", "R@20 OOD", "mask AUC", "seconds");
-    for method in Method::INVARIANCE {
+    for &method in Method::INVARIANCE {
         let (mut iid, mut ood, mut auc, mut secs) = (0.0, 0.0, 0.0, 0.0);
         for &seed in &seeds {
             let syn = generate(&SyntheticConfig { seed, ..Default::default() })?;

@@ -33,7 +33,7 @@ fn synthetic() -> painvrl::core::Dataset {
 fn every_method_writes_a_complete_report() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = synthetic();
-    for method in Method::INVARIANCE {
+    for &method in Method::INVARIANCE {
         let dir = tempfile::tempdir().unwrap();
         let r = painvrl::pipeline::run(&ds, &small_config(method), Some(dir.path()), false).unwrap();
         assert_eq!(r.method, method.name());

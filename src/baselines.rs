@@ -14,16 +14,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// The relevant items and the excluded (training) items of the split that selects models.
-fn selection_split(ds: &Dataset, cfg: &Config) -> Result<(UserItems, UserItems)> {
-    let rel = cfg.select_on.interactions(ds)?;
-    Ok((UserItems::build(ds.n_users, &[rel]), UserItems::build(ds.n_users, &[&ds.train])))
-}
-
 /// The selection metric of `scorer` (the trainer's `train.select_metric`, e.g. `ndcg@20`) on the
-/// selection split.
-fn selection_score(scorer: &dyn BlockScorer, split: &(UserItems, UserItems), cfg: &Config) -> Result<f64> {
-    let m = evaluate(scorer, &split.0, &[&split.1], &cfg.train.eval)?;
+/// selection split: `relevant` holds its items per user, `train` the excluded training items.
+fn selection_score(scorer: &dyn BlockScorer, relevant: &UserItems, train: &UserItems, cfg: &Config) -> Result<f64> {
+    let m = evaluate(scorer, relevant, &[train], &cfg.train.eval)?;
     m.values.get(&cfg.train.select_metric).copied().ok_or_else(|| {
         Error::config(
             "train.select_metric",
@@ -47,7 +41,7 @@ pub fn run_item_item(ds: &Dataset, cfg: &Config, out: Option<&Path>) -> Result<R
     let device = cfg.device.resolve()?;
     painvrl_core::init_runtime(cfg.threads, cfg.seed);
     let train = UserItems::build(ds.n_users, &[&ds.train]);
-    let split = selection_split(ds, cfg)?;
+    let relevant = UserItems::build(ds.n_users, &[cfg.select_on.interactions(ds)?]);
     let limit = memory_limit(cfg, device);
     let mut selected = BTreeMap::new();
     let mut candidates: Vec<(String, f64, Box<dyn BlockScorer>)> = Vec::new();
@@ -75,7 +69,7 @@ pub fn run_item_item(ds: &Dataset, cfg: &Config, out: Option<&Path>) -> Result<R
     // best on the selection split; ties keep the first (the smaller value of the grid)
     let mut best: Option<(usize, f64)> = None;
     for (k, (_, _, scorer)) in candidates.iter().enumerate() {
-        let score = if candidates.len() > 1 { selection_score(scorer.as_ref(), &split, cfg)? } else { 0.0 };
+        let score = if candidates.len() > 1 { selection_score(scorer.as_ref(), &relevant, &train, cfg)? } else { 0.0 };
         if best.is_none_or(|(_, b)| score > b) {
             best = Some((k, score));
         }
@@ -107,16 +101,22 @@ fn item_item_memory(n_items: usize) -> MemoryEstimate {
     }
 }
 
-/// Chooses the post-hoc adjustment's β for `scorer` on the selection split (ties keep the
-/// smaller β) and returns it with the training popularity it adjusts by.
-pub fn choose_posthoc_beta(scorer: &dyn BlockScorer, ds: &Dataset, cfg: &Config) -> Result<(f64, Vec<u32>)> {
-    let split = selection_split(ds, cfg)?;
+/// Chooses the post-hoc adjustment's β for `scorer` on the selection split (`relevant`, with
+/// the `train` items excluded; ties keep the smaller β) and returns it with the training
+/// popularity it adjusts by.
+pub fn choose_posthoc_beta(
+    scorer: &dyn BlockScorer,
+    ds: &Dataset,
+    cfg: &Config,
+    relevant: &UserItems,
+    train: &UserItems,
+) -> Result<(f64, Vec<u32>)> {
     let pop = ds.train.item_degrees(ds.n_items);
     let mut betas = cfg.baselines.posthoc_beta.clone();
     betas.sort_by(f64::total_cmp);
     let mut best = (betas[0], f64::NEG_INFINITY);
     for &beta in &betas {
-        let s = selection_score(&PopularityAdjusted::new(scorer, &pop, beta)?, &split, cfg)?;
+        let s = selection_score(&PopularityAdjusted::new(scorer, &pop, beta)?, relevant, train, cfg)?;
         if s > best.1 {
             best = (beta, s);
         }

@@ -175,7 +175,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
             // β chosen on validation; the adjustment joins the embeddings as one more column
             // (users 1, items −β·log(1 + popularity)), so the saved model scores it too
             let scorer = EmbeddingScorer { users: u.shallow_clone(), items: i.shallow_clone() };
-            let (beta, pop) = crate::baselines::choose_posthoc_beta(&scorer, ds, cfg)?;
+            let (beta, pop) = crate::baselines::choose_posthoc_beta(&scorer, ds, cfg, &val_idx, &train_idx)?;
             report.selected.insert("posthoc_beta".into(), beta);
             let adj: Vec<f32> = pop.iter().map(|&p| -(beta as f32) * (1.0 + p as f32).ln()).collect();
             let adj = Tensor::from_slice(&adj).to_device(device).unsqueeze(1);

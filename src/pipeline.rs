@@ -117,6 +117,32 @@ pub struct Components<'a> {
     pub backbone: Option<BackboneFactory<'a>>,
 }
 
+/// The environment inference of an invariant run: the caller's, else the random ablation's or
+/// the one `envs.strategy` names. `given` labels must ship with the dataset.
+fn environment_inference(
+    supplied: Option<Box<dyn EnvironmentInference>>,
+    ds: &Dataset,
+    cfg: &Config,
+    device: tch::Device,
+) -> Result<Box<dyn EnvironmentInference>> {
+    if let Some(inference) = supplied {
+        return Ok(inference);
+    }
+    let n_envs = cfg.envs.n_envs;
+    Ok(match (cfg.method, cfg.envs.strategy) {
+        (Method::PainvrlRandomEnvs, _) => Box::new(RandomEnvironments { n_envs }),
+        (_, Strategy::Heterogeneous) => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
+        (_, Strategy::Eiil) => Box::new(Eiil::new(cfg.envs.clone(), device)),
+        (_, Strategy::PopularityBands) => Box::new(PopularityBands { n_envs }),
+        (_, Strategy::ActivityBands) => Box::new(ActivityBands { n_envs }),
+        (_, Strategy::Given) => Box::new(GivenEnvironments {
+            labels: ds.truth.train_envs.clone().ok_or_else(|| {
+                Error::config("envs.strategy", "'given' needs the dataset's train_env.tsv (docs/data-format.md)")
+            })?,
+        }),
+    })
+}
+
 /// [`run`] with caller-supplied components: any [`EnvironmentInference`] and any [`Backbone`].
 pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, parts: Components) -> Result<Report> {
     if cfg.method.is_item_item() {
@@ -132,12 +158,14 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         cfg
     };
     let Components { inference, backbone } = parts;
-    let default_factory = |p: &nn::Path, g: &TrainGraph, c: usize| build_backbone(p, g, c, &cfg.backbone);
-    let make: BackboneFactory = backbone.unwrap_or(&default_factory);
     cfg.validate(ds.n_items)?;
     ds.validate()?;
-    let t_all = Instant::now();
     let device = cfg.device.resolve()?;
+    // before any training, so that a strategy the dataset cannot serve fails at once
+    let inference = cfg.method.is_invariant().then(|| environment_inference(inference, ds, cfg, device)).transpose()?;
+    let default_factory = |p: &nn::Path, g: &TrainGraph, c: usize| build_backbone(p, g, c, &cfg.backbone);
+    let make: BackboneFactory = backbone.unwrap_or(&default_factory);
+    let t_all = Instant::now();
     let memory = crate::memory::check(ds, cfg, device)?;
     painvrl_core::init_runtime(cfg.threads, cfg.seed);
     let mut timings = BTreeMap::new();
@@ -189,24 +217,7 @@ pub fn run_with(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool, pa
         model = TrainedModel { users: u, items: i, proj, mask: None, converter: vec![], fusion: None, cold_start };
     } else {
         let mut mcfg = cfg.mask.clone();
-        let mut inference: Box<dyn EnvironmentInference> = match (inference, cfg.method) {
-            (Some(given), _) => given,
-            (None, Method::PainvrlRandomEnvs) => Box::new(RandomEnvironments { n_envs: cfg.envs.n_envs }),
-            (None, _) => match cfg.envs.strategy {
-                Strategy::Heterogeneous => Box::new(HeterogeneousIdentification::new(cfg.envs.clone(), device)),
-                Strategy::Eiil => Box::new(Eiil::new(cfg.envs.clone(), device)),
-                Strategy::PopularityBands => Box::new(PopularityBands { n_envs: cfg.envs.n_envs }),
-                Strategy::ActivityBands => Box::new(ActivityBands { n_envs: cfg.envs.n_envs }),
-                Strategy::Given => Box::new(GivenEnvironments {
-                    labels: ds.truth.train_envs.clone().ok_or_else(|| {
-                        Error::config(
-                            "envs.strategy",
-                            "'given' needs the dataset's train_env.tsv (docs/data-format.md)",
-                        )
-                    })?,
-                }),
-            },
-        };
+        let mut inference = inference.expect("built before pre-training for the invariant methods");
         match cfg.method {
             Method::Invrl => {
                 mcfg.kind = MaskKind::Gate;

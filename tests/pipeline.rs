@@ -226,3 +226,23 @@ fn eiil_strategy_runs_in_the_pipeline_with_two_environments() {
     assert_eq!(r.environments.len(), 2);
     assert_eq!(r.environments.iter().sum::<usize>(), r.dataset.train);
 }
+
+#[test]
+fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = small_config(Method::Painvrl);
+    cfg.envs.strategy = painvrl::env::Strategy::Given;
+    let mut ds = synthetic();
+    let planted = ds.truth.train_envs.clone().expect("the generator ships its environments");
+    let r = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
+    let mut sizes = vec![0usize; r.environments.len()];
+    planted.iter().for_each(|&e| sizes[e as usize] += 1);
+    assert_eq!(r.environments, sizes);
+    assert_eq!(r.diagnostics.env_nmi_vs_planted.map(|v| (v * 1e6).round()), Some(1e6));
+    // without labels: an error naming the file, before anything is trained or written
+    ds.truth.train_envs = None;
+    let dir = tempfile::tempdir().unwrap();
+    let e = painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap_err().to_string();
+    assert!(e.contains("envs.strategy") && e.contains("train_env.tsv"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
+}

@@ -46,9 +46,7 @@ impl HeterogeneousIdentification {
         let best = Tensor::cat(&ll, 0).argmax(0, false).to_device(Device::Cpu);
         Ok(Vec::<i64>::try_from(best)?.into_iter().map(|x| x as u32).collect())
     }
-}
 
-impl HeterogeneousIdentification {
     /// Hard EM from the labels `start` (one per training interaction, each below `n_envs`)
     /// instead of a random assignment: e.g. the previous round's environments, or another
     /// method's split to refine.

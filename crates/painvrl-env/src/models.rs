@@ -129,7 +129,7 @@ pub(crate) fn train_models(
     sampler: &NegativeSampler,
     rng: &mut ChaCha8Rng,
 ) {
-    let e = envs.len();
+    let (e, device) = (envs.len(), models.vs.device());
     let mut opt = Adam::new(&models.vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &HashSet::new());
     // `epochs` passes over the environments' interactions, `e` batches per step
     let total: usize = envs.iter().map(Vec::len).sum();
@@ -148,9 +148,9 @@ pub(crate) fn train_models(
         let negs: Vec<i64> = sampler.sample(&us, cfg.negatives, rng.gen()).into_iter().map(i64::from).collect();
         let u: Vec<i64> = us.iter().map(|&x| x as i64).collect();
         let (b, k) = (cfg.batch_size as i64, cfg.negatives as i64);
-        let u_t = Tensor::from_slice(&u).reshape([e as i64, b]).to_device(models.vs.device());
-        let i_t = Tensor::from_slice(&is).reshape([e as i64, b]).to_device(models.vs.device());
-        let n_t = Tensor::from_slice(&negs).reshape([e as i64, b * k]).to_device(models.vs.device());
+        let u_t = Tensor::from_slice(&u).reshape([e as i64, b]).to_device(device);
+        let i_t = Tensor::from_slice(&is).reshape([e as i64, b]).to_device(device);
+        let n_t = Tensor::from_slice(&negs).reshape([e as i64, b * k]).to_device(device);
         let u_rep = u_t.unsqueeze(2).expand([e as i64, b, k], false).reshape([e as i64, b * k]);
         let table = models.item_table(content, e as i64 * b * (1 + k));
         let sp = models.scores(&u_t, &i_t, content, table.as_ref());

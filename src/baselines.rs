@@ -5,7 +5,7 @@
 
 use crate::config::{Config, Method};
 use crate::memory::MemoryEstimate;
-use crate::pipeline::Report;
+use crate::report::Report;
 use painvrl_baselines::{item_item_bytes, ItemItem, Popularity, PopularityAdjusted};
 use painvrl_core::eval::{evaluate, BlockScorer};
 use painvrl_core::io::write_json_atomic;

@@ -4,7 +4,7 @@
 //! sd over seeds, paired differences to a reference method with 95 % intervals) and `front.svg`.
 
 use crate::config::{Config, Method};
-use crate::pipeline::Report;
+use crate::report::Report;
 use painvrl_core::io::{write_atomic, write_json_atomic};
 use painvrl_core::{Dataset, Error, Result};
 use painvrl_graph::BackboneKind;

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod pipeline;
 pub mod plots;
 pub mod recommender;
+pub mod report;
 
 pub use painvrl_baselines as reference;
 pub use painvrl_convert as convert;

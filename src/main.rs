@@ -275,7 +275,7 @@ fn real_main() -> Result<()> {
                 );
             }
             let mut out = serde_json::Map::new();
-            for (name, r) in painvrl::pipeline::evaluate_splits(&rec.scorer(), &ds, m.n_users, &Default::default())? {
+            for (name, r) in painvrl::report::evaluate_splits(&rec.scorer(), &ds, m.n_users, &Default::default())? {
                 out.insert(name.into(), serde_json::to_value(&r)?);
             }
             println!("{}", serde_json::to_string_pretty(&out)?);

@@ -1,6 +1,6 @@
 //! SVG plots of a run: training curves, the mask per modality and the Pareto weight trajectory.
 
-use crate::pipeline::Report;
+use crate::report::Report;
 use painvrl_core::io::write_atomic;
 use painvrl_core::{Error, Result};
 use painvrl_graph::EpochLog;

@@ -25,7 +25,7 @@ fn sigterm_then_resume_reproduces_the_uninterrupted_run() {
     let cfg = tmp.path().join("c.toml");
     std::fs::write(
         &cfg,
-        "method = \"erm\"\nthreads = 1\ndevice = \"cpu\"\n[train]\nepochs = 60\npatience = 1000\nbatch_size = 64\nprogress = false\n",
+        "method = \"erm\"\nthreads = 1\ndevice = \"cpu\"\n[train]\nepochs = 20\npatience = 1000\nbatch_size = 64\nprogress = false\n",
     )
     .unwrap();
     let train = |out: &Path, extra: &[&str]| {

@@ -1,0 +1,104 @@
+//! What a run reports (`report.json`) and the evaluation protocol every run and every saved
+//! model is measured with.
+
+use crate::config::Config;
+use painvrl_core::eval::{evaluate, BlockScorer, EvalConfig};
+use painvrl_core::{Dataset, DatasetCounts, Interactions, Modality, Result, SplitMetrics, UserItems};
+use painvrl_mask::MaskEpochLog;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything a run reports; written as `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `ok`, or `failed: <error>`.
+    pub status: String,
+    /// Method name.
+    pub method: String,
+    /// Backbone name.
+    pub backbone: String,
+    /// Dataset counts.
+    pub dataset: DatasetCounts,
+    /// `{split: {"recall@20": x, ...}}` for val, test and test_ood.
+    pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Users evaluated per split.
+    pub users_evaluated: BTreeMap<String, usize>,
+    /// Final learned mask, one weight per feature dimension in modality order (empty for ERM);
+    /// with `conversion_mask = "binary"` the conversion uses its Otsu split.
+    pub mask: Vec<f32>,
+    /// Modalities in column order.
+    pub modalities: Vec<Modality>,
+    /// Interactions per environment (last round).
+    pub environments: Vec<usize>,
+    /// Mean Pareto weight α on the ERM gradient per mask epoch.
+    pub pareto: Vec<f64>,
+    /// Mask-learning log.
+    pub mask_log: Vec<MaskEpochLog>,
+    /// Seconds per module and in total.
+    pub timings: BTreeMap<String, f64>,
+    /// Hyperparameters chosen on the selection split (`ease_lambda`, `knn_k`, `posthoc_beta`).
+    #[serde(default)]
+    pub selected: BTreeMap<String, f64>,
+    /// What the mask and the environments did (invariant methods).
+    #[serde(default)]
+    pub diagnostics: crate::diagnostics::Diagnostics,
+    /// The peak-memory estimate made before training.
+    pub memory: crate::memory::MemoryEstimate,
+    /// The configuration that ran.
+    pub config: Config,
+}
+
+impl Report {
+    /// An empty report of `cfg` on `ds` (status `ok`, no metrics yet).
+    pub fn new(ds: &Dataset, cfg: &Config, backbone: &str, memory: crate::memory::MemoryEstimate) -> Self {
+        Report {
+            status: "ok".into(),
+            method: cfg.method.name().into(),
+            backbone: backbone.into(),
+            dataset: ds.counts(),
+            metrics: BTreeMap::new(),
+            users_evaluated: BTreeMap::new(),
+            mask: vec![],
+            modalities: ds.features.modalities().to_vec(),
+            environments: vec![],
+            pareto: vec![],
+            mask_log: vec![],
+            timings: BTreeMap::new(),
+            selected: BTreeMap::new(),
+            diagnostics: Default::default(),
+            memory,
+            config: cfg.clone(),
+        }
+    }
+
+    /// Evaluates `scorer` on every split of the protocol ([`evaluate_splits`]) and records the
+    /// metrics and the users evaluated.
+    pub fn record_metrics(&mut self, scorer: &dyn BlockScorer, ds: &Dataset, eval: &EvalConfig) -> Result<()> {
+        for (name, m) in evaluate_splits(scorer, ds, ds.n_users, eval)? {
+            self.users_evaluated.insert(name.into(), m.users_evaluated);
+            self.metrics.insert(name.into(), m.values);
+        }
+        Ok(())
+    }
+}
+
+/// The evaluation protocol: val and val_ood (a subset of val, when present) exclude train; test
+/// excludes train + val; test_ood (when present) excludes train + val + test. `n_users` may
+/// exceed the dataset's (a saved model's).
+pub fn evaluate_splits(
+    scorer: &dyn BlockScorer,
+    ds: &Dataset,
+    n_users: usize,
+    eval: &EvalConfig,
+) -> Result<Vec<(&'static str, SplitMetrics)>> {
+    let idx = |lists: &[&Interactions]| UserItems::build(n_users, lists);
+    let mut splits =
+        vec![("val", idx(&[&ds.val]), idx(&[&ds.train])), ("test", idx(&[&ds.test]), idx(&[&ds.train, &ds.val]))];
+    if let Some(ood) = &ds.test_ood {
+        splits.push(("test_ood", idx(&[ood]), idx(&[&ds.train, &ds.val, &ds.test])));
+    }
+    if let Some(ood) = &ds.val_ood {
+        splits.push(("val_ood", idx(&[ood]), idx(&[&ds.train])));
+    }
+    splits.into_iter().map(|(name, rel, seen)| Ok((name, evaluate(scorer, &rel, &[&seen], eval)?))).collect()
+}

@@ -26,4 +26,6 @@ pub use error::{Error, Result};
 pub use eval::{evaluate, BlockScorer, EmbeddingScorer, EvalConfig};
 pub use metrics::SplitMetrics;
 pub use tch;
-pub use traits::{Backbone, Batch, ColdStartLayout, EnvironmentAssignment, EnvironmentInference, StepObjective};
+pub use traits::{
+    Backbone, Batch, ColdStartLayout, EnvironmentAssignment, EnvironmentInference, StepObjective, EMBEDDING_GROUP,
+};

@@ -15,10 +15,19 @@ pub struct GroupHyper {
     pub weight_decay: f64,
 }
 
-/// Adam (Kingma & Ba) over the trainable variables of a `VarStore`, grouped by name prefix.
+/// One optimised tensor: its name (for checkpoints), the tensor (shared with its owner, updated
+/// in place) and its group.
+struct Param {
+    name: String,
+    tensor: Tensor,
+    group: usize,
+}
+
+/// Adam (Kingma & Ba) over named tensors in parameter groups, each group with its own learning
+/// rate and weight decay.
 pub struct Adam {
-    /// (variable name, group index) of every optimised variable, sorted by name.
-    params: Vec<(String, usize)>,
+    /// Every optimised tensor, sorted by name.
+    params: Vec<Param>,
     groups: Vec<GroupHyper>,
     betas: (f64, f64),
     eps: f64,
@@ -28,33 +37,46 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Optimises every variable of `vs` except `frozen`; a variable goes to the first group whose
-    /// prefix its name starts with, else to group 0. `groups` pairs prefixes with hyperparameters.
-    pub fn new(vs: &VarStore, groups: &[(&str, GroupHyper)], frozen: &HashSet<String>) -> Self {
-        let mut params: Vec<(String, usize)> = vs
+    /// Optimises every variable of `vs` except `frozen`. A variable belongs to the group that
+    /// tch's `Path::set_group` gave it when it was created (0 unless set); `groups[g]` holds that
+    /// group's hyperparameters, and a group beyond `groups` takes `groups[0]`'s.
+    pub fn new(vs: &VarStore, groups: &[GroupHyper], frozen: &HashSet<String>) -> Self {
+        let group_of: BTreeMap<usize, usize> = {
+            let vars = vs.variables_.lock().unwrap_or_else(|e| e.into_inner());
+            vars.trainable_variables.iter().map(|v| (v.tensor.data_ptr() as usize, v.group)).collect()
+        };
+        let params = vs
             .variables()
-            .into_keys()
-            .filter(|n| !frozen.contains(n))
-            .map(|n| {
-                let g = groups.iter().position(|(p, _)| !p.is_empty() && n.starts_with(p)).unwrap_or(0);
-                (n, g)
+            .into_iter()
+            .filter(|(n, _)| !frozen.contains(n))
+            .map(|(name, tensor)| {
+                let g = group_of.get(&(tensor.data_ptr() as usize)).copied().unwrap_or(0);
+                (name, tensor, if g < groups.len() { g } else { 0 })
             })
             .collect();
-        params.sort();
-        Adam {
-            params,
-            groups: groups.iter().map(|g| g.1).collect(),
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            step: 0,
-            m: BTreeMap::new(),
-            v: BTreeMap::new(),
-        }
+        Self::with_params(params, groups.to_vec())
+    }
+
+    /// Optimises the given named tensors (leaves that require gradients), all with `hyper`.
+    pub fn over(params: Vec<(String, Tensor)>, hyper: GroupHyper) -> Self {
+        Self::with_params(params.into_iter().map(|(n, t)| (n, t, 0)).collect(), vec![hyper])
+    }
+
+    fn with_params(params: Vec<(String, Tensor, usize)>, groups: Vec<GroupHyper>) -> Self {
+        let mut params: Vec<Param> =
+            params.into_iter().map(|(name, tensor, group)| Param { name, tensor, group }).collect();
+        params.sort_by(|a, b| a.name.cmp(&b.name));
+        Adam { params, groups, betas: (0.9, 0.999), eps: 1e-8, step: 0, m: BTreeMap::new(), v: BTreeMap::new() }
     }
 
     /// Number of optimiser steps taken.
     pub fn steps(&self) -> i64 {
         self.step
+    }
+
+    /// The group each optimised tensor belongs to, by name.
+    pub fn groups_by_name(&self) -> BTreeMap<&str, usize> {
+        self.params.iter().map(|p| (p.name.as_str(), p.group)).collect()
     }
 
     /// Sets the learning rate of group `group`.
@@ -64,32 +86,30 @@ impl Adam {
         }
     }
 
-    /// Clears the gradients of the optimised variables.
-    pub fn zero_grad(&self, vs: &VarStore) {
-        let vars = vs.variables();
-        for (n, _) in &self.params {
-            let mut g = vars[n].grad();
+    /// Clears the gradients of the optimised tensors.
+    pub fn zero_grad(&self) {
+        for p in &self.params {
+            let mut g = p.tensor.grad();
             if g.defined() {
                 let _ = g.zero_();
             }
         }
     }
 
-    /// One update from the gradients currently stored on the variables.
-    pub fn step(&mut self, vs: &VarStore) {
+    /// One update from the gradients currently stored on the tensors.
+    pub fn step(&mut self) {
         self.step += 1;
         let (b1, b2) = self.betas;
         let bc1 = 1.0 - b1.powi(self.step as i32);
         let bc2 = 1.0 - b2.powi(self.step as i32);
-        let vars = vs.variables();
         tch::no_grad(|| {
-            for (name, g) in &self.params {
-                let mut p = vars[name].shallow_clone();
+            for Param { name, tensor, group } in &self.params {
+                let mut p = tensor.shallow_clone();
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
-                let h = self.groups[*g];
+                let h = self.groups[*group];
                 let grad = if h.weight_decay > 0.0 { &grad + &p * h.weight_decay } else { grad };
                 let m = self.m.entry(name.clone()).or_insert_with(|| p.zeros_like());
                 let _ = m.g_mul_scalar_(b1).g_add_(&(&grad * (1.0 - b1)));
@@ -190,11 +210,11 @@ mod tests {
     fn adam_minimises_a_quadratic() {
         let (vs, w) = quadratic_vs();
         let target = Tensor::from_slice(&[1.0f32, -2.0, 0.5]);
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.1, weight_decay: 0.0 })], &HashSet::new());
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.1, weight_decay: 0.0 }], &HashSet::new());
         for _ in 0..300 {
-            opt.zero_grad(&vs);
+            opt.zero_grad();
             (&w - &target).square().sum(Kind::Float).backward();
-            opt.step(&vs);
+            opt.step();
         }
         assert!((&w - &target).abs().max().double_value(&[]) < 1e-2);
     }
@@ -203,9 +223,9 @@ mod tests {
     fn first_step_moves_by_lr_times_sign() {
         // Adam's first bias-corrected step is lr · g / (|g| + eps) = lr · sign(g)
         let (vs, w) = quadratic_vs();
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.5, weight_decay: 0.0 })], &HashSet::new());
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.5, weight_decay: 0.0 }], &HashSet::new());
         (&w * Tensor::from_slice(&[2.0f32, -3.0, 0.0])).sum(Kind::Float).backward();
-        opt.step(&vs);
+        opt.step();
         let got: Vec<f32> = Vec::try_from(&w).unwrap();
         assert!((got[0] + 0.5).abs() < 1e-5 && (got[1] - 0.5).abs() < 1e-5 && got[2].abs() < 1e-6, "{got:?}");
     }
@@ -216,11 +236,29 @@ mod tests {
         let a = vs.root().sub("ids").ones("a", &[2]);
         let b = vs.root().sub("proj").ones("b", &[2]);
         let frozen: HashSet<String> = ["ids.a".to_string()].into();
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: 0.1, weight_decay: 0.0 })], &frozen);
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.1, weight_decay: 0.0 }], &frozen);
         (&a * &b).sum(Kind::Float).backward();
-        opt.step(&vs);
+        opt.step();
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 1.0]);
         assert!(Vec::<f32>::try_from(&b).unwrap()[0] < 1.0);
+    }
+
+    #[test]
+    fn groups_come_from_the_path_that_created_each_variable() {
+        // names say nothing here: the group is what `set_group` gave the path
+        let vs = VarStore::new(tch::Device::Cpu);
+        let slow = vs.root().sub("towers").set_group(1).ones("alpha", &[2]);
+        let fast = vs.root().sub("towers").ones("beta", &[2]);
+        let stray = vs.root().set_group(5).ones("gamma", &[2]);
+        let groups = [GroupHyper { lr: 0.5, weight_decay: 0.0 }, GroupHyper { lr: 0.1, weight_decay: 0.0 }];
+        let mut opt = Adam::new(&vs, &groups, &HashSet::new());
+        assert_eq!(opt.groups_by_name(), [("gamma", 0), ("towers.alpha", 1), ("towers.beta", 0)].into());
+        (&slow + &fast + &stray).sum(Kind::Float).backward();
+        opt.step();
+        // Adam's first step is lr · sign(g)
+        assert!((Vec::<f32>::try_from(&slow).unwrap()[0] - 0.9).abs() < 1e-5);
+        assert!((Vec::<f32>::try_from(&fast).unwrap()[0] - 0.5).abs() < 1e-5);
+        assert!((Vec::<f32>::try_from(&stray).unwrap()[0] - 0.5).abs() < 1e-5);
     }
 
     #[test]

@@ -6,6 +6,12 @@ use crate::Result;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+/// The parameter group of ID embeddings. A backbone creates its user and item embeddings under
+/// `path.set_group(EMBEDDING_GROUP)`; the trainer gives that group `train.lr` and
+/// `train.weight_decay`, and every other variable (group 0: content projections, converters)
+/// `train.lr_content` and `train.weight_decay_content`. Names play no part.
+pub const EMBEDDING_GROUP: usize = 1;
+
 /// One training mini-batch on the model's device.
 #[derive(Debug)]
 pub struct Batch {

@@ -108,12 +108,12 @@ impl EnvironmentInference for Eiil {
         // start is a stationary point)
         let vs = VarStore::new(self.device);
         let logits = vs.root().var("q", &[data.train.len() as i64], nn::Init::Randn { mean: 0.0, stdev: 0.01 });
-        let mut opt = Adam::new(&vs, &[("", GroupHyper { lr: cfg.eiil_lr, weight_decay: 0.0 })], &HashSet::new());
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: cfg.eiil_lr, weight_decay: 0.0 }], &HashSet::new());
         for _ in 0..cfg.eiil_steps {
-            opt.zero_grad(&vs);
+            opt.zero_grad();
             let loss = -eiil_penalty(&g, &logits.sigmoid());
             loss.backward();
-            opt.step(&vs);
+            opt.step();
         }
         let q: Vec<f32> =
             Vec::try_from(tch::no_grad(|| logits.sigmoid()).to_device(Device::Cpu)).map_err(Error::from)?;

@@ -130,7 +130,7 @@ pub(crate) fn train_models(
     rng: &mut ChaCha8Rng,
 ) {
     let (e, device) = (envs.len(), models.vs.device());
-    let mut opt = Adam::new(&models.vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &HashSet::new());
+    let mut opt = Adam::new(&models.vs, &[GroupHyper { lr: cfg.lr, weight_decay: 0.0 }], &HashSet::new());
     // `epochs` passes over the environments' interactions, `e` batches per step
     let total: usize = envs.iter().map(Vec::len).sum();
     let steps = ((total / (cfg.batch_size * e)).max(1) * cfg.epochs).max(cfg.min_steps);
@@ -157,9 +157,9 @@ pub(crate) fn train_models(
         let sn = models.scores(&u_rep, &n_t, content, table.as_ref());
         let loss = sp.binary_cross_entropy_with_logits::<&Tensor>(&sp.ones_like(), None, None, Reduction::Mean)
             + sn.binary_cross_entropy_with_logits::<&Tensor>(&sn.zeros_like(), None, None, Reduction::Mean);
-        opt.zero_grad(&models.vs);
+        opt.zero_grad();
         (loss * e as f64).backward();
-        opt.step(&models.vs);
+        opt.step();
     }
 }
 

@@ -3,7 +3,7 @@
 //! a projection of the content matrix it is given.
 
 use crate::graph::TrainGraph;
-use painvrl_core::{Backbone, Batch, ColdStartLayout, Error, Result};
+use painvrl_core::{Backbone, Batch, ColdStartLayout, Error, Result, EMBEDDING_GROUP};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -151,8 +151,8 @@ impl Embeddings {
         let init = nn::Init::Randn { mean: 0.0, stdev: cfg.init_std };
         let bound = 1.0 / (content_in as f64).sqrt();
         Embeddings {
-            user: p.var("user", &[n_users as i64, d], init),
-            item: p.var("item", &[n_items as i64, cfg.id_dim as i64], init),
+            user: p.set_group(EMBEDDING_GROUP).var("user", &[n_users as i64, d], init),
+            item: p.set_group(EMBEDDING_GROUP).var("item", &[n_items as i64, cfg.id_dim as i64], init),
             proj: p.var(
                 "proj",
                 &[content_in as i64, cfg.content_dim as i64],
@@ -404,7 +404,7 @@ impl Mf {
         Mf {
             emb: Embeddings::new(p, graph.n_users, graph.n_items, content_in, cfg),
             pd: PopularityDeconfounding::new(graph, cfg.pd_gamma, p.device()),
-            bias: p.var("item_bias", &[graph.n_items as i64, 1], nn::Init::Const(0.0)),
+            bias: p.set_group(EMBEDDING_GROUP).var("item_bias", &[graph.n_items as i64, 1], nn::Init::Const(0.0)),
             cfg: cfg.clone(),
         }
     }

@@ -5,7 +5,9 @@
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_safetensors_atomic};
 use painvrl_core::optim::{load_checkpoint, save_checkpoint, Adam, GroupHyper};
-use painvrl_core::{signal, Backbone, Error, Interactions, Result, SplitMetrics, StepObjective, UserItems};
+use painvrl_core::{
+    signal, Backbone, Error, Interactions, Result, SplitMetrics, StepObjective, UserItems, EMBEDDING_GROUP,
+};
 use painvrl_data::{epoch_batches, make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -186,8 +188,8 @@ struct LoopState {
 pub type StepHook<'a> = &'a dyn Fn(usize, usize, &Tensor) -> Option<Tensor>;
 
 /// Trains `backbone` (variables in `vs`) on `content()` until the epoch budget or early stop,
-/// then restores the best validated state. Variables in `frozen` are not updated; variables
-/// whose names start with `backbone.user`/`backbone.item` use `lr`, all others `lr_content`.
+/// then restores the best validated state. Variables in `frozen` are not updated; variables in
+/// the [`EMBEDDING_GROUP`] use `lr`, all others `lr_content`.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     module: &str,
@@ -203,12 +205,10 @@ pub fn fit(
 ) -> Result<TrainOutcome> {
     let emb = GroupHyper { lr: cfg.lr, weight_decay: cfg.weight_decay };
     let cont = GroupHyper { lr: cfg.lr_content, weight_decay: cfg.weight_decay_content };
-    // group 0 (no prefix) takes content parameters; ID embeddings match their prefixes
-    let mut opt = Adam::new(
-        vs,
-        &[("", cont), ("backbone.user", emb), ("backbone.item", emb), ("backbone.item_bias", emb)],
-        frozen,
-    );
+    // group 0 holds the content parameters, EMBEDDING_GROUP the ID embeddings
+    let mut groups = [cont; EMBEDDING_GROUP + 1];
+    groups[EMBEDDING_GROUP] = emb;
+    let mut opt = Adam::new(vs, &groups, frozen);
     let device = vs.device();
     let k_neg = backbone.negatives_per_positive();
     let files = ckpt.map(|c| ModuleFiles::new(&c.dir, module));
@@ -248,7 +248,7 @@ pub fn fit(
                 mix(seed, epoch as u64, step as u64 + 1),
                 device,
             );
-            opt.zero_grad(vs);
+            opt.zero_grad();
             let content_now = content();
             let mut loss = backbone.loss(&batch, &content_now);
             if let Some(h) = hook {
@@ -282,7 +282,7 @@ pub fn fit(
                 }
                 None => loss.backward(),
             }
-            opt.step(vs);
+            opt.step();
             if signal::stop_requested() && step + 1 < batches.len() {
                 // finish cleanly at a step boundary: the checkpoint holds the last completed epoch
                 return Err(fail(

@@ -266,7 +266,7 @@ pub fn train_mask(
         trainable.insert("backbone.proj".to_string());
     }
     let frozen: HashSet<String> = vars.keys().filter(|k| !trainable.contains(*k)).cloned().collect();
-    let mut opt = Adam::new(vs, &[("", GroupHyper { lr: cfg.lr, weight_decay: 0.0 })], &frozen);
+    let mut opt = Adam::new(vs, &[GroupHyper { lr: cfg.lr, weight_decay: 0.0 }], &frozen);
     let env_positions: Vec<Vec<usize>> = (0..envs.n_envs)
         .map(|e| envs.labels.iter().enumerate().filter(|(_, &l)| l as usize == e).map(|(p, _)| p).collect())
         .filter(|v: &Vec<usize>| v.len() >= 2)
@@ -318,11 +318,11 @@ pub fn train_mask(
                     combination.weights(dot(&g1, &g1), dot(&g1, &g2), dot(&g2, &g2), [le, li])
                 }
             };
-            opt.zero_grad(vs);
+            opt.zero_grad();
             let reg = mask.mu.square().sum(Kind::Float) * cfg.reg_lambda;
             let total = l_erm * w_erm + l_irm * w_irm + reg;
             total.backward();
-            opt.step(vs);
+            opt.step();
             a_sum += alpha;
             le_sum += le;
             li_sum += li;

@@ -7,7 +7,7 @@ use painvrl::core::{EnvironmentInference, UserItems};
 use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
 use painvrl::env::RandomEnvironments;
 use painvrl::graph::{build_backbone, fit, BackboneConfig, TrainConfig, TrainData, TrainGraph};
-use painvrl::mask::{train_mask, InvariancePenalty, Mask, MaskConfig, MaskKind};
+use painvrl::mask::{train_mask, InvariancePenalty, Mask, MaskConfig, MaskData, MaskKind};
 use std::collections::HashSet;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
@@ -19,7 +19,7 @@ fn benches(c: &mut Criterion) {
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
     let sampler = NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
     let val = UserItems::build(ds.n_users, &[&ds.val]);
-    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val, objective: None };
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val, objective: None, stop: None };
     let x = ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
     let ultragcn = BackboneConfig { kind: painvrl::graph::BackboneKind::Ultragcn, ..Default::default() };
@@ -41,9 +41,17 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let vs = VarStore::new(Device::Cpu);
             let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
-            let mask = Mask::new(&(vs.root() / "mask"), ds.features.dim(), MaskKind::Sigmoid, 0.01);
+            let mask = Mask::new(Device::Cpu, ds.features.dim(), MaskKind::Sigmoid, 0.01);
             let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() };
-            train_mask(&vs, bb.as_ref(), &mask, &x, &ds.features, &ds.train, &envs, &sampler, &cfg, 0).unwrap()
+            let data = MaskData {
+                features: &x,
+                modalities: &ds.features,
+                train: &ds.train,
+                envs: &envs,
+                sampler: &sampler,
+                stop: None,
+            };
+            train_mask(bb.as_ref(), &mask, &data, &cfg, 0).unwrap()
         })
     });
     let penalty = InvariancePenalty {

@@ -1,74 +1,54 @@
 //! Plugging your own recommender into the PaInvRL pipeline: implement `painvrl::core::Backbone`
-//! and hand a factory to `pipeline::run_with`. The model here is a content-aware two-tower dot
-//! product with a softmax-free sampled logistic loss — small on purpose.
+//! (two required methods) and hand a factory to `pipeline::Run::backbone`. The model here is a
+//! two-tower dot product with a BPR loss — small on purpose. Its variables may be named
+//! anything: the ID vectors join the embedding learning-rate group through `set_group`, and
+//! declaring the content projection lets the mask learning and the final model's warm start
+//! use it.
 //!
 //! ```text
 //! cargo run --release --example custom_recommender [-- --data DIR]
 //! ```
 
 use painvrl::config::{Config, Method};
-use painvrl::core::{Backbone, Batch, ColdStartLayout, DeviceSpec, Result};
+use painvrl::core::{Backbone, Batch, DeviceSpec, Result, EMBEDDING_GROUP};
 use painvrl::data::{generate, load_dir, LoadOptions, SyntheticConfig};
 use painvrl::graph::TrainGraph;
-use painvrl::pipeline::{run_with, Components};
+use painvrl::pipeline::Run;
 use tch::{nn, Kind, Tensor};
 
 /// Users and items as `[id part ; projected content]`, scored by inner product.
 struct TwoTower {
     user: Tensor,
     item: Tensor,
-    proj: Tensor, // must be named `proj`: mask learning trains it
-    id_dim: usize,
+    proj: Tensor,
 }
 
 impl TwoTower {
     fn new(p: &nn::Path, g: &TrainGraph, content_in: usize) -> Self {
-        let (id, c) = (32i64, 32i64);
+        let (ids, init) = (p.set_group(EMBEDDING_GROUP), nn::Init::Randn { mean: 0.0, stdev: 0.01 });
         TwoTower {
-            user: p.var("user", &[g.n_users as i64, id + c], nn::Init::Randn { mean: 0.0, stdev: 0.01 }),
-            item: p.var("item", &[g.n_items as i64, id], nn::Init::Randn { mean: 0.0, stdev: 0.01 }),
-            proj: p.var("proj", &[content_in as i64, c], nn::Init::Randn { mean: 0.0, stdev: 0.05 }),
-            id_dim: id as usize,
+            user: ids.var("user_vectors", &[g.n_users as i64, 64], init),
+            item: ids.var("item_vectors", &[g.n_items as i64, 32], init),
+            proj: p.var("content_to_vector", &[content_in as i64, 32], nn::Init::Randn { mean: 0.0, stdev: 0.05 }),
         }
-    }
-
-    fn items(&self, content: &Tensor) -> Tensor {
-        Tensor::cat(&[self.item.shallow_clone(), content.matmul(&self.proj)], 1)
     }
 }
 
 impl Backbone for TwoTower {
-    fn name(&self) -> &str {
-        "two-tower"
+    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
+        (self.user.shallow_clone(), Tensor::cat(&[self.item.shallow_clone(), content.matmul(&self.proj)], 1))
     }
 
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
-        let all = self.items(content);
-        let u = self.user.index_select(0, &b.users);
-        let pos = (&u * all.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let neg = all
-            .index_select(0, &b.neg_items.reshape([-1]))
-            .reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1])
-            .bmm(&u.unsqueeze(2))
-            .squeeze_dim(2);
-        // log σ(pos) + mean log σ(−neg), negated
-        -(pos.log_sigmoid().mean(Kind::Float) + neg.neg().log_sigmoid().mean(Kind::Float))
+        // BPR against the one sampled negative per positive that the default asks for
+        let (users, items) = self.embeddings(content);
+        let u = users.index_select(0, &b.users);
+        let score = |i: &Tensor| (&u * items.index_select(0, i)).sum_dim_intlist(1, false, Kind::Float);
+        -(score(&b.pos_items) - score(&b.neg_items.squeeze_dim(1))).log_sigmoid().mean(Kind::Float)
     }
 
-    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
-        (self.user.shallow_clone(), self.items(content))
-    }
-
-    fn negatives_per_positive(&self) -> usize {
-        8
-    }
-
-    fn id_embedding_names(&self) -> Vec<String> {
-        vec!["backbone.user".into(), "backbone.item".into()]
-    }
-
-    fn cold_start(&self) -> ColdStartLayout {
-        ColdStartLayout { id_dim: self.id_dim, scale: 1.0, trailing_zeros: 0 }
+    fn content_projection(&self) -> Option<Tensor> {
+        Some(self.proj.shallow_clone())
     }
 }
 
@@ -85,8 +65,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut cfg = Config { method, device: DeviceSpec::Cpu, ..Default::default() };
         cfg.train.progress = false;
         cfg.envs.n_envs = 2;
-        let parts = Components { backbone: Some(&factory), ..Default::default() };
-        let r = run_with(&ds, &cfg, None, false, parts)?;
+        let r = Run::new(&ds, &cfg).backbone(&factory).execute()?;
         println!("{:<8} backbone {}: test recall@20 {:.4}", method.name(), r.backbone, r.metrics["test"]["recall@20"]);
     }
     Ok(())

@@ -31,15 +31,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut cfg = Config { method, seed, device: DeviceSpec::Cpu, ..Default::default() };
             cfg.envs.n_envs = 2;
             cfg.train.progress = false;
+            let mut run = painvrl::pipeline::Run::new(&syn.dataset, &cfg);
             // the random-environments ablation draws its own labels
-            let inference: Option<Box<dyn painvrl::core::EnvironmentInference>> =
-                if given && method != Method::PainvrlRandomEnvs {
-                    Some(Box::new(painvrl::env::GivenEnvironments { labels: syn.train_envs.clone() }))
-                } else {
-                    None
-                };
-            let parts = painvrl::pipeline::Components { inference, ..Default::default() };
-            let r = painvrl::pipeline::run_with(&syn.dataset, &cfg, None, false, parts)?;
+            if given && method != Method::PainvrlRandomEnvs {
+                run = run.inference(Box::new(painvrl::env::GivenEnvironments { labels: syn.train_envs.clone() }));
+            }
+            let r = run.execute()?;
             iid += r.metrics["test"]["recall@20"];
             ood += r.metrics["test_ood"]["recall@20"];
             auc += if r.mask.is_empty() { f64::NAN } else { roc_auc(&r.mask, &syn.invariant_mask) };

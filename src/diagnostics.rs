@@ -4,7 +4,7 @@
 //! `invariant_dims.json`) — how well the environments and the mask recover it.
 
 use painvrl_core::metrics::{nmi, roc_auc};
-use painvrl_core::{Backbone, Dataset, Interactions, Result};
+use painvrl_core::{Backbone, Dataset, EnvironmentAssignment, Interactions, Result};
 use painvrl_data::{make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -88,19 +88,20 @@ pub fn environment_risks(
 }
 
 /// Fills the diagnostics of an invariant run: the mask's spread, the risks per environment of
-/// the pre-trained model before and after masking, and the agreement with the planted truth.
-#[allow(clippy::too_many_arguments)]
+/// the pre-trained model before and after masking (`mask`: the learned weights `[d]`), and the
+/// agreement with the planted truth.
 pub fn invariant_run(
     ds: &Dataset,
     backbone: &dyn Backbone,
     features: &Tensor,
     mask: &Tensor,
-    mask_values: &[f32],
-    labels: &[u32],
-    n_envs: usize,
+    envs: &EnvironmentAssignment,
     sampler: &NegativeSampler,
     seed: u64,
 ) -> Result<Diagnostics> {
+    let (labels, n_envs) = (envs.labels.as_slice(), envs.sizes.len());
+    let mask_values = Vec::<f32>::try_from(mask.to_device(tch::Device::Cpu))?;
+    let mask_values = mask_values.as_slice();
     let (msd, low, high) = mask_spread(mask_values);
     let before = environment_risks(backbone, features, &ds.train, labels, n_envs, sampler, 4096, seed);
     let masked = features * mask;

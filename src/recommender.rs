@@ -8,7 +8,9 @@
 //! `β·(m⊙x)W_inv + (1−β)·((1−m)⊙x)W_var` otherwise (see `model.json`).
 
 use painvrl_convert::{Converter, Fusion};
-use painvrl_core::{ColdStartLayout, Dataset, Error, Interactions, ItemFeatures, Modality, Result, UserItems};
+use painvrl_core::{
+    Backbone, ColdStartLayout, Dataset, Error, Interactions, ItemFeatures, Modality, Result, UserItems,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -27,8 +29,9 @@ pub struct ModelManifest {
     pub backbone: String,
     /// Item-content encoder: `none` (raw features) or the converter's fusion.
     pub fusion: Option<Fusion>,
-    /// Layout of a new item's vector.
-    pub cold_start: ColdStartLayout,
+    /// Layout of a new item's vector; `None` when the backbone cannot embed new items.
+    #[serde(default)]
+    pub cold_start: Option<ColdStartLayout>,
     /// Modalities, in column order, that new feature rows must match.
     pub modalities: Vec<Modality>,
     /// Users.
@@ -45,16 +48,53 @@ pub struct TrainedModel {
     pub users: Tensor,
     /// `[n_items, dim]`.
     pub items: Tensor,
-    /// Backbone content projection (`backbone.proj`).
-    pub proj: Tensor,
     /// Mask `[d_in]`, when the method learned one.
     pub mask: Option<Tensor>,
     /// Converter variables by name (`w_inv`, `w_var`, `att`, `att_bias`), when used.
     pub converter: Vec<(String, Tensor)>,
     /// The converter's fusion, when used.
     pub fusion: Option<Fusion>,
-    /// Layout of a new item's vector.
-    pub cold_start: ColdStartLayout,
+    /// How a new item is embedded, when the backbone can ([`ColdStart::of`]).
+    pub cold_start: Option<ColdStart>,
+}
+
+/// A new item's embedding: the backbone's layout and its content projection.
+pub struct ColdStart {
+    /// Where the projected content sits in the embedding.
+    pub layout: ColdStartLayout,
+    /// The backbone's content projection `[content_dim, c]`.
+    pub proj: Tensor,
+}
+
+impl ColdStart {
+    /// The cold start a backbone declares ([`Backbone::cold_start`] with its
+    /// [`Backbone::content_projection`]), checked against the width of its item embeddings:
+    /// `id_dim + c + trailing_zeros` must equal it, or new items would get vectors that do not
+    /// match the catalogue's.
+    pub fn of(backbone: &dyn Backbone, item_width: usize) -> Result<Option<ColdStart>> {
+        let Some(layout) = backbone.cold_start() else { return Ok(None) };
+        let proj = backbone.content_projection().ok_or_else(|| {
+            Error::config(
+                "backbone",
+                format!("backbone '{}' declares a cold-start layout but no content projection", backbone.name()),
+            )
+        })?;
+        let width = layout.id_dim + proj.size().last().copied().unwrap_or(0) as usize + layout.trailing_zeros;
+        if proj.dim() != 2 || width != item_width {
+            return Err(Error::config(
+                "backbone",
+                format!(
+                    "backbone '{}': cold-start layout gives new items width {width} (id_dim {} + projection {:?} + \
+                     {} trailing zeros), its item embeddings have width {item_width}",
+                    backbone.name(),
+                    layout.id_dim,
+                    proj.size(),
+                    layout.trailing_zeros
+                ),
+            ));
+        }
+        Ok(Some(ColdStart { layout, proj: proj.detach() }))
+    }
 }
 
 /// Writes `model.safetensors` and `model.json` into `dir`; every interaction of `ds` is saved
@@ -65,7 +105,7 @@ pub fn save_model(dir: &Path, method: &str, backbone: &str, ds: &Dataset, model:
         method: method.into(),
         backbone: backbone.into(),
         fusion: model.fusion,
-        cold_start: model.cold_start,
+        cold_start: model.cold_start.as_ref().map(|c| c.layout),
         modalities: ds.features.modalities().to_vec(),
         n_users: ds.n_users,
         n_items: ds.n_items,
@@ -79,10 +119,12 @@ pub fn save_model(dir: &Path, method: &str, backbone: &str, ds: &Dataset, model:
     let mut named: Vec<(String, Tensor)> = vec![
         ("users".into(), cpu(&model.users)),
         ("items".into(), cpu(&model.items)),
-        ("proj".into(), cpu(&model.proj)),
         ("seen.offsets".into(), Tensor::from_slice(&offsets)),
         ("seen.items".into(), Tensor::from_slice(&items)),
     ];
+    if let Some(c) = &model.cold_start {
+        named.push(("proj".into(), cpu(&c.proj)));
+    }
     if let Some(m) = &model.mask {
         named.push(("mask".into(), cpu(m)));
     }
@@ -98,7 +140,8 @@ pub struct Recommender {
     manifest: ModelManifest,
     users: Tensor,
     items: Tensor,
-    proj: Tensor,
+    /// The content projection for new items, when the model can embed them.
+    proj: Option<Tensor>,
     mask: Option<Tensor>,
     converter: Option<(VarStore, Converter)>,
     seen: UserItems,
@@ -160,7 +203,7 @@ impl Recommender {
         };
         Ok(Recommender {
             seen: UserItems::build(manifest.n_users, &[&seen_list]),
-            proj: need("proj")?,
+            proj: manifest.cold_start.map(|_| need("proj")).transpose()?,
             mask: get("mask"),
             manifest,
             users,
@@ -269,17 +312,21 @@ impl Recommender {
                 self.manifest.modalities
             )));
         }
+        let (Some(l), Some(proj)) = (self.manifest.cold_start, &self.proj) else {
+            return Err(Error::InvalidData(format!(
+                "backbone '{}' has no cold-start embedding: this model cannot rank new items",
+                self.manifest.backbone
+            )));
+        };
         let x = features.to_tensor(self.device);
         let emb = tch::no_grad(|| {
             let content = match (&self.converter, &self.mask) {
                 (Some((_, c)), Some(m)) => c.encode(&x, m),
                 _ => x.shallow_clone(),
             };
-            let l = self.manifest.cold_start;
             let n = x.size()[0];
             let opts = (Kind::Float, self.device);
-            let body =
-                Tensor::cat(&[Tensor::zeros([n, l.id_dim as i64], opts), content.matmul(&self.proj)], 1) * l.scale;
+            let body = Tensor::cat(&[Tensor::zeros([n, l.id_dim as i64], opts), content.matmul(proj)], 1) * l.scale;
             Tensor::cat(&[body, Tensor::zeros([n, l.trailing_zeros as i64], opts)], 1)
         });
         if emb.size()[1] != self.items.size()[1] {
@@ -294,7 +341,7 @@ impl Recommender {
         Ok(start..self.n_items() as u32)
     }
 
-    /// Writes `users.npy`, `items.npy`, `proj.npy` (and `mask.npy` and the converter's
+    /// Writes `users.npy`, `items.npy` (and `proj.npy`, `mask.npy` and the converter's
     /// `convert.*.npy` when present) plus `manifest.json` to `dir`: `score(u, i) = users[u] · items[i]`.
     pub fn export_npy(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -307,7 +354,9 @@ impl Recommender {
         };
         write("users.npy", &self.users)?;
         write("items.npy", &self.items)?;
-        write("proj.npy", &self.proj)?;
+        if let Some(p) = &self.proj {
+            write("proj.npy", p)?;
+        }
         if let Some(m) = &self.mask {
             write("mask.npy", m)?;
         }

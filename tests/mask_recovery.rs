@@ -7,7 +7,7 @@ use painvrl::core::metrics::roc_auc;
 use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
 use painvrl::env::GivenEnvironments;
-use painvrl::pipeline::{run_with, Components};
+use painvrl::pipeline::Run;
 
 /// Mask ROC-AUC of `method` on the default generator with seed `seed` and planted environments.
 fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {
@@ -19,11 +19,8 @@ fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {
     // only the mask is under test: the final training stage is cut to one epoch
     cfg.train.epochs = 1;
     cfg.mask.irm_weight = irm_weight;
-    let parts = Components {
-        inference: Some(Box::new(GivenEnvironments { labels: syn.train_envs.clone() })),
-        ..Default::default()
-    };
-    let report = run_with(&syn.dataset, &cfg, None, false, parts).unwrap();
+    let given = Box::new(GivenEnvironments { labels: syn.train_envs.clone() });
+    let report = Run::new(&syn.dataset, &cfg).inference(given).execute().unwrap();
     roc_auc(&report.mask, &syn.invariant_mask)
 }
 

@@ -246,3 +246,24 @@ fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them()
     assert!(e.contains("envs.strategy") && e.contains("train_env.tsv"), "{e}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
 }
+
+#[test]
+fn a_stop_handle_ends_its_own_run_and_no_other() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = synthetic();
+    let cfg = small_config(Method::Painvrl);
+    let stopped = painvrl::core::signal::StopHandle::new();
+    stopped.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let e = painvrl::pipeline::Run::new(&ds, &cfg)
+        .output(dir.path())
+        .stop_handle(stopped.clone())
+        .execute()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("stop requested"), "{e}");
+    assert!(!dir.path().join("report.json").exists(), "a stopped run writes no report");
+    // another run in the same process, with its own handle, is not affected
+    let r = painvrl::pipeline::Run::new(&ds, &cfg).stop_handle(painvrl::core::signal::StopHandle::new()).execute();
+    assert!(r.is_ok(), "{:?}", r.err());
+}

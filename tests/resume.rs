@@ -41,7 +41,7 @@ fn train(
     let x = s.ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
     let tcfg = TrainConfig { epochs: 4, batch_size: 128, patience: 10, progress: false, ..Default::default() };
-    let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val, objective: None };
+    let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val, objective: None, stop: None };
     let ck = dir.map(|d| Checkpointing { dir: d.to_path_buf(), resume });
     fit("final", &mut vs, b.as_ref(), &content, &data, &tcfg, 11, &HashSet::new(), ck.as_ref(), hook)
 }

@@ -12,7 +12,7 @@ use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
 use painvrl::env::GivenEnvironments;
-use painvrl::pipeline::{run_with, Components};
+use painvrl::pipeline::Run;
 use std::process::{Command, Stdio};
 
 /// test and test_ood Recall@20 of `method` with `seed`, in this process.
@@ -23,11 +23,8 @@ fn recall(method: Method, seed: u64) -> (f64, f64) {
     cfg.backbone.kind = painvrl::graph::BackboneKind::Ultragcn;
     cfg.envs.n_envs = 2;
     cfg.train.progress = false;
-    let parts = Components {
-        inference: Some(Box::new(GivenEnvironments { labels: syn.train_envs.clone() })),
-        ..Default::default()
-    };
-    let r = run_with(&syn.dataset, &cfg, None, false, parts).unwrap();
+    let given = Box::new(GivenEnvironments { labels: syn.train_envs.clone() });
+    let r = Run::new(&syn.dataset, &cfg).inference(given).execute().unwrap();
     (r.metrics["test"]["recall@20"], r.metrics["test_ood"]["recall@20"])
 }
 

@@ -120,6 +120,15 @@ impl Converter {
         let beta = self.weights(&h_inv, &h_var);
         &beta * h_inv + (beta.ones_like() - &beta) * h_var
     }
+
+    /// Its variables by their names under the converter's path (`w_inv`, `w_var`, `att`,
+    /// `att_bias`), detached: what a saved model needs to encode new items.
+    pub fn variables(&self) -> Vec<(String, Tensor)> {
+        [("w_inv", &self.w_inv), ("w_var", &self.w_var), ("att", &self.att), ("att_bias", &self.att_bias)]
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t.detach()))
+            .collect()
+    }
 }
 
 impl std::str::FromStr for Fusion {

@@ -25,16 +25,23 @@ pub struct Batch {
 
 /// A recommender backbone whose items carry a content representation supplied from outside.
 ///
-/// The backbone registers its parameters under the `nn::Path` it is built from (so the owning
-/// `VarStore` checkpoints and optimises them). `content` is always the `[n_items, content_dim]`
-/// item content matrix — raw concatenated features for ERM, masked features while learning the
-/// invariant mask, the converted representation for PaInvRL — and gradients flow back into it.
+/// Two methods are required: the training loss and the embeddings. The backbone registers its
+/// parameters under the `nn::Path` it is built from (so the owning `VarStore` checkpoints and
+/// optimises them; ID embeddings go under `path.set_group(EMBEDDING_GROUP)`). `content` is
+/// always the `[n_items, content_dim]` item content matrix — raw concatenated features for ERM,
+/// masked features while learning the invariant mask, the converted representation for
+/// PaInvRL — and gradients flow back into it.
 pub trait Backbone {
-    /// Short name used in reports (`ultragcn`, `lightgcn`, `mf`, ...).
-    fn name(&self) -> &str;
-
     /// Scalar training loss of a batch.
     fn loss(&self, batch: &Batch, content: &Tensor) -> Tensor;
+
+    /// `([n_users, d], [n_items, d])` embeddings whose dot products are the scores.
+    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor);
+
+    /// Short name used in reports (`ultragcn`, `lightgcn`, `mf`, ...).
+    fn name(&self) -> &str {
+        "custom"
+    }
 
     /// `[b]` scores of the (user, item) pairs; higher means more likely to interact.
     fn score_pairs(&self, users: &Tensor, items: &Tensor, content: &Tensor) -> Tensor {
@@ -46,22 +53,31 @@ pub trait Backbone {
         )
     }
 
-    /// `([n_users, d], [n_items, d])` embeddings whose dot products are the scores.
-    fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor);
+    /// Negatives the loss expects per positive (`Batch::neg_items` is `[b, this]`).
+    fn negatives_per_positive(&self) -> usize {
+        1
+    }
 
-    /// Negatives the loss expects per positive.
-    fn negatives_per_positive(&self) -> usize;
-
-    /// Names of the variables that hold ID embeddings (frozen while the mask is learned).
-    fn id_embedding_names(&self) -> Vec<String>;
+    /// The `[content_dim, c]` variable that projects item content into the embedding, if the
+    /// backbone has one. Mask learning trains it with the mask (`mask.train_projection`), the
+    /// final model starts its converter from it, and [`Backbone::cold_start`] embeds new items
+    /// through it.
+    fn content_projection(&self) -> Option<Tensor> {
+        None
+    }
 
     /// How an item with no interactions is embedded from its content alone, so that new items
-    /// can be ranked with the catalogue after training.
-    fn cold_start(&self) -> ColdStartLayout;
+    /// can be ranked with the catalogue after training; `None` (the default) when the backbone
+    /// cannot. Requires a [`Backbone::content_projection`]; checked against the embedding's
+    /// width when the model is saved.
+    fn cold_start(&self) -> Option<ColdStartLayout> {
+        None
+    }
 }
 
 /// The embedding of an item without interactions: `[0 (id_dim); (content · proj)] · scale`,
-/// followed by `trailing_zeros` zero columns. `proj` is the backbone's `backbone.proj` variable.
+/// followed by `trailing_zeros` zero columns. `proj` is the backbone's
+/// [`Backbone::content_projection`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ColdStartLayout {
     /// Width of the ID part (zero for a new item).

@@ -174,10 +174,6 @@ impl Embeddings {
     fn all_items(&self, content: &Tensor) -> Tensor {
         Tensor::cat(&[self.item.shallow_clone(), content.matmul(&self.proj)], 1)
     }
-
-    fn names() -> Vec<String> {
-        vec!["backbone.user".into(), "backbone.item".into()]
-    }
 }
 
 fn bpr(pos: &Tensor, neg: &Tensor) -> Tensor {
@@ -301,12 +297,12 @@ impl Backbone for UltraGcn {
         self.cfg.negatives
     }
 
-    fn cold_start(&self) -> ColdStartLayout {
-        ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0, trailing_zeros: 0 }
+    fn content_projection(&self) -> Option<Tensor> {
+        Some(self.emb.proj.shallow_clone())
     }
 
-    fn id_embedding_names(&self) -> Vec<String> {
-        Embeddings::names()
+    fn cold_start(&self) -> Option<ColdStartLayout> {
+        Some(ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0, trailing_zeros: 0 })
     }
 }
 
@@ -377,13 +373,13 @@ impl Backbone for LightGcn {
         1
     }
 
-    fn cold_start(&self) -> ColdStartLayout {
-        // an isolated node keeps only its layer-0 embedding in the layer mean
-        ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0 / (self.cfg.layers + 1) as f64, trailing_zeros: 0 }
+    fn content_projection(&self) -> Option<Tensor> {
+        Some(self.emb.proj.shallow_clone())
     }
 
-    fn id_embedding_names(&self) -> Vec<String> {
-        Embeddings::names()
+    fn cold_start(&self) -> Option<ColdStartLayout> {
+        // an isolated node keeps only its layer-0 embedding in the layer mean
+        Some(ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0 / (self.cfg.layers + 1) as f64, trailing_zeros: 0 })
     }
 }
 
@@ -443,15 +439,13 @@ impl Backbone for Mf {
         self.cfg.negatives
     }
 
-    fn cold_start(&self) -> ColdStartLayout {
-        // a new item has no learned bias: its bias column is 0
-        ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0, trailing_zeros: 1 }
+    fn content_projection(&self) -> Option<Tensor> {
+        Some(self.emb.proj.shallow_clone())
     }
 
-    fn id_embedding_names(&self) -> Vec<String> {
-        let mut v = Embeddings::names();
-        v.push("backbone.item_bias".into());
-        v
+    fn cold_start(&self) -> Option<ColdStartLayout> {
+        // a new item has no learned bias: its bias column is 0
+        Some(ColdStartLayout { id_dim: self.cfg.id_dim, scale: 1.0, trailing_zeros: 1 })
     }
 }
 

@@ -5,6 +5,7 @@
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_safetensors_atomic};
 use painvrl_core::optim::{load_checkpoint, save_checkpoint, Adam, GroupHyper};
+use painvrl_core::signal::StopHandle;
 use painvrl_core::{
     signal, Backbone, Error, Interactions, Result, SplitMetrics, StepObjective, UserItems, EMBEDDING_GROUP,
 };
@@ -130,6 +131,8 @@ pub struct TrainData<'a> {
     /// A second objective balanced against the backbone's loss at every step (`None`: the
     /// backbone's loss alone).
     pub objective: Option<&'a dyn StepObjective>,
+    /// This run's stop flag (`None`: only the process-wide one stops it).
+    pub stop: Option<&'a StopHandle>,
 }
 
 /// One line of the per-epoch log.
@@ -283,7 +286,7 @@ pub fn fit(
                 None => loss.backward(),
             }
             opt.step();
-            if signal::stop_requested() && step + 1 < batches.len() {
+            if signal::should_stop(data.stop) && step + 1 < batches.len() {
                 // finish cleanly at a step boundary: the checkpoint holds the last completed epoch
                 return Err(fail(
                     &files,
@@ -347,8 +350,8 @@ pub fn fit(
             save_checkpoint(&f.checkpoint, vs, &opt.state())?;
             f.write_state(&state)?;
         }
-        if state.bad_evals >= cfg.patience || signal::stop_requested() {
-            if signal::stop_requested() && !last {
+        if state.bad_evals >= cfg.patience || signal::should_stop(data.stop) {
+            if signal::should_stop(data.stop) && !last {
                 return Err(Error::Interrupted(format!(
                     "{module}: stop requested after epoch {epoch}; checkpoint written"
                 )));

@@ -35,7 +35,7 @@ fn erm(kind: BackboneKind, epochs: usize) -> (SplitMetrics, SplitMetrics) {
     let cfg = BackboneConfig { kind, ..Default::default() };
     let backbone = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &cfg).unwrap();
     let tcfg = TrainConfig { epochs, progress: false, ..Default::default() };
-    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None };
+    let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None, stop: None };
     let content = || features.shallow_clone();
     fit("erm", &mut vs, backbone.as_ref(), &content, &data, &tcfg, 0, &HashSet::new(), None, None).unwrap();
     let (u, i) = tch::no_grad(|| backbone.embeddings(&features));

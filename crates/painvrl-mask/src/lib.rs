@@ -9,4 +9,4 @@ pub mod train;
 
 pub use objective::{irmv1_two_half, scale_derivatives, Combination, InvariancePenalty, Weighting};
 pub use solver::{min_norm_point, pareto_pair, two_point, GradNormalization, MinNorm};
-pub use train::{train_mask, Mask, MaskConfig, MaskEpochLog, MaskKind, PenaltyKind};
+pub use train::{train_mask, Mask, MaskConfig, MaskData, MaskEpochLog, MaskKind, PenaltyKind};

@@ -5,11 +5,12 @@
 use crate::objective::{irmv1_two_half, scale_derivatives, Combination, Weighting};
 use crate::solver::GradNormalization;
 use painvrl_core::optim::{Adam, GroupHyper};
+use painvrl_core::signal::StopHandle;
 use painvrl_core::{signal, Backbone, Batch, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
 use painvrl_data::{make_batch, NegativeSampler};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use tch::nn::VarStore;
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -139,16 +140,20 @@ impl MaskConfig {
 /// The mask: one weight per feature dimension over all modalities, from logits `mask.mu`.
 #[derive(Debug)]
 pub struct Mask {
-    /// Logits μ, `[dim]`.
+    /// Logits μ, `[dim]`, the only variable of the mask's own `VarStore`.
     pub mu: Tensor,
     kind: MaskKind,
     sigma: f64,
+    _vs: VarStore,
 }
 
 impl Mask {
-    /// Creates μ under `p` (variable `mu`), initialised so every weight starts at ½.
-    pub fn new(p: &nn::Path, dim: usize, kind: MaskKind, sigma: f64) -> Self {
-        Mask { mu: p.var("mu", &[dim as i64], nn::Init::Const(0.0)), kind, sigma }
+    /// Creates μ on `device` in a `VarStore` of its own (variable `mu`), initialised so every
+    /// weight starts at ½. No model's variables are touched by creating or training it.
+    pub fn new(device: tch::Device, dim: usize, kind: MaskKind, sigma: f64) -> Self {
+        let vs = VarStore::new(device);
+        let mu = vs.root().var("mu", &[dim as i64], nn::Init::Const(0.0));
+        Mask { mu, kind, sigma, _vs: vs }
     }
 
     /// Mask weights in [0, 1]; the gate adds noise when `train`.
@@ -239,34 +244,55 @@ fn grad_of(y: &Tensor, x: &Tensor, create_graph: bool) -> Tensor {
     Tensor::run_backward(&[y], &[x], true, create_graph).pop().expect("one input gives one gradient")
 }
 
-/// Trains the mask (and the backbone's content projection `backbone.proj`) with every other
-/// backbone variable frozen. Returns the per-epoch log; the mask lives on in `mask.mu`.
-#[allow(clippy::too_many_arguments)]
+/// What mask learning trains on.
+pub struct MaskData<'a> {
+    /// Item content `[n_items, d]` on the model's device.
+    pub features: &'a Tensor,
+    /// The features' modality layout (the log's per-modality density).
+    pub modalities: &'a ItemFeatures,
+    /// Training interactions.
+    pub train: &'a Interactions,
+    /// Environment of every training interaction.
+    pub envs: &'a EnvironmentAssignment,
+    /// Negative sampler over the training interactions.
+    pub sampler: &'a NegativeSampler,
+    /// This run's stop flag (`None`: only the process-wide one stops it).
+    pub stop: Option<&'a StopHandle>,
+}
+
+/// Trains the mask on the pre-trained `backbone`, whose variables stay fixed except its
+/// [`Backbone::content_projection`], which trains with μ when `cfg.train_projection` (InvRL's
+/// variance penalty needs that projection). Returns the per-epoch log; the mask lives on in
+/// `mask.mu`.
 pub fn train_mask(
-    vs: &VarStore,
     backbone: &dyn Backbone,
     mask: &Mask,
-    features: &Tensor,
-    modalities: &ItemFeatures,
-    train: &Interactions,
-    envs: &EnvironmentAssignment,
-    sampler: &NegativeSampler,
+    data: &MaskData,
     cfg: &MaskConfig,
     seed: u64,
 ) -> Result<Vec<MaskEpochLog>> {
     cfg.validate()?;
-    let device = vs.device();
-    let vars = vs.variables();
-    let proj = vars
-        .get("backbone.proj")
-        .ok_or_else(|| Error::config("backbone", "mask learning needs a content projection variable 'backbone.proj'"))?
-        .shallow_clone();
-    let mut trainable: HashSet<String> = ["mask.mu".to_string()].into();
-    if cfg.train_projection {
-        trainable.insert("backbone.proj".to_string());
+    let MaskData { features, modalities, train, envs, sampler, stop } = *data;
+    let device = features.device();
+    let proj = backbone.content_projection();
+    let needs_projection = cfg.penalty == PenaltyKind::Variance;
+    let proj = match proj {
+        Some(p) => p,
+        None if needs_projection => {
+            return Err(Error::config(
+                "mask.penalty",
+                format!("the variance penalty needs a content projection; backbone '{}' has none", backbone.name()),
+            ))
+        }
+        // only the mask trains; the penalty below never differentiates by the projection
+        None => Tensor::zeros([0], (Kind::Float, device)),
+    };
+    let train_projection = cfg.train_projection && proj.numel() > 0;
+    let mut params = vec![("mask.mu".to_string(), mask.mu.shallow_clone())];
+    if train_projection {
+        params.push(("projection".to_string(), proj.shallow_clone()));
     }
-    let frozen: HashSet<String> = vars.keys().filter(|k| !trainable.contains(*k)).cloned().collect();
-    let mut opt = Adam::new(vs, &[GroupHyper { lr: cfg.lr, weight_decay: 0.0 }], &frozen);
+    let mut opt = Adam::over(params, GroupHyper { lr: cfg.lr, weight_decay: 0.0 });
     let env_positions: Vec<Vec<usize>> = (0..envs.n_envs)
         .map(|e| envs.labels.iter().enumerate().filter(|(_, &l)| l as usize == e).map(|(p, _)| p).collect())
         .filter(|v: &Vec<usize>| v.len() >= 2)
@@ -308,8 +334,7 @@ pub fn train_mask(
             let ([w_erm, w_irm], alpha) = match cfg.weighting {
                 Weighting::Fixed => combination.weights(0.0, 0.0, 0.0, [le, li]),
                 Weighting::Pareto => {
-                    let params: Vec<&Tensor> =
-                        if cfg.train_projection { vec![&mask.mu, &proj] } else { vec![&mask.mu] };
+                    let params: Vec<&Tensor> = if train_projection { vec![&mask.mu, &proj] } else { vec![&mask.mu] };
                     let g1 = Tensor::run_backward(&[&l_erm], &params, true, false);
                     let g2 = Tensor::run_backward(&[&l_irm], &params, true, false);
                     let dot = |a: &[Tensor], b: &[Tensor]| {
@@ -326,7 +351,7 @@ pub fn train_mask(
             a_sum += alpha;
             le_sum += le;
             li_sum += li;
-            if signal::stop_requested() {
+            if signal::should_stop(stop) {
                 return Err(Error::Interrupted(format!("mask learning stopped at epoch {epoch}, step {step}")));
             }
         }

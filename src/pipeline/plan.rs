@@ -1,0 +1,182 @@
+//! A method decoded once into what each stage does: which environment inference, which mask
+//! objective and weighting, which fusion, which final objective. Built from a configuration
+//! that was checked against the dataset; the stages read only the plan.
+
+use crate::config::{Config, FinalObjective, Method};
+use painvrl_convert::{Fusion, MaskUse};
+use painvrl_core::{Dataset, Result};
+use painvrl_env::Strategy;
+use painvrl_mask::{Combination, MaskConfig, MaskKind, PenaltyKind, Weighting};
+
+/// A configuration whose every field was checked against one dataset; the only way to get one
+/// is [`Config::check`]. PD's γ is already in the backbone's configuration.
+#[derive(Clone, Debug)]
+pub struct CheckedConfig(Config);
+
+impl std::ops::Deref for CheckedConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl Config {
+    /// Checks every field (and the dataset's ids) once, before anything trains; errors name the
+    /// field.
+    pub fn check(&self, ds: &Dataset) -> Result<CheckedConfig> {
+        let mut cfg = self.clone();
+        if cfg.method == Method::Pd {
+            cfg.backbone.pd_gamma = cfg.baselines.pd_gamma;
+        }
+        cfg.validate(ds.n_items)?;
+        ds.validate()?;
+        Ok(CheckedConfig(cfg))
+    }
+}
+
+/// Where the environments of an invariant run come from, unless the caller supplies them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvironmentSource {
+    /// Uniformly random labels (the `painvrl-random-envs` ablation).
+    Random,
+    /// The strategy `envs.strategy` names.
+    Strategy(Strategy),
+}
+
+/// The invariant part of a plan: rounds of inference → mask → conversion, then final training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvariancePlan {
+    /// Where environments come from.
+    pub environments: EnvironmentSource,
+    /// Rounds of environment inference and mask learning.
+    pub rounds: usize,
+    /// Mask learning in the first round (kind, penalty and weighting set by the method).
+    pub mask: MaskConfig,
+    /// How the learned mask enters the conversion.
+    pub mask_use: MaskUse,
+    /// Fusion of the invariant and variant projections.
+    pub fusion: Fusion,
+    /// The invariance penalty's combination with the loss in the final training; `None`: the
+    /// recommender's loss alone.
+    pub final_penalty: Option<Combination>,
+    /// Start the final model from the pre-trained one.
+    pub warm_start: bool,
+}
+
+impl InvariancePlan {
+    /// Mask learning in round `round` (0-based): InvRL's schedule grows the penalty weight and
+    /// the regulariser by 5 % per round.
+    pub fn mask_of_round(&self, round: usize) -> MaskConfig {
+        let mut m = self.mask.clone();
+        for _ in 0..round {
+            m.irm_weight *= 1.05;
+            m.reg_lambda *= 1.05;
+        }
+        m
+    }
+}
+
+/// What a run of one method does, stage by stage.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The checked configuration the stages read their hyperparameters from.
+    pub cfg: CheckedConfig,
+    /// Epochs of the (ERM) pre-training: the whole budget for the non-invariant methods.
+    pub pretrain_epochs: usize,
+    /// Post-hoc popularity adjustment of the pre-trained model (β chosen on validation).
+    pub posthoc: bool,
+    /// The invariant stages, for the invariant methods.
+    pub invariance: Option<InvariancePlan>,
+}
+
+impl Plan {
+    /// Decodes `cfg.method` (a checked configuration of a backbone method).
+    pub fn new(cfg: CheckedConfig) -> Plan {
+        let method = cfg.method;
+        let invariance = method.is_invariant().then(|| {
+            let mut mask = cfg.mask.clone();
+            match method {
+                Method::Invrl => {
+                    mask.kind = MaskKind::Gate;
+                    mask.penalty = PenaltyKind::Variance;
+                    mask.weighting = Weighting::Fixed;
+                }
+                Method::PainvrlFixedWeights => mask.weighting = Weighting::Fixed,
+                _ => {}
+            }
+            let environments = match method {
+                Method::PainvrlRandomEnvs => EnvironmentSource::Random,
+                _ => EnvironmentSource::Strategy(cfg.envs.strategy),
+            };
+            let fusion = match method {
+                Method::Invrl | Method::PainvrlInvariantOnly => Fusion::InvariantOnly,
+                _ => cfg.fusion,
+            };
+            let mut plan = InvariancePlan {
+                environments,
+                rounds: cfg.rounds,
+                mask,
+                mask_use: cfg.conversion_mask,
+                fusion,
+                final_penalty: None,
+                warm_start: cfg.final_warm_start,
+            };
+            // the PaInvRL methods keep the invariance penalty in the final training (design),
+            // with the schedule's weight after the last round
+            plan.final_penalty = match (method, cfg.final_objective) {
+                (Method::Invrl, _) | (_, FinalObjective::Erm) => None,
+                _ => Some(Combination {
+                    weighting: if method == Method::PainvrlFixedWeights { Weighting::Fixed } else { Weighting::Pareto },
+                    normalization: cfg.final_normalization,
+                    ..plan.mask_of_round(plan.rounds).combination()
+                }),
+            };
+            plan
+        });
+        let pretrain_epochs = if invariance.is_some() { cfg.pretrain_epochs } else { cfg.train.epochs };
+        Plan { posthoc: method == Method::Posthoc, pretrain_epochs, invariance, cfg }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(method: Method) -> Plan {
+        let ds =
+            painvrl_data::generate(&painvrl_data::SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() })
+                .unwrap()
+                .dataset;
+        Plan::new(Config { method, ..Default::default() }.check(&ds).unwrap())
+    }
+
+    #[test]
+    fn each_method_decodes_to_its_stages() {
+        assert!(plan(Method::Erm).invariance.is_none() && !plan(Method::Erm).posthoc);
+        assert!(plan(Method::Posthoc).posthoc);
+        let invrl = plan(Method::Invrl).invariance.unwrap();
+        assert_eq!((invrl.mask.kind, invrl.mask.penalty), (MaskKind::Gate, PenaltyKind::Variance));
+        assert_eq!((invrl.fusion, invrl.final_penalty), (Fusion::InvariantOnly, None));
+        let pa = plan(Method::Painvrl).invariance.unwrap();
+        assert_eq!(pa.final_penalty.unwrap().weighting, Weighting::Pareto);
+        assert_eq!(pa.environments, EnvironmentSource::Strategy(Config::default().envs.strategy));
+        let fixed = plan(Method::PainvrlFixedWeights).invariance.unwrap();
+        assert_eq!(
+            (fixed.mask.weighting, fixed.final_penalty.unwrap().weighting),
+            (Weighting::Fixed, Weighting::Fixed)
+        );
+        assert_eq!(plan(Method::PainvrlRandomEnvs).invariance.unwrap().environments, EnvironmentSource::Random);
+        assert_eq!(plan(Method::PainvrlInvariantOnly).invariance.unwrap().fusion, Fusion::InvariantOnly);
+        assert_eq!(plan(Method::Pd).cfg.backbone.pd_gamma, Config::default().baselines.pd_gamma);
+    }
+
+    #[test]
+    fn the_schedule_grows_the_penalty_five_percent_a_round() {
+        let pa = plan(Method::PainvrlFixedWeights).invariance.unwrap();
+        let w0 = pa.mask.irm_weight;
+        assert_eq!(pa.mask_of_round(0).irm_weight, w0);
+        assert!((pa.mask_of_round(2).irm_weight - w0 * 1.05 * 1.05).abs() < 1e-12);
+        // one round: the final penalty carries the weight after it
+        assert!((pa.final_penalty.unwrap().fixed_weight - w0 * 1.05).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,374 @@
+//! The stages of a run, each a function with typed inputs and outputs: pre-training → rounds of
+//! environment inference and mask learning → final training on the converted representation →
+//! evaluation → the saved model and report. [`Context`] holds what every stage shares.
+
+use super::plan::{EnvironmentSource, InvariancePlan, Plan};
+use super::BackboneFactory;
+use crate::recommender::{ColdStart, TrainedModel};
+use crate::report::Report;
+use painvrl_convert::{binarize, variant, Converter, MaskUse};
+use painvrl_core::eval::EmbeddingScorer;
+use painvrl_core::signal::{self, StopHandle};
+use painvrl_core::{
+    Backbone, Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result, StepObjective, UserItems,
+};
+use painvrl_data::NegativeSampler;
+use painvrl_env::{
+    ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
+};
+use painvrl_graph::{fit, Checkpointing, EpochLog, TrainData, TrainGraph};
+use painvrl_mask::{train_mask, InvariancePenalty, Mask, MaskData};
+use std::collections::HashSet;
+use std::time::Instant;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// What every stage of one run shares, built once.
+pub(super) struct Context<'a> {
+    pub ds: &'a Dataset,
+    pub plan: &'a Plan,
+    pub device: Device,
+    pub graph: TrainGraph,
+    pub train_idx: UserItems,
+    pub val_idx: UserItems,
+    pub sampler: NegativeSampler,
+    pub features: Tensor,
+    pub ckpt: Option<Checkpointing>,
+    pub stop: StopHandle,
+    pub make: BackboneFactory<'a>,
+}
+
+impl<'a> Context<'a> {
+    /// Indexes, sampler, graph and features for `plan` on `ds`.
+    pub fn new(
+        ds: &'a Dataset,
+        plan: &'a Plan,
+        device: Device,
+        ckpt: Option<Checkpointing>,
+        stop: StopHandle,
+        make: BackboneFactory<'a>,
+    ) -> Result<Self> {
+        let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
+        Ok(Context {
+            graph: TrainGraph::new(ds.n_users, ds.n_items, &ds.train),
+            val_idx: UserItems::build(ds.n_users, &[plan.cfg.select_on.interactions(ds)?]),
+            sampler: NegativeSampler::new(train_idx.clone(), ds.n_items)?,
+            train_idx,
+            features: ds.features.to_tensor(device),
+            ds,
+            plan,
+            device,
+            ckpt,
+            stop,
+            make,
+        })
+    }
+
+    fn train_data(&self) -> TrainData<'_> {
+        TrainData {
+            train: &self.ds.train,
+            sampler: &self.sampler,
+            val: &self.val_idx,
+            objective: None,
+            stop: Some(&self.stop),
+        }
+    }
+
+    /// A stop between stages ends the run like a stop inside one.
+    pub fn check_stop(&self, before: &str) -> Result<()> {
+        if signal::should_stop(Some(&self.stop)) {
+            return Err(Error::Interrupted(format!("stop requested before {before}")));
+        }
+        Ok(())
+    }
+}
+
+/// A trained backbone with the variables it owns.
+pub(super) struct Trained {
+    pub vs: VarStore,
+    pub backbone: Box<dyn Backbone>,
+}
+
+/// ERM on all raw features (the whole budget for the non-invariant methods).
+pub(super) fn pretrain(cx: &Context, history: &mut Vec<EpochLog>) -> Result<Trained> {
+    let cfg = &cx.plan.cfg;
+    let mut vs = VarStore::new(cx.device);
+    let backbone = (cx.make)(&(vs.root() / "backbone"), &cx.graph, cx.ds.features.dim())?;
+    let raw = || cx.features.shallow_clone();
+    let train = painvrl_graph::TrainConfig { epochs: cx.plan.pretrain_epochs, ..cfg.train.clone() };
+    let data = cx.train_data();
+    let outcome = fit(
+        "pretrain",
+        &mut vs,
+        backbone.as_ref(),
+        &raw,
+        &data,
+        &train,
+        cfg.seed,
+        &HashSet::new(),
+        cx.ckpt.as_ref(),
+        None,
+    )?;
+    history.extend(outcome.history);
+    Ok(Trained { vs, backbone })
+}
+
+/// The model of a non-invariant method: the pre-trained embeddings, with the post-hoc
+/// popularity adjustment when planned (β chosen on validation, recorded in `report.selected`).
+pub(super) fn plain_model(cx: &Context, pre: &Trained, report: &mut Report) -> Result<TrainedModel> {
+    let (mut users, mut items) = tch::no_grad(|| pre.backbone.embeddings(&cx.features));
+    let mut cold_start = ColdStart::of(pre.backbone.as_ref(), items.size()[1] as usize)?;
+    if cx.plan.posthoc {
+        // the adjustment joins the embeddings as one more column (users 1, items
+        // −β·log(1 + popularity)), so the saved model scores it too
+        let scorer = EmbeddingScorer { users: users.shallow_clone(), items: items.shallow_clone() };
+        let (beta, pop) =
+            crate::baselines::choose_posthoc_beta(&scorer, cx.ds, &cx.plan.cfg, &cx.val_idx, &cx.train_idx)?;
+        report.selected.insert("posthoc_beta".into(), beta);
+        let adj: Vec<f32> = pop.iter().map(|&p| -(beta as f32) * (1.0 + p as f32).ln()).collect();
+        let adj = Tensor::from_slice(&adj).to_device(cx.device).unsqueeze(1);
+        users = Tensor::cat(&[users, Tensor::ones([cx.ds.n_users as i64, 1], (Kind::Float, cx.device))], 1);
+        items = Tensor::cat(&[items, adj], 1);
+        // a new item has no training popularity: log(1 + 0) = 0
+        if let Some(c) = cold_start.as_mut() {
+            c.layout.trailing_zeros += 1;
+        }
+    }
+    Ok(TrainedModel { users, items, mask: None, converter: vec![], fusion: None, cold_start })
+}
+
+/// The environment inference of an invariant run: the caller's, else the plan's. `given`
+/// labels must ship with the dataset.
+pub(super) fn environment_inference(
+    supplied: Option<Box<dyn EnvironmentInference>>,
+    ds: &Dataset,
+    plan: &Plan,
+    inv: &InvariancePlan,
+    device: Device,
+) -> Result<Box<dyn EnvironmentInference>> {
+    if let Some(inference) = supplied {
+        return Ok(inference);
+    }
+    let envs = &plan.cfg.envs;
+    let n_envs = envs.n_envs;
+    Ok(match inv.environments {
+        EnvironmentSource::Random => Box::new(RandomEnvironments { n_envs }),
+        EnvironmentSource::Strategy(Strategy::Heterogeneous) => {
+            Box::new(HeterogeneousIdentification::new(envs.clone(), device))
+        }
+        EnvironmentSource::Strategy(Strategy::Eiil) => Box::new(Eiil::new(envs.clone(), device)),
+        EnvironmentSource::Strategy(Strategy::PopularityBands) => Box::new(PopularityBands { n_envs }),
+        EnvironmentSource::Strategy(Strategy::ActivityBands) => Box::new(ActivityBands { n_envs }),
+        EnvironmentSource::Strategy(Strategy::Given) => Box::new(GivenEnvironments {
+            labels: ds.truth.train_envs.clone().ok_or_else(|| {
+                Error::config("envs.strategy", "'given' needs the dataset's train_env.tsv (docs/data-format.md)")
+            })?,
+        }),
+    })
+}
+
+/// What the rounds of inference and mask learning leave (the learned weights themselves are in
+/// `report.mask`).
+pub(super) struct Invariance {
+    /// The mask the conversion uses (`mask_use` applied).
+    pub conversion: Tensor,
+    /// The last round's environments.
+    pub envs: EnvironmentAssignment,
+}
+
+/// Rounds of environment inference → mask learning on the pre-trained model; the variant
+/// representation of one round feeds the next round's inference. With the planned
+/// `mask.train_projection` the pre-trained content projection trains with the mask.
+pub(super) fn learn_invariance(
+    cx: &Context,
+    inv: &InvariancePlan,
+    pre: &Trained,
+    inference: &mut dyn EnvironmentInference,
+    report: &mut Report,
+) -> Result<Invariance> {
+    let seed = cx.plan.cfg.seed;
+    let mask = Mask::new(cx.device, cx.ds.features.dim(), inv.mask.kind, inv.mask.gate_sigma);
+    let mut variant_repr: Option<Tensor> = None;
+    let mut last_envs = None;
+    for round in 0..inv.rounds {
+        cx.check_stop("environment inference")?;
+        let t = Instant::now();
+        let envs = inference.infer(cx.ds, variant_repr.as_ref(), seed.wrapping_add(round as u64))?;
+        *report.timings.entry("environments".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let data = MaskData {
+            features: &cx.features,
+            modalities: &cx.ds.features,
+            train: &cx.ds.train,
+            envs: &envs,
+            sampler: &cx.sampler,
+            stop: Some(&cx.stop),
+        };
+        let log = train_mask(
+            pre.backbone.as_ref(),
+            &mask,
+            &data,
+            &inv.mask_of_round(round),
+            seed.wrapping_add(1000 + round as u64),
+        )?;
+        *report.timings.entry("mask".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        report.pareto.extend(log.iter().map(|l| l.alpha));
+        report.mask_log.extend(log);
+        report.environments = envs.sizes.clone();
+        last_envs = Some(envs);
+        variant_repr = Some(tch::no_grad(|| variant(&cx.features, &mask.values(false))));
+    }
+    let envs = last_envs.ok_or_else(|| Error::config("rounds", "must be ≥ 1"))?;
+    let learned = tch::no_grad(|| mask.values(false)).detach();
+    report.mask = Vec::<f32>::try_from(learned.to_device(Device::Cpu))?;
+    report.diagnostics = crate::diagnostics::invariant_run(
+        cx.ds,
+        pre.backbone.as_ref(),
+        &cx.features,
+        &learned,
+        &envs,
+        &cx.sampler,
+        seed.wrapping_add(3),
+    )?;
+    let conversion = match inv.mask_use {
+        MaskUse::Soft => learned.shallow_clone(),
+        MaskUse::Binary => binarize(&learned),
+    };
+    Ok(Invariance { conversion, envs })
+}
+
+/// Final training of a fresh backbone on the converted representation (invariant and variant
+/// projections fused), with the planned invariance penalty; returns the model to save.
+pub(super) fn final_training(
+    cx: &Context,
+    inv: &InvariancePlan,
+    pre: &Trained,
+    invariance: &Invariance,
+    history: &mut Vec<EpochLog>,
+) -> Result<TrainedModel> {
+    let cfg = &cx.plan.cfg;
+    let mut vs = VarStore::new(cx.device);
+    let converter = Converter::new(&(vs.root() / "convert"), cx.ds.features.dim(), cfg.convert_dim, inv.fusion)?;
+    let backbone = (cx.make)(&(vs.root() / "backbone"), &cx.graph, cfg.convert_dim)?;
+    if inv.warm_start {
+        warm_start_final(pre, &vs, backbone.as_ref());
+    }
+    let m = &invariance.conversion;
+    let content = || converter.encode(&cx.features, m);
+    let penalty = inv.final_penalty.map(|combination| InvariancePenalty {
+        labels: &invariance.envs.labels,
+        n_envs: invariance.envs.sizes.len(),
+        combination,
+    });
+    let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };
+    let outcome = fit(
+        "final",
+        &mut vs,
+        backbone.as_ref(),
+        &content,
+        &data,
+        &cfg.train,
+        cfg.seed.wrapping_add(7),
+        &HashSet::new(),
+        cx.ckpt.as_ref(),
+        None,
+    )?;
+    history.extend(outcome.history);
+    let converted = tch::no_grad(content);
+    let (users, items) = tch::no_grad(|| backbone.embeddings(&converted));
+    let cold_start = ColdStart::of(backbone.as_ref(), items.size()[1] as usize)?;
+    Ok(TrainedModel {
+        users,
+        items,
+        mask: Some(m.shallow_clone()),
+        converter: converter.variables(),
+        fusion: Some(inv.fusion),
+        cold_start,
+    })
+}
+
+/// Starts the final model where pre-training ended: every backbone variable whose name and shape
+/// match is copied (both backbones come from the same factory); the converter's projections
+/// start as the pre-trained content projection and the final backbone's own projection as the
+/// identity, when the widths allow. With β = ½ and W_inv = W_var the converted content is then
+/// ½ (x W) — the pre-trained model's content, halved.
+fn warm_start_final(pre: &Trained, fin_vs: &VarStore, fin: &dyn Backbone) {
+    let src = pre.vs.variables();
+    let pre_proj = pre.backbone.content_projection();
+    let fin_proj = fin.content_projection();
+    let is = |t: &Tensor, p: &Option<Tensor>| p.as_ref().is_some_and(|p| p.data_ptr() == t.data_ptr());
+    tch::no_grad(|| {
+        for (name, dst) in fin_vs.variables() {
+            if is(&dst, &fin_proj) {
+                if dst.dim() == 2 && dst.size()[0] == dst.size()[1] {
+                    dst.shallow_clone().copy_(&Tensor::eye(dst.size()[0], (dst.kind(), dst.device())));
+                }
+                continue;
+            }
+            let from = match name.as_str() {
+                "convert.w_inv" | "convert.w_var" => pre_proj.as_ref(),
+                n => src.get(n).filter(|t| !is(t, &pre_proj)),
+            };
+            if let Some(t) = from.filter(|t| t.size() == dst.size()) {
+                dst.shallow_clone().copy_(t);
+            }
+        }
+    });
+}
+
+/// Evaluates a model's embeddings on every split into the report.
+pub(super) fn evaluate(cx: &Context, model: &TrainedModel, report: &mut Report) -> Result<()> {
+    let scorer = EmbeddingScorer { users: model.users.shallow_clone(), items: model.items.shallow_clone() };
+    report.record_metrics(&scorer, cx.ds, &cx.plan.cfg.train.eval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use painvrl_core::{Batch, ColdStartLayout};
+    use tch::nn;
+
+    /// A backbone that only owns variables, named unlike the built-in ones.
+    struct Towers {
+        proj: Tensor,
+    }
+
+    impl Backbone for Towers {
+        fn loss(&self, _: &Batch, content: &Tensor) -> Tensor {
+            content.matmul(&self.proj).sum(Kind::Float)
+        }
+        fn embeddings(&self, content: &Tensor) -> (Tensor, Tensor) {
+            (content.shallow_clone(), content.matmul(&self.proj))
+        }
+        fn content_projection(&self) -> Option<Tensor> {
+            Some(self.proj.shallow_clone())
+        }
+        fn cold_start(&self) -> Option<ColdStartLayout> {
+            Some(ColdStartLayout { id_dim: 0, scale: 1.0, trailing_zeros: 0 })
+        }
+    }
+
+    fn towers(p: &nn::Path, d_in: i64, d_out: i64, init: nn::Init) -> (Tensor, Box<dyn Backbone>) {
+        let who = p.var("who", &[3, 4], init);
+        let proj = p.var("w_content", &[d_in, d_out], init);
+        (who, Box::new(Towers { proj }))
+    }
+
+    #[test]
+    fn warm_start_copies_matching_variables_and_sets_the_identity() {
+        let randn = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
+        let vs = VarStore::new(Device::Cpu);
+        let (who, backbone) = towers(&(vs.root() / "backbone"), 5, 2, randn);
+        let pre = Trained { vs, backbone };
+        let fin_vs = VarStore::new(Device::Cpu);
+        let (f_who, fin) = towers(&(fin_vs.root() / "backbone"), 2, 2, nn::Init::Const(0.0));
+        let w_inv = (fin_vs.root() / "convert").var("w_inv", &[5, 2], nn::Init::Const(0.0));
+        let w_att = (fin_vs.root() / "convert").var("att", &[6, 1], nn::Init::Const(0.0));
+        warm_start_final(&pre, &fin_vs, fin.as_ref());
+        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-7;
+        assert!(close(&f_who, &who));
+        assert!(close(&w_inv, &pre.backbone.content_projection().unwrap()));
+        assert!(close(&fin.content_projection().unwrap(), &Tensor::eye(2, (Kind::Float, Device::Cpu))));
+        assert_eq!(w_att.abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+}

@@ -6,9 +6,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use painvrl::core::{EnvironmentInference, UserItems};
 use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
 use painvrl::env::RandomEnvironments;
-use painvrl::graph::{build_backbone, fit, BackboneConfig, TrainConfig, TrainData, TrainGraph};
+use painvrl::graph::{build_backbone, fit, BackboneConfig, Stage, TrainConfig, TrainData, TrainGraph};
 use painvrl::mask::{train_mask, InvariancePenalty, Mask, MaskConfig, MaskData, MaskKind};
-use std::collections::HashSet;
 use std::path::Path;
 use tch::{nn::VarStore, Device};
 
@@ -33,7 +32,7 @@ fn benches(c: &mut Criterion) {
             let mut vs = VarStore::new(Device::Cpu);
             let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
             let cfg = TrainConfig { epochs: 1, progress: false, ..Default::default() };
-            fit("bench", &mut vs, bb.as_ref(), &content, &data, &cfg, 0, &HashSet::new(), None, None).unwrap()
+            fit(&mut vs, bb.as_ref(), &content, &data, &cfg, &Stage { name: "bench", ..Default::default() }).unwrap()
         })
     });
     let envs = RandomEnvironments { n_envs: 10 }.infer(&ds, None, 0).unwrap();
@@ -65,7 +64,8 @@ fn benches(c: &mut Criterion) {
             let mut vs = VarStore::new(Device::Cpu);
             let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
             let cfg = TrainConfig { epochs: 1, progress: false, ..Default::default() };
-            fit("bench", &mut vs, bb.as_ref(), &content, &final_data, &cfg, 0, &HashSet::new(), None, None).unwrap()
+            fit(&mut vs, bb.as_ref(), &content, &final_data, &cfg, &Stage { name: "bench", ..Default::default() })
+                .unwrap()
         })
     });
     g.finish();

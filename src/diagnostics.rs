@@ -52,18 +52,17 @@ fn sd(xs: &[f64]) -> Option<f64> {
 }
 
 /// Mean training loss of `backbone` on `content` over (up to `per_env`) interactions of each
-/// environment, with fixed negatives (`seed`), without gradients.
-#[allow(clippy::too_many_arguments)]
+/// of the environments `envs` of `train`, with fixed negatives (`seed`), without gradients.
 pub fn environment_risks(
     backbone: &dyn Backbone,
     content: &Tensor,
     train: &Interactions,
-    labels: &[u32],
-    n_envs: usize,
+    envs: &EnvironmentAssignment,
     sampler: &NegativeSampler,
     per_env: usize,
     seed: u64,
 ) -> Vec<f64> {
+    let (labels, n_envs) = (envs.labels.as_slice(), envs.sizes.len());
     let device = content.device();
     let k = backbone.negatives_per_positive();
     tch::no_grad(|| {
@@ -99,13 +98,12 @@ pub fn invariant_run(
     sampler: &NegativeSampler,
     seed: u64,
 ) -> Result<Diagnostics> {
-    let (labels, n_envs) = (envs.labels.as_slice(), envs.sizes.len());
     let mask_values = Vec::<f32>::try_from(mask.to_device(tch::Device::Cpu))?;
     let mask_values = mask_values.as_slice();
     let (msd, low, high) = mask_spread(mask_values);
-    let before = environment_risks(backbone, features, &ds.train, labels, n_envs, sampler, 4096, seed);
+    let before = environment_risks(backbone, features, &ds.train, envs, sampler, 4096, seed);
     let masked = features * mask;
-    let after = environment_risks(backbone, &masked, &ds.train, labels, n_envs, sampler, 4096, seed);
+    let after = environment_risks(backbone, &masked, &ds.train, envs, sampler, 4096, seed);
     let planted_mask = ds.truth.invariant_mask(ds.features.dim());
     Ok(Diagnostics {
         mask_sd: Some(msd),
@@ -115,7 +113,7 @@ pub fn invariant_run(
         env_risk_sd_after_mask: sd(&after),
         env_risk_before_mask: before,
         env_risk_after_mask: after,
-        env_nmi_vs_planted: ds.truth.train_envs.as_ref().map(|t| nmi(labels, t)),
+        env_nmi_vs_planted: ds.truth.train_envs.as_ref().map(|t| nmi(&envs.labels, t)),
         mask_auc_vs_planted: planted_mask
             .filter(|m| m.iter().any(|&x| x) && m.iter().any(|&x| !x))
             .map(|m| roc_auc(mask_values, &m)),

@@ -17,19 +17,23 @@ enum Style {
     Points,
 }
 
+/// What a chart is titled and labelled.
+struct Labels<'a> {
+    title: &'a str,
+    x: &'a str,
+    y: &'a str,
+}
+
 /// Draws `series` on axes `xs` × `ys` into an SVG file, atomically.
-#[allow(clippy::too_many_arguments)]
 fn chart(
     path: &Path,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
+    labels: Labels,
     series: &[Series],
-    xs: std::ops::Range<f64>,
-    ys: std::ops::Range<f64>,
+    (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
     size: (u32, u32),
     style: Style,
 ) -> Result<()> {
+    let Labels { title, x: x_label, y: y_label } = labels;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
@@ -78,7 +82,8 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
         x1 = x0 + 1.0;
     }
     let pad = ((y1 - y0) * 0.05).max(1e-9);
-    chart(path, title, x_label, y_label, series, x0..x1, (y0 - pad)..(y1 + pad), (800, 480), Style::Lines)
+    let labels = Labels { title, x: x_label, y: y_label };
+    chart(path, labels, series, (x0..x1, (y0 - pad)..(y1 + pad)), (800, 480), Style::Lines)
 }
 
 /// Draws point series (one colour each) into an SVG file, atomically.
@@ -94,7 +99,8 @@ pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, seri
             0.0..1.0
         }
     };
-    chart(path, title, x_label, y_label, series, bound(|p| p.0), bound(|p| p.1), (800, 560), Style::Points)
+    let labels = Labels { title, x: x_label, y: y_label };
+    chart(path, labels, series, (bound(|p| p.0), bound(|p| p.1)), (800, 560), Style::Points)
 }
 
 /// Writes `curves.svg`, and for invariant methods `mask.svg` and `pareto.svg`, into `dir`.

@@ -6,10 +6,9 @@
 use painvrl::config::{Config, Method};
 use painvrl::core::{Backbone, Batch, ColdStartLayout, DeviceSpec, Result, UserItems, EMBEDDING_GROUP};
 use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
-use painvrl::graph::{fit, TrainConfig, TrainData, TrainGraph};
+use painvrl::graph::{fit, Stage, TrainConfig, TrainData, TrainGraph};
 use painvrl::pipeline::Run;
 use painvrl::recommender::Recommender;
-use std::collections::HashSet;
 use tch::{nn, Device, Kind, Tensor};
 
 /// A two-tower dot product; `layout` is what it declares for new items.
@@ -83,7 +82,7 @@ fn after_one_epoch(lr: f64, lr_content: f64) -> (bool, bool) {
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val, objective: None, stop: None };
     let cfg = TrainConfig { epochs: 1, lr, lr_content, progress: false, ..Default::default() };
     let x = ds.features.to_tensor(Device::Cpu);
-    fit("t", &mut vs, &model, &|| x.shallow_clone(), &data, &cfg, 0, &HashSet::new(), None, None).unwrap();
+    fit(&mut vs, &model, &|| x.shallow_clone(), &data, &cfg, &Stage { name: "t", ..Default::default() }).unwrap();
     let moved = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) > 0.0;
     (moved(&model.who, &who0), moved(&model.lens, &lens0))
 }

@@ -3,8 +3,7 @@
 
 use painvrl::core::{signal, UserItems};
 use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
-use painvrl::graph::{build_backbone, fit, BackboneConfig, Checkpointing, TrainConfig, TrainData, TrainGraph};
-use std::collections::HashSet;
+use painvrl::graph::{build_backbone, fit, BackboneConfig, Checkpointing, Stage, TrainConfig, TrainData, TrainGraph};
 use tch::{nn::VarStore, Device, Tensor};
 
 struct Setup {
@@ -43,7 +42,7 @@ fn train(
     let tcfg = TrainConfig { epochs: 4, batch_size: 128, patience: 10, progress: false, ..Default::default() };
     let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val, objective: None, stop: None };
     let ck = dir.map(|d| Checkpointing { dir: d.to_path_buf(), resume });
-    fit("final", &mut vs, b.as_ref(), &content, &data, &tcfg, 11, &HashSet::new(), ck.as_ref(), hook)
+    fit(&mut vs, b.as_ref(), &content, &data, &tcfg, &Stage { name: "final", seed: 11, ckpt: ck.as_ref(), hook })
 }
 
 #[test]

@@ -16,9 +16,8 @@ use painvrl_data::NegativeSampler;
 use painvrl_env::{
     ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
 };
-use painvrl_graph::{fit, Checkpointing, EpochLog, TrainData, TrainGraph};
+use painvrl_graph::{fit, Checkpointing, EpochLog, Stage, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, InvariancePenalty, Mask, MaskData};
-use std::collections::HashSet;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -97,18 +96,8 @@ pub(super) fn pretrain(cx: &Context, history: &mut Vec<EpochLog>) -> Result<Trai
     let raw = || cx.features.shallow_clone();
     let train = painvrl_graph::TrainConfig { epochs: cx.plan.pretrain_epochs, ..cfg.train.clone() };
     let data = cx.train_data();
-    let outcome = fit(
-        "pretrain",
-        &mut vs,
-        backbone.as_ref(),
-        &raw,
-        &data,
-        &train,
-        cfg.seed,
-        &HashSet::new(),
-        cx.ckpt.as_ref(),
-        None,
-    )?;
+    let stage = Stage { name: "pretrain", seed: cfg.seed, ckpt: cx.ckpt.as_ref(), hook: None };
+    let outcome = fit(&mut vs, backbone.as_ref(), &raw, &data, &train, &stage)?;
     history.extend(outcome.history);
     Ok(Trained { vs, backbone })
 }
@@ -261,18 +250,8 @@ pub(super) fn final_training(
         combination,
     });
     let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };
-    let outcome = fit(
-        "final",
-        &mut vs,
-        backbone.as_ref(),
-        &content,
-        &data,
-        &cfg.train,
-        cfg.seed.wrapping_add(7),
-        &HashSet::new(),
-        cx.ckpt.as_ref(),
-        None,
-    )?;
+    let stage = Stage { name: "final", seed: cfg.seed.wrapping_add(7), ckpt: cx.ckpt.as_ref(), hook: None };
+    let outcome = fit(&mut vs, backbone.as_ref(), &content, &data, &cfg.train, &stage)?;
     history.extend(outcome.history);
     let converted = tch::no_grad(content);
     let (users, items) = tch::no_grad(|| backbone.embeddings(&converted));

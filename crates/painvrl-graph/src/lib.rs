@@ -8,4 +8,4 @@ pub mod trainer;
 
 pub use backbones::{build_backbone, BackboneConfig, BackboneKind, LightGcn, Mf, UltraGcn};
 pub use graph::TrainGraph;
-pub use trainer::{fit, validate, Checkpointing, EpochLog, TrainConfig, TrainData, TrainOutcome};
+pub use trainer::{fit, validate, Checkpointing, EpochLog, Stage, TrainConfig, TrainData, TrainOutcome};

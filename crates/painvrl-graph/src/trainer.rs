@@ -11,7 +11,7 @@ use painvrl_core::{
 };
 use painvrl_data::{epoch_batches, make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -190,28 +190,37 @@ struct LoopState {
 /// A hook called once per step with (epoch, step, loss); tests use it to inject faults.
 pub type StepHook<'a> = &'a dyn Fn(usize, usize, &Tensor) -> Option<Tensor>;
 
+/// Which training stage this is and how it is kept.
+#[derive(Default)]
+pub struct Stage<'a> {
+    /// Name in the log and in checkpoint file names (`pretrain`, `final`, ...).
+    pub name: &'a str,
+    /// Seed of the batch order and the negatives.
+    pub seed: u64,
+    /// Where checkpoints go (`None`: none are written).
+    pub ckpt: Option<&'a Checkpointing>,
+    /// Called at every step (tests inject faults with it).
+    pub hook: Option<StepHook<'a>>,
+}
+
 /// Trains `backbone` (variables in `vs`) on `content()` until the epoch budget or early stop,
-/// then restores the best validated state. Variables in `frozen` are not updated; variables in
-/// the [`EMBEDDING_GROUP`] use `lr`, all others `lr_content`.
-#[allow(clippy::too_many_arguments)]
+/// then restores the best validated state. Variables in the [`EMBEDDING_GROUP`] use `lr`, all
+/// others `lr_content`.
 pub fn fit(
-    module: &str,
     vs: &mut VarStore,
     backbone: &dyn Backbone,
     content: &dyn Fn() -> Tensor,
     data: &TrainData,
     cfg: &TrainConfig,
-    seed: u64,
-    frozen: &HashSet<String>,
-    ckpt: Option<&Checkpointing>,
-    hook: Option<StepHook>,
+    stage: &Stage,
 ) -> Result<TrainOutcome> {
+    let Stage { name: module, seed, ckpt, hook } = *stage;
     let emb = GroupHyper { lr: cfg.lr, weight_decay: cfg.weight_decay };
     let cont = GroupHyper { lr: cfg.lr_content, weight_decay: cfg.weight_decay_content };
     // group 0 holds the content parameters, EMBEDDING_GROUP the ID embeddings
     let mut groups = [cont; EMBEDDING_GROUP + 1];
     groups[EMBEDDING_GROUP] = emb;
-    let mut opt = Adam::new(vs, &groups, frozen);
+    let mut opt = Adam::new(vs, &groups, &Default::default());
     let device = vs.device();
     let k_neg = backbone.negatives_per_positive();
     let files = ckpt.map(|c| ModuleFiles::new(&c.dir, module));

@@ -5,8 +5,7 @@
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::{SplitMetrics, UserItems};
 use painvrl_data::{load_dir, LoadOptions, NegativeSampler};
-use painvrl_graph::{build_backbone, fit, BackboneConfig, BackboneKind, TrainConfig, TrainData, TrainGraph};
-use std::collections::HashSet;
+use painvrl_graph::{build_backbone, fit, BackboneConfig, BackboneKind, Stage, TrainConfig, TrainData, TrainGraph};
 use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -37,7 +36,7 @@ fn erm(kind: BackboneKind, epochs: usize) -> (SplitMetrics, SplitMetrics) {
     let tcfg = TrainConfig { epochs, progress: false, ..Default::default() };
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None, stop: None };
     let content = || features.shallow_clone();
-    fit("erm", &mut vs, backbone.as_ref(), &content, &data, &tcfg, 0, &HashSet::new(), None, None).unwrap();
+    fit(&mut vs, backbone.as_ref(), &content, &data, &tcfg, &Stage { name: "erm", ..Default::default() }).unwrap();
     let (u, i) = tch::no_grad(|| backbone.embeddings(&features));
     let got = evaluate(&EmbeddingScorer { users: u, items: i }, &test_idx, &[&tv], &EvalConfig::default()).unwrap();
     (got, popularity(&ds, &test_idx, &[&tv]))

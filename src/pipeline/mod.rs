@@ -114,13 +114,13 @@ impl<'a> Run<'a> {
         let mut history: Vec<EpochLog> = Vec::new();
 
         let t = Instant::now();
-        let pre = stages::pretrain(&cx, &mut history)?;
+        let mut pre = stages::pretrain(&cx, &mut history)?;
         let mut timings = BTreeMap::from([("pretrain".to_string(), t.elapsed().as_secs_f64())]);
         let mut report = Report::new(ds, &plan.cfg, pre.backbone.name(), memory);
 
         let model = match (&plan.invariance, inference.as_deref_mut()) {
             (Some(inv), Some(inference)) => {
-                let invariance = stages::learn_invariance(&cx, inv, &pre, inference, &mut report)?;
+                let invariance = stages::learn_invariance(&cx, inv, &mut pre, inference, &mut report)?;
                 cx.check_stop("the final training")?;
                 let t = Instant::now();
                 let model = stages::final_training(&cx, inv, &pre, &invariance, &mut history)?;

@@ -166,16 +166,22 @@ pub(super) struct Invariance {
 }
 
 /// Rounds of environment inference → mask learning on the pre-trained model; the variant
-/// representation of one round feeds the next round's inference. With the planned
-/// `mask.train_projection` the pre-trained content projection trains with the mask.
+/// representation of one round feeds the next round's inference. The pre-trained model is
+/// frozen (tch's `VarStore::freeze`: no gradients flow into its embeddings) except its content
+/// projection, which trains with the mask under the planned `mask.train_projection` and carries
+/// InvRL's variance penalty.
 pub(super) fn learn_invariance(
     cx: &Context,
     inv: &InvariancePlan,
-    pre: &Trained,
+    pre: &mut Trained,
     inference: &mut dyn EnvironmentInference,
     report: &mut Report,
 ) -> Result<Invariance> {
     let seed = cx.plan.cfg.seed;
+    pre.vs.freeze();
+    if let Some(proj) = pre.backbone.content_projection() {
+        let _ = proj.set_requires_grad(true);
+    }
     let mask = Mask::new(cx.device, cx.ds.features.dim(), inv.mask.kind, inv.mask.gate_sigma);
     let mut variant_repr: Option<Tensor> = None;
     let mut last_envs = None;

@@ -3,6 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use painvrl::core::EnvironmentInference;
+use painvrl::core::Validate;
 use painvrl::data::{load_dir, LoadOptions};
 use painvrl::env::{HeteroConfig, HeterogeneousIdentification, Start};
 use std::path::Path;
@@ -26,7 +27,9 @@ fn benches(c: &mut Criterion) {
             ..Default::default()
         };
         g.bench_function(name, |b| {
-            b.iter(|| HeterogeneousIdentification::new(cfg.clone(), Device::Cpu).infer(&ds, None, 0).unwrap())
+            b.iter(|| {
+                HeterogeneousIdentification::new(cfg.clone().check().unwrap(), Device::Cpu).infer(&ds, None, 0).unwrap()
+            })
         });
     }
     g.finish();

@@ -3,6 +3,7 @@
 //! balanced by the Pareto weight (PaInvRL's final stage).
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use painvrl::core::Validate;
 use painvrl::core::{EnvironmentInference, UserItems};
 use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
 use painvrl::env::RandomEnvironments;
@@ -21,7 +22,8 @@ fn benches(c: &mut Criterion) {
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val, objective: None, stop: None };
     let x = ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
-    let ultragcn = BackboneConfig { kind: painvrl::graph::BackboneKind::Ultragcn, ..Default::default() };
+    let ultragcn =
+        BackboneConfig { kind: painvrl::graph::BackboneKind::Ultragcn, ..Default::default() }.check().unwrap();
     let mut g = c.benchmark_group("tiktok");
     g.sample_size(10);
     g.throughput(criterion::Throughput::Elements(ds.train.len() as u64 * 50));
@@ -41,7 +43,7 @@ fn benches(c: &mut Criterion) {
             let vs = VarStore::new(Device::Cpu);
             let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
             let mask = Mask::new(Device::Cpu, ds.features.dim(), MaskKind::Sigmoid, 0.01);
-            let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() };
+            let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() }.check().unwrap();
             let data = MaskData {
                 features: &x,
                 modalities: &ds.features,

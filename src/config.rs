@@ -3,7 +3,7 @@
 
 pub use painvrl_baselines::BaselineConfig as BaselinesConfig;
 use painvrl_convert::{Fusion, MaskUse};
-use painvrl_core::{DeviceSpec, Error, Result};
+use painvrl_core::{DeviceSpec, Error, Result, Validate};
 pub use painvrl_data::PopularityOod;
 use painvrl_env::HeteroConfig;
 use painvrl_graph::{BackboneConfig, TrainConfig};
@@ -239,17 +239,23 @@ impl Config {
     /// Checks every field against the catalogue size.
     pub fn validate(&self, n_items: usize) -> Result<()> {
         self.backbone.validate()?;
+        if self.method.is_invariant() {
+            self.envs.validate()?;
+            self.mask.validate()?;
+        }
+        self.validate_own(n_items)
+    }
+
+    /// Checks the fields that are not sub-configurations with their own [`Validate`] (backbone,
+    /// environments, mask): `Config::check` checks those into `Checked` values instead.
+    pub(crate) fn validate_own(&self, n_items: usize) -> Result<()> {
         self.train.validate(n_items)?;
         self.baselines.validate()?;
         if self.select_on == Selection::ValOod && !self.ood.val_slice {
             return Err(Error::config("select_on", "'val_ood' needs ood.val_slice = true"));
         }
-        if self.method.is_invariant() {
-            self.envs.validate()?;
-            self.mask.validate()?;
-            if self.rounds == 0 {
-                return Err(Error::config("rounds", "must be ≥ 1"));
-            }
+        if self.method.is_invariant() && self.rounds == 0 {
+            return Err(Error::config("rounds", "must be ≥ 1"));
         }
         if self.convert_dim == 0 {
             return Err(Error::config("convert_dim", "must be ≥ 1"));

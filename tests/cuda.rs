@@ -4,6 +4,7 @@
 
 use painvrl::config::{Config, Method};
 use painvrl::core::eval::{evaluate, EmbeddingScorer, EvalConfig};
+use painvrl::core::Validate;
 use painvrl::core::{Batch, DeviceSpec, Interactions, UserItems};
 use painvrl::graph::{build_backbone, BackboneConfig, BackboneKind, TrainGraph};
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ fn training_step_on(device: Device) -> Vec<f64> {
     let graph = TrainGraph::new(60, 40, &train);
     let mut out = vec![];
     for kind in [BackboneKind::Ultragcn, BackboneKind::Lightgcn, BackboneKind::Mf] {
-        let cfg = BackboneConfig { kind, negatives: 3, ..Default::default() };
+        let cfg = BackboneConfig { kind, negatives: 3, ..Default::default() }.check().unwrap();
         tch::manual_seed(1);
         let cpu = VarStore::new(Device::Cpu);
         let _ = build_backbone(&(cpu.root() / "backbone"), &graph, 16, &cfg).unwrap();

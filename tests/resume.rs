@@ -1,6 +1,7 @@
 //! Stopping a training run at an epoch boundary and resuming from its checkpoint reproduces the
 //! uninterrupted run's metrics exactly on CPU; a NaN loss stops with the documented error.
 
+use painvrl::core::Validate;
 use painvrl::core::{signal, UserItems};
 use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
 use painvrl::graph::{build_backbone, fit, BackboneConfig, Checkpointing, Stage, TrainConfig, TrainData, TrainGraph};
@@ -35,7 +36,7 @@ fn train(
     tch::manual_seed(3);
     tch::set_num_threads(1);
     let mut vs = VarStore::new(Device::Cpu);
-    let cfg = BackboneConfig { negatives: 4, ..Default::default() };
+    let cfg = BackboneConfig { negatives: 4, ..Default::default() }.check()?;
     let b = build_backbone(&(vs.root() / "backbone"), &s.graph, s.ds.features.dim(), &cfg)?;
     let x = s.ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();

@@ -97,11 +97,11 @@ impl<'a> Run<'a> {
         if cfg.method.is_item_item() {
             return crate::baselines::run_item_item(ds, cfg, out);
         }
-        let plan = Plan::new(cfg.check(ds)?);
+        let plan = Plan::new(cfg.check(ds)?)?;
         let device = plan.cfg.device.resolve()?;
         // before any training, so that a strategy the dataset cannot serve fails at once
         let mut inference = match &plan.invariance {
-            Some(inv) => Some(stages::environment_inference(inference, ds, &plan, inv, device)?),
+            Some(inv) => Some(stages::environment_inference(inference, ds, inv, device)?),
             None => None,
         };
         let default_factory = |p: &nn::Path, g: &TrainGraph, c: usize| build_backbone(p, g, c, &plan.cfg.backbone);

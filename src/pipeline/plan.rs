@@ -4,19 +4,28 @@
 
 use crate::config::{Config, FinalObjective, Method};
 use painvrl_convert::{Fusion, MaskUse};
-use painvrl_core::{Dataset, Result};
-use painvrl_env::Strategy;
+use painvrl_core::{Checked, Dataset, Result, Validate};
+use painvrl_env::{HeteroConfig, Strategy};
+use painvrl_graph::BackboneConfig;
 use painvrl_mask::{Combination, MaskConfig, MaskKind, PenaltyKind, Weighting};
 
-/// A configuration whose every field was checked against one dataset; the only way to get one
-/// is [`Config::check`]. PD's γ is already in the backbone's configuration.
+/// A configuration whose every field was checked against one dataset, with its
+/// sub-configurations as [`Checked`] values for the stages; the only way to get one is
+/// [`Config::check`]. PD's γ is already in the backbone's configuration. Dereferences to the
+/// configuration.
 #[derive(Clone, Debug)]
-pub struct CheckedConfig(Config);
+pub struct CheckedConfig {
+    cfg: Config,
+    /// The backbone's configuration.
+    pub backbone: Checked<BackboneConfig>,
+    /// Environment inference and mask learning (the invariant methods only).
+    pub invariance: Option<(Checked<HeteroConfig>, Checked<MaskConfig>)>,
+}
 
 impl std::ops::Deref for CheckedConfig {
     type Target = Config;
     fn deref(&self) -> &Config {
-        &self.0
+        &self.cfg
     }
 }
 
@@ -28,9 +37,14 @@ impl Config {
         if cfg.method == Method::Pd {
             cfg.backbone.pd_gamma = cfg.baselines.pd_gamma;
         }
-        cfg.validate(ds.n_items)?;
+        let backbone = cfg.backbone.clone().check()?;
+        let invariance = match cfg.method.is_invariant() {
+            true => Some((cfg.envs.clone().check()?, cfg.mask.clone().check()?)),
+            false => None,
+        };
+        cfg.validate_own(ds.n_items)?;
         ds.validate()?;
-        Ok(CheckedConfig(cfg))
+        Ok(CheckedConfig { cfg, backbone, invariance })
     }
 }
 
@@ -50,8 +64,10 @@ pub struct InvariancePlan {
     pub environments: EnvironmentSource,
     /// Rounds of environment inference and mask learning.
     pub rounds: usize,
+    /// Environment inference's options.
+    pub envs: Checked<HeteroConfig>,
     /// Mask learning in the first round (kind, penalty and weighting set by the method).
-    pub mask: MaskConfig,
+    pub mask: Checked<MaskConfig>,
     /// How the learned mask enters the conversion.
     pub mask_use: MaskUse,
     /// Fusion of the invariant and variant projections.
@@ -66,13 +82,13 @@ pub struct InvariancePlan {
 impl InvariancePlan {
     /// Mask learning in round `round` (0-based): InvRL's schedule grows the penalty weight and
     /// the regulariser by 5 % per round.
-    pub fn mask_of_round(&self, round: usize) -> MaskConfig {
-        let mut m = self.mask.clone();
-        for _ in 0..round {
-            m.irm_weight *= 1.05;
-            m.reg_lambda *= 1.05;
-        }
-        m
+    pub fn mask_of_round(&self, round: usize) -> Result<Checked<MaskConfig>> {
+        self.mask.with(|m| {
+            for _ in 0..round {
+                m.irm_weight *= 1.05;
+                m.reg_lambda *= 1.05;
+            }
+        })
     }
 }
 
@@ -91,11 +107,24 @@ pub struct Plan {
 
 impl Plan {
     /// Decodes `cfg.method` (a checked configuration of a backbone method).
-    pub fn new(cfg: CheckedConfig) -> Plan {
+    pub fn new(cfg: CheckedConfig) -> Result<Plan> {
         let method = cfg.method;
-        let invariance = method.is_invariant().then(|| {
-            let mut mask = cfg.mask.clone();
-            match method {
+        let invariance = match &cfg.invariance {
+            Some((envs, mask)) => Some(Self::invariance(&cfg, method, envs, mask)?),
+            None => None,
+        };
+        let pretrain_epochs = if invariance.is_some() { cfg.pretrain_epochs } else { cfg.train.epochs };
+        Ok(Plan { posthoc: method == Method::Posthoc, pretrain_epochs, invariance, cfg })
+    }
+
+    fn invariance(
+        cfg: &Config,
+        method: Method,
+        envs: &Checked<HeteroConfig>,
+        mask: &Checked<MaskConfig>,
+    ) -> Result<InvariancePlan> {
+        {
+            let mask = mask.with(|mask| match method {
                 Method::Invrl => {
                     mask.kind = MaskKind::Gate;
                     mask.penalty = PenaltyKind::Variance;
@@ -103,7 +132,7 @@ impl Plan {
                 }
                 Method::PainvrlFixedWeights => mask.weighting = Weighting::Fixed,
                 _ => {}
-            }
+            })?;
             let environments = match method {
                 Method::PainvrlRandomEnvs => EnvironmentSource::Random,
                 _ => EnvironmentSource::Strategy(cfg.envs.strategy),
@@ -115,6 +144,7 @@ impl Plan {
             let mut plan = InvariancePlan {
                 environments,
                 rounds: cfg.rounds,
+                envs: envs.clone(),
                 mask,
                 mask_use: cfg.conversion_mask,
                 fusion,
@@ -128,13 +158,11 @@ impl Plan {
                 _ => Some(Combination {
                     weighting: if method == Method::PainvrlFixedWeights { Weighting::Fixed } else { Weighting::Pareto },
                     normalization: cfg.final_normalization,
-                    ..plan.mask_of_round(plan.rounds).combination()
+                    ..plan.mask_of_round(plan.rounds)?.combination()
                 }),
             };
-            plan
-        });
-        let pretrain_epochs = if invariance.is_some() { cfg.pretrain_epochs } else { cfg.train.epochs };
-        Plan { posthoc: method == Method::Posthoc, pretrain_epochs, invariance, cfg }
+            Ok(plan)
+        }
     }
 }
 
@@ -147,7 +175,7 @@ mod tests {
             painvrl_data::generate(&painvrl_data::SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() })
                 .unwrap()
                 .dataset;
-        Plan::new(Config { method, ..Default::default() }.check(&ds).unwrap())
+        Plan::new(Config { method, ..Default::default() }.check(&ds).unwrap()).unwrap()
     }
 
     #[test]
@@ -174,8 +202,8 @@ mod tests {
     fn the_schedule_grows_the_penalty_five_percent_a_round() {
         let pa = plan(Method::PainvrlFixedWeights).invariance.unwrap();
         let w0 = pa.mask.irm_weight;
-        assert_eq!(pa.mask_of_round(0).irm_weight, w0);
-        assert!((pa.mask_of_round(2).irm_weight - w0 * 1.05 * 1.05).abs() < 1e-12);
+        assert_eq!(pa.mask_of_round(0).unwrap().irm_weight, w0);
+        assert!((pa.mask_of_round(2).unwrap().irm_weight - w0 * 1.05 * 1.05).abs() < 1e-12);
         // one round: the final penalty carries the weight after it
         assert!((pa.final_penalty.unwrap().fixed_weight - w0 * 1.05).abs() < 1e-12);
     }

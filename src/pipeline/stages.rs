@@ -131,14 +131,13 @@ pub(super) fn plain_model(cx: &Context, pre: &Trained, report: &mut Report) -> R
 pub(super) fn environment_inference(
     supplied: Option<Box<dyn EnvironmentInference>>,
     ds: &Dataset,
-    plan: &Plan,
     inv: &InvariancePlan,
     device: Device,
 ) -> Result<Box<dyn EnvironmentInference>> {
     if let Some(inference) = supplied {
         return Ok(inference);
     }
-    let envs = &plan.cfg.envs;
+    let envs = &inv.envs;
     let n_envs = envs.n_envs;
     Ok(match inv.environments {
         EnvironmentSource::Random => Box::new(RandomEnvironments { n_envs }),
@@ -203,7 +202,7 @@ pub(super) fn learn_invariance(
             pre.backbone.as_ref(),
             &mask,
             &data,
-            &inv.mask_of_round(round),
+            &inv.mask_of_round(round)?,
             seed.wrapping_add(1000 + round as u64),
         )?;
         *report.timings.entry("mask".into()).or_insert(0.0) += t.elapsed().as_secs_f64();

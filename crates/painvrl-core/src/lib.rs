@@ -10,6 +10,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checked;
 pub mod dataset;
 pub mod device;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod optim;
 pub mod signal;
 pub mod traits;
 
+pub use checked::{Checked, Validate};
 pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, PlantedTruth, UserItems};
 pub use device::{init_runtime, to_device_async, DeviceSpec};
 pub use error::{Error, Result};

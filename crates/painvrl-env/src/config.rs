@@ -1,6 +1,6 @@
 //! Which environment inference runs and its options.
 
-use painvrl_core::{Error, Result};
+use painvrl_core::{Error, Result, Validate};
 use serde::{Deserialize, Serialize};
 
 /// Which inference the pipeline runs (the `random` ablation is chosen by method).
@@ -103,9 +103,9 @@ impl Default for HeteroConfig {
     }
 }
 
-impl HeteroConfig {
+impl Validate for HeteroConfig {
     /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         if self.n_envs < 2 {
             return Err(Error::config("envs.n_envs", "need at least 2 environments"));
         }

@@ -4,7 +4,7 @@
 use crate::models::{prepare, reseed_empty, train_on_all, EnvModels};
 use crate::HeteroConfig;
 use painvrl_core::optim::{Adam, GroupHyper};
-use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
+use painvrl_core::{Checked, Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
 use painvrl_data::NegativeSampler;
 use rand::Rng;
 use std::collections::HashSet;
@@ -22,14 +22,14 @@ use tch::{Device, Kind, Tensor};
 pub struct Eiil {
     /// Options (the reference model uses `epochs`, `batch_size`, `negatives`, `dim`, `lr`;
     /// the split uses `eiil_steps` and `eiil_lr`).
-    pub config: HeteroConfig,
+    pub config: Checked<HeteroConfig>,
     /// Device.
     pub device: Device,
 }
 
 impl Eiil {
     /// With the given options on `device`.
-    pub fn new(config: HeteroConfig, device: Device) -> Self {
+    pub fn new(config: Checked<HeteroConfig>, device: Device) -> Self {
         Eiil { config, device }
     }
 
@@ -98,7 +98,6 @@ impl EnvironmentInference for Eiil {
     }
 
     fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment> {
-        self.config.validate()?;
         let t0 = Instant::now();
         let cfg = self.config.clone();
         let (mut rng, content, sampler) = prepare(data, variant, seed, self.device)?;
@@ -132,6 +131,7 @@ mod tests {
     use super::*;
     use crate::test_support::serial;
     use crate::{nmi, RandomEnvironments, Strategy};
+    use painvrl_core::Validate;
 
     #[test]
     fn eiil_penalty_golden_values() {
@@ -156,7 +156,7 @@ mod tests {
         })
         .unwrap();
         let cfg = HeteroConfig { strategy: Strategy::Eiil, epochs: 10, ..Default::default() };
-        let got = Eiil::new(cfg, Device::Cpu).infer(&syn.dataset, None, 1).unwrap();
+        let got = Eiil::new(cfg.check().unwrap(), Device::Cpu).infer(&syn.dataset, None, 1).unwrap();
         let base = RandomEnvironments { n_envs: 2 }.infer(&syn.dataset, None, 1).unwrap();
         let (h, r) = (nmi(&got.labels, &syn.train_envs), nmi(&base.labels, &syn.train_envs));
         eprintln!("NMI EIIL {h:.4} random {r:.4}; sizes {:?}", got.sizes);

@@ -3,7 +3,7 @@
 
 use crate::models::{log_likelihoods, positions, prepare, reseed_empty, train_models, train_on_all, EnvModels};
 use crate::{HeteroConfig, Start};
-use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
+use painvrl_core::{Checked, Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
@@ -19,14 +19,14 @@ use tch::{Device, Tensor};
 /// user's log-partition over the catalogue.
 pub struct HeterogeneousIdentification {
     /// Options.
-    pub config: HeteroConfig,
+    pub config: Checked<HeteroConfig>,
     /// Device of the environment models.
     pub device: Device,
 }
 
 impl HeterogeneousIdentification {
     /// With the given options on `device`.
-    pub fn new(config: HeteroConfig, device: Device) -> Self {
+    pub fn new(config: Checked<HeteroConfig>, device: Device) -> Self {
         HeterogeneousIdentification { config, device }
     }
 
@@ -93,7 +93,6 @@ impl HeterogeneousIdentification {
         seed: u64,
         start: Option<&[u32]>,
     ) -> Result<EnvironmentAssignment> {
-        self.config.validate()?;
         let t0 = Instant::now();
         let cfg = self.config.clone();
         let (mut rng, content, sampler) = prepare(data, variant, seed, self.device)?;
@@ -168,6 +167,7 @@ mod tests {
     use super::*;
     use crate::test_support::{planted, serial};
     use crate::{nmi, RandomEnvironments};
+    use painvrl_core::Validate;
 
     #[test]
     fn sequential_and_batched_paths_both_assign_every_interaction() {
@@ -177,7 +177,9 @@ mod tests {
                 .unwrap();
         for batched in [true, false] {
             let cfg = HeteroConfig { n_envs: 3, epochs: 1, max_iterations: 2, batched, ..Default::default() };
-            let a = HeterogeneousIdentification::new(cfg, Device::Cpu).infer(&syn.dataset, None, 5).unwrap();
+            let a = HeterogeneousIdentification::new(cfg.check().unwrap(), Device::Cpu)
+                .infer(&syn.dataset, None, 5)
+                .unwrap();
             assert_eq!(a.labels.len(), syn.dataset.train.len());
             assert_eq!(a.sizes.iter().sum::<usize>(), syn.dataset.train.len());
             assert!(a.labels.iter().all(|&l| l < 3));
@@ -192,11 +194,11 @@ mod tests {
         for seed in [0, 1] {
             let (syn, variant) = planted(seed);
             let cfg = HeteroConfig { n_envs: 2, max_iterations: 8, ..Default::default() };
-            let fit = HeterogeneousIdentification::new(cfg.clone(), Device::Cpu)
+            let fit = HeterogeneousIdentification::new(cfg.clone().check().unwrap(), Device::Cpu)
                 .infer(&syn.dataset, Some(&variant), 1)
                 .unwrap();
             let invrl_start = HeteroConfig { start: Start::Random, ..cfg };
-            let rand_start = HeterogeneousIdentification::new(invrl_start, Device::Cpu)
+            let rand_start = HeterogeneousIdentification::new(invrl_start.check().unwrap(), Device::Cpu)
                 .infer(&syn.dataset, Some(&variant), 1)
                 .unwrap();
             let random = RandomEnvironments { n_envs: 2 }.infer(&syn.dataset, None, 1).unwrap();
@@ -220,7 +222,10 @@ mod tests {
     fn refine_rejects_labels_of_the_wrong_length_or_range() {
         let _turn = serial();
         let (syn, _) = planted(0);
-        let inf = HeterogeneousIdentification::new(HeteroConfig { n_envs: 2, ..Default::default() }, Device::Cpu);
+        let inf = HeterogeneousIdentification::new(
+            HeteroConfig { n_envs: 2, ..Default::default() }.check().unwrap(),
+            Device::Cpu,
+        );
         let short = inf.refine(&syn.dataset, None, 0, &[0, 1]).unwrap_err().to_string();
         assert!(short.contains("2 starting environment labels"), "{short}");
         let wide = vec![2u32; syn.dataset.train.len()];

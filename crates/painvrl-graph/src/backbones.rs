@@ -3,7 +3,7 @@
 //! a projection of the content matrix it is given.
 
 use crate::graph::TrainGraph;
-use painvrl_core::{Backbone, Batch, ColdStartLayout, Error, Result, EMBEDDING_GROUP};
+use painvrl_core::{Backbone, Batch, Checked, ColdStartLayout, Error, Result, Validate, EMBEDDING_GROUP};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -100,40 +100,6 @@ impl Default for BackboneConfig {
             init_std: 0.01,
             pd_gamma: 0.0,
         }
-    }
-}
-
-impl BackboneConfig {
-    /// Checks every field's domain.
-    pub fn validate(&self) -> Result<()> {
-        let pos = |f: &str, v: usize| {
-            if v == 0 {
-                Err(Error::config(format!("backbone.{f}"), "must be ≥ 1"))
-            } else {
-                Ok(())
-            }
-        };
-        pos("id_dim", self.id_dim)?;
-        pos("content_dim", self.content_dim)?;
-        pos("negatives", self.negatives)?;
-        for (f, v) in [
-            ("w1", self.w1),
-            ("w2", self.w2),
-            ("w3", self.w3),
-            ("w4", self.w4),
-            ("negative_weight", self.negative_weight),
-            ("l2", self.l2),
-            ("item_item_lambda", self.item_item_lambda),
-            ("pd_gamma", self.pd_gamma),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::config(format!("backbone.{f}"), format!("{v} is not a finite non-negative number")));
-            }
-        }
-        if !(self.init_std.is_finite() && self.init_std > 0.0) {
-            return Err(Error::config("backbone.init_std", "must be positive"));
-        }
-        Ok(())
     }
 }
 
@@ -454,9 +420,8 @@ pub fn build_backbone(
     p: &nn::Path,
     graph: &TrainGraph,
     content_in: usize,
-    cfg: &BackboneConfig,
+    cfg: &Checked<BackboneConfig>,
 ) -> Result<Box<dyn Backbone>> {
-    cfg.validate()?;
     if content_in == 0 {
         return Err(Error::config("content", "content width must be ≥ 1"));
     }
@@ -471,6 +436,40 @@ pub fn build_backbone(
         BackboneKind::Lightgcn => Box::new(LightGcn::new(p, graph, content_in, cfg)),
         BackboneKind::Mf => Box::new(Mf::new(p, graph, content_in, cfg)),
     })
+}
+
+impl Validate for BackboneConfig {
+    /// Checks every field's domain.
+    fn validate(&self) -> Result<()> {
+        let pos = |f: &str, v: usize| {
+            if v == 0 {
+                Err(Error::config(format!("backbone.{f}"), "must be ≥ 1"))
+            } else {
+                Ok(())
+            }
+        };
+        pos("id_dim", self.id_dim)?;
+        pos("content_dim", self.content_dim)?;
+        pos("negatives", self.negatives)?;
+        for (f, v) in [
+            ("w1", self.w1),
+            ("w2", self.w2),
+            ("w3", self.w3),
+            ("w4", self.w4),
+            ("negative_weight", self.negative_weight),
+            ("l2", self.l2),
+            ("item_item_lambda", self.item_item_lambda),
+            ("pd_gamma", self.pd_gamma),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(format!("backbone.{f}"), format!("{v} is not a finite non-negative number")));
+            }
+        }
+        if !(self.init_std.is_finite() && self.init_std > 0.0) {
+            return Err(Error::config("backbone.init_std", "must be positive"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -500,7 +499,7 @@ mod tests {
             ..Default::default()
         };
         let vs = VarStore::new(Device::Cpu);
-        let model = build_backbone(&(vs.root() / "backbone"), &graph, 2, &cfg).unwrap();
+        let model = build_backbone(&(vs.root() / "backbone"), &graph, 2, &cfg.clone().check().unwrap()).unwrap();
         let content = Tensor::randn([4, 2], (Kind::Float, Device::Cpu));
         let batch = Batch {
             users: Tensor::from_slice(&[0i64, 2]),
@@ -525,7 +524,7 @@ mod tests {
         // without PD the same batch gives plain BPR, a different value
         let plain_cfg = BackboneConfig { pd_gamma: 0.0, ..cfg.clone() };
         let vs2 = VarStore::new(Device::Cpu);
-        let plain = build_backbone(&(vs2.root() / "backbone"), &graph, 2, &plain_cfg).unwrap();
+        let plain = build_backbone(&(vs2.root() / "backbone"), &graph, 2, &plain_cfg.check().unwrap()).unwrap();
         tch::no_grad(|| {
             for (name, v) in vs2.variables() {
                 v.shallow_clone().copy_(&vs.variables()[&name]);
@@ -539,7 +538,7 @@ mod tests {
         let graph = TrainGraph::new(2, 2, &Interactions::from_pairs([(0, 0), (1, 1)]));
         let vs = VarStore::new(Device::Cpu);
         let cfg = BackboneConfig { kind: BackboneKind::Ultragcn, pd_gamma: 0.1, ..Default::default() };
-        let e = build_backbone(&(vs.root() / "backbone"), &graph, 2, &cfg).err().unwrap().to_string();
+        let e = build_backbone(&(vs.root() / "backbone"), &graph, 2, &cfg.check().unwrap()).err().unwrap().to_string();
         assert!(e.contains("backbone.pd_gamma"), "{e}");
     }
 }

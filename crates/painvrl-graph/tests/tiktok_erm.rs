@@ -3,6 +3,7 @@
 //! full 30 epochs for VBPR; `--ignored` runs all three with the full budget).
 
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
+use painvrl_core::Validate;
 use painvrl_core::{SplitMetrics, UserItems};
 use painvrl_data::{load_dir, LoadOptions, NegativeSampler};
 use painvrl_graph::{build_backbone, fit, BackboneConfig, BackboneKind, Stage, TrainConfig, TrainData, TrainGraph};
@@ -31,7 +32,7 @@ fn erm(kind: BackboneKind, epochs: usize) -> (SplitMetrics, SplitMetrics) {
     let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items).unwrap();
     let mut vs = VarStore::new(Device::Cpu);
     let features = ds.features.to_tensor(Device::Cpu);
-    let cfg = BackboneConfig { kind, ..Default::default() };
+    let cfg = BackboneConfig { kind, ..Default::default() }.check().unwrap();
     let backbone = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &cfg).unwrap();
     let tcfg = TrainConfig { epochs, progress: false, ..Default::default() };
     let data = TrainData { train: &ds.train, sampler: &sampler, val: &val_idx, objective: None, stop: None };

@@ -6,7 +6,9 @@ use crate::objective::{irmv1_two_half, scale_derivatives, Combination, Weighting
 use crate::solver::GradNormalization;
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::signal::StopHandle;
-use painvrl_core::{signal, Backbone, Batch, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result};
+use painvrl_core::{
+    signal, Backbone, Batch, Checked, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result, Validate,
+};
 use painvrl_data::{make_batch, NegativeSampler};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -105,35 +107,6 @@ impl MaskConfig {
             preference: self.preference,
             fixed_weight: self.irm_weight,
         }
-    }
-
-    /// Checks every field.
-    pub fn validate(&self) -> Result<()> {
-        let nonneg = |f: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(Error::config(format!("mask.{f}"), format!("{v} is not a finite non-negative number")))
-            }
-        };
-        nonneg("gate_sigma", self.gate_sigma)?;
-        nonneg("irm_weight", self.irm_weight)?;
-        nonneg("reg_lambda", self.reg_lambda)?;
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config("mask.lr", "must be positive"));
-        }
-        if self.preference.iter().any(|p| !(p.is_finite() && *p > 0.0)) {
-            return Err(Error::config("mask.preference", "both entries must be positive"));
-        }
-        for (f, v) in [("epochs", self.epochs), ("batch_size", self.batch_size), ("negatives", self.negatives)] {
-            if v == 0 {
-                return Err(Error::config(format!("mask.{f}"), "must be ≥ 1"));
-            }
-        }
-        if self.batch_size < 2 && self.penalty == PenaltyKind::Irmv1 {
-            return Err(Error::config("mask.batch_size", "IRMv1's two-half estimator needs at least 2"));
-        }
-        Ok(())
     }
 }
 
@@ -268,10 +241,9 @@ pub fn train_mask(
     backbone: &dyn Backbone,
     mask: &Mask,
     data: &MaskData,
-    cfg: &MaskConfig,
+    cfg: &Checked<MaskConfig>,
     seed: u64,
 ) -> Result<Vec<MaskEpochLog>> {
-    cfg.validate()?;
     let MaskData { features, modalities, train, envs, sampler, stop } = *data;
     let device = features.device();
     let proj = backbone.content_projection();
@@ -369,6 +341,37 @@ pub fn train_mask(
         logs.push(MaskEpochLog { epoch, alpha: a_sum / n, loss_erm: le_sum / n, loss_irm: li_sum / n, density });
     }
     Ok(logs)
+}
+
+impl Validate for MaskConfig {
+    /// Checks every field.
+    fn validate(&self) -> Result<()> {
+        let nonneg = |f: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::config(format!("mask.{f}"), format!("{v} is not a finite non-negative number")))
+            }
+        };
+        nonneg("gate_sigma", self.gate_sigma)?;
+        nonneg("irm_weight", self.irm_weight)?;
+        nonneg("reg_lambda", self.reg_lambda)?;
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config("mask.lr", "must be positive"));
+        }
+        if self.preference.iter().any(|p| !(p.is_finite() && *p > 0.0)) {
+            return Err(Error::config("mask.preference", "both entries must be positive"));
+        }
+        for (f, v) in [("epochs", self.epochs), ("batch_size", self.batch_size), ("negatives", self.negatives)] {
+            if v == 0 {
+                return Err(Error::config(format!("mask.{f}"), "must be ≥ 1"));
+            }
+        }
+        if self.batch_size < 2 && self.penalty == PenaltyKind::Irmv1 {
+            return Err(Error::config("mask.batch_size", "IRMv1's two-half estimator needs at least 2"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -23,14 +23,13 @@ struct TwoTower {
     proj: Tensor,
 }
 
-impl TwoTower {
-    fn new(p: &nn::Path, g: &TrainGraph, content_in: usize) -> Self {
-        let (ids, init) = (p.set_group(EMBEDDING_GROUP), nn::Init::Randn { mean: 0.0, stdev: 0.01 });
-        TwoTower {
-            user: ids.var("user_vectors", &[g.n_users as i64, 64], init),
-            item: ids.var("item_vectors", &[g.n_items as i64, 32], init),
-            proj: p.var("content_to_vector", &[content_in as i64, 32], nn::Init::Randn { mean: 0.0, stdev: 0.05 }),
-        }
+/// The model's variables under `p`; the ID vectors train at `train.lr` (their group).
+fn two_tower(p: &nn::Path, g: &TrainGraph, content_in: usize) -> TwoTower {
+    let (ids, init) = (p.set_group(EMBEDDING_GROUP), nn::Init::Randn { mean: 0.0, stdev: 0.01 });
+    TwoTower {
+        user: ids.var("user_vectors", &[g.n_users as i64, 64], init),
+        item: ids.var("item_vectors", &[g.n_items as i64, 32], init),
+        proj: p.var("content_to_vector", &[content_in as i64, 32], nn::Init::Randn { mean: 0.0, stdev: 0.05 }),
     }
 }
 
@@ -41,9 +40,7 @@ impl Backbone for TwoTower {
 
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
         // BPR against the one sampled negative per positive that the default asks for
-        let (users, items) = self.embeddings(content);
-        let u = users.index_select(0, &b.users);
-        let score = |i: &Tensor| (&u * items.index_select(0, i)).sum_dim_intlist(1, false, Kind::Float);
+        let score = |items: &Tensor| self.score_pairs(&b.users, items, content);
         -(score(&b.pos_items) - score(&b.neg_items.squeeze_dim(1))).log_sigmoid().mean(Kind::Float)
     }
 
@@ -60,7 +57,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     };
     println!("{}", ds.summary());
     let factory =
-        |p: &nn::Path, g: &TrainGraph, c: usize| -> Result<Box<dyn Backbone>> { Ok(Box::new(TwoTower::new(p, g, c))) };
+        |p: &nn::Path, g: &TrainGraph, c: usize| -> Result<Box<dyn Backbone>> { Ok(Box::new(two_tower(p, g, c))) };
     for method in [Method::Erm, Method::Painvrl] {
         let mut cfg = Config { method, device: DeviceSpec::Cpu, ..Default::default() };
         cfg.train.progress = false;

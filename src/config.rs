@@ -142,10 +142,13 @@ impl Selection {
 pub enum FinalObjective {
     /// The recommender's loss and an IRMv1 penalty across the last round's environments,
     /// balanced at every step like the mask's objectives (min-norm weight; the
-    /// `painvrl-fixed-weights` ablation uses the mask's fixed `irm_weight`).
-    #[default]
+    /// `painvrl-fixed-weights` ablation uses the mask's fixed `irm_weight`). Worth it when the
+    /// environments are trusted (given labels); with inferred ones it costs IID and OOD accuracy
+    /// (docs/method.md).
     Pareto,
-    /// The recommender's loss alone.
+    /// The recommender's loss alone, on the converted representation (the default, as in the
+    /// method's description: the mask and the conversion carry the invariance).
+    #[default]
     Erm,
 }
 
@@ -216,7 +219,7 @@ impl Default for Config {
             conversion_mask: MaskUse::Soft,
             pretrain_epochs: 10,
             final_warm_start: true,
-            final_objective: FinalObjective::Pareto,
+            final_objective: FinalObjective::Erm,
             final_normalization: GradNormalization::L2,
             backbone: BackboneConfig::default(),
             train: TrainConfig::default(),

@@ -170,12 +170,15 @@ impl Plan {
 mod tests {
     use super::*;
 
+    /// The plan of `method` with the final penalty on (`final_objective = "pareto"`).
     fn plan(method: Method) -> Plan {
-        let ds =
-            painvrl_data::generate(&painvrl_data::SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() })
-                .unwrap()
-                .dataset;
-        Plan::new(Config { method, ..Default::default() }.check(&ds).unwrap()).unwrap()
+        plan_with(Config { method, final_objective: FinalObjective::Pareto, ..Default::default() })
+    }
+
+    fn plan_with(cfg: Config) -> Plan {
+        let syn = painvrl_data::SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() };
+        let ds = painvrl_data::generate(&syn).unwrap().dataset;
+        Plan::new(cfg.check(&ds).unwrap()).unwrap()
     }
 
     #[test]
@@ -196,6 +199,9 @@ mod tests {
         assert_eq!(plan(Method::PainvrlRandomEnvs).invariance.unwrap().environments, EnvironmentSource::Random);
         assert_eq!(plan(Method::PainvrlInvariantOnly).invariance.unwrap().fusion, Fusion::InvariantOnly);
         assert_eq!(plan(Method::Pd).cfg.backbone.pd_gamma, Config::default().baselines.pd_gamma);
+        // the default final objective is the recommender's loss alone
+        let default = plan_with(Config { method: Method::Painvrl, ..Default::default() });
+        assert_eq!(default.invariance.unwrap().final_penalty, None);
     }
 
     #[test]

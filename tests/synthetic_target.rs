@@ -23,8 +23,7 @@ fn recall(method: Method, seed: u64) -> (f64, f64) {
     cfg.backbone.kind = painvrl::graph::BackboneKind::Ultragcn;
     cfg.envs.n_envs = 2;
     cfg.train.progress = false;
-    // with the planted (trusted) environments the final penalty is what carries the target
-    // (docs/method.md); the default, chosen for inferred environments, leaves it out
+    // with the planted environments the final penalty is what carries the target (docs/method.md)
     cfg.final_objective = painvrl::config::FinalObjective::Pareto;
     let given = Box::new(GivenEnvironments { labels: syn.train_envs.clone() });
     let r = Run::new(&syn.dataset, &cfg).inference(given).execute().unwrap();

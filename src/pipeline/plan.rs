@@ -199,9 +199,10 @@ mod tests {
         assert_eq!(plan(Method::PainvrlRandomEnvs).invariance.unwrap().environments, EnvironmentSource::Random);
         assert_eq!(plan(Method::PainvrlInvariantOnly).invariance.unwrap().fusion, Fusion::InvariantOnly);
         assert_eq!(plan(Method::Pd).cfg.backbone.pd_gamma, Config::default().baselines.pd_gamma);
-        // the default final objective is the recommender's loss alone
-        let default = plan_with(Config { method: Method::Painvrl, ..Default::default() });
-        assert_eq!(default.invariance.unwrap().final_penalty, None);
+        // `final_objective = "erm"` leaves the penalty out
+        let erm =
+            plan_with(Config { method: Method::Painvrl, final_objective: FinalObjective::Erm, ..Default::default() });
+        assert_eq!(erm.invariance.unwrap().final_penalty, None);
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! to the same metrics, and is refused at saving time when its cold-start layout does not
 //! match its embeddings.
 
-use painvrl::config::{Config, Method};
-use painvrl::core::{Backbone, Batch, ColdStartLayout, DeviceSpec, Result, UserItems, EMBEDDING_GROUP};
-use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
+use painvrl::config::Method;
+use painvrl::core::{Backbone, Batch, ColdStartLayout, Result, UserItems, EMBEDDING_GROUP};
+use painvrl::data::NegativeSampler;
 use painvrl::graph::{fit, Stage, TrainConfig, TrainData, TrainGraph};
 use painvrl::pipeline::Run;
 use painvrl::recommender::Recommender;
 use tch::{nn, Device, Kind, Tensor};
+
+mod common;
+use common::{small_config, small_synthetic};
 
 /// A two-tower dot product; `layout` is what it declares for new items.
 struct Towers {
@@ -53,26 +56,9 @@ impl Backbone for Towers {
     }
 }
 
-fn dataset() -> painvrl::core::Dataset {
-    generate(&SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() }).unwrap().dataset
-}
-
-fn small_config(method: Method) -> Config {
-    let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 2, ..Default::default() };
-    cfg.train.epochs = 2;
-    cfg.train.progress = false;
-    cfg.envs.n_envs = 2;
-    cfg.envs.max_iterations = 2;
-    cfg.envs.epochs = 1;
-    cfg.mask.epochs = 1;
-    cfg.mask.min_steps = 0;
-    cfg.mask.batch_size = 64;
-    cfg
-}
-
 /// Variables after one epoch with learning rates `lr` (embedding group) and `lr_content`.
 fn after_one_epoch(lr: f64, lr_content: f64) -> (bool, bool) {
-    let ds = dataset();
+    let ds = small_synthetic();
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Towers::new(&vs.root(), &graph, ds.features.dim(), None);
@@ -95,7 +81,7 @@ fn id_vectors_take_the_embedding_rate_whatever_their_names() {
 
 #[test]
 fn runs_every_method_stage_and_saves_a_model_that_reloads() {
-    let ds = dataset();
+    let ds = small_synthetic();
     let layout = Some(ColdStartLayout { id_dim: 4, scale: 1.0, trailing_zeros: 0 });
     let factory = |p: &nn::Path, g: &TrainGraph, c: usize| -> Result<Box<dyn Backbone>> {
         Ok(Box::new(Towers::new(p, g, c, layout)))
@@ -119,7 +105,7 @@ fn runs_every_method_stage_and_saves_a_model_that_reloads() {
 
 #[test]
 fn a_cold_start_layout_that_does_not_fit_is_refused_when_saving() {
-    let ds = dataset();
+    let ds = small_synthetic();
     // 4 ID columns + 8 projected = 12; declaring 5 ID columns would give new items width 13
     let wrong = Some(ColdStartLayout { id_dim: 5, scale: 1.0, trailing_zeros: 0 });
     let factory = |p: &nn::Path, g: &TrainGraph, c: usize| -> Result<Box<dyn Backbone>> {
@@ -134,7 +120,7 @@ fn a_cold_start_layout_that_does_not_fit_is_refused_when_saving() {
 
 #[test]
 fn a_model_without_cold_start_says_so_when_given_new_items() {
-    let ds = dataset();
+    let ds = small_synthetic();
     let factory = |p: &nn::Path, g: &TrainGraph, c: usize| -> Result<Box<dyn Backbone>> {
         Ok(Box::new(Towers::new(p, g, c, None)))
     };

@@ -8,11 +8,12 @@
 //! default), and say so in the commit.
 
 use painvrl::config::{Config, FinalObjective, Method};
-use painvrl::core::DeviceSpec;
-use painvrl::data::{generate, SyntheticConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+mod common;
+use common::{small_config, small_synthetic};
 
 /// What one method's run must reproduce.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -24,17 +25,7 @@ struct Outcome {
 }
 
 fn config(method: Method) -> Config {
-    let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 2, ..Default::default() };
-    cfg.train.epochs = 2;
-    cfg.train.batch_size = 256;
-    cfg.train.progress = false;
-    cfg.envs.n_envs = 2;
-    cfg.envs.max_iterations = 2;
-    cfg.envs.epochs = 1;
-    cfg.mask.epochs = 1;
-    cfg.mask.min_steps = 0;
-    cfg.mask.batch_size = 64;
-    cfg.backbone.negatives = 4;
+    let mut cfg = small_config(method);
     cfg.train.eval.ks = vec![20];
     // recorded with the final penalty on (the default); the other objective has its own entry
     cfg.final_objective = FinalObjective::Pareto;
@@ -42,7 +33,7 @@ fn config(method: Method) -> Config {
 }
 
 fn outcomes() -> BTreeMap<String, Outcome> {
-    let ds = generate(&SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() }).unwrap().dataset;
+    let ds = small_synthetic();
     let outcome = |cfg: &Config| {
         let r = painvrl::pipeline::run(&ds, cfg, None, false).unwrap();
         Outcome { metrics: r.metrics, mask: r.mask, environments: r.environments, pareto: r.pareto }

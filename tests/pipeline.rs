@@ -2,37 +2,19 @@
 //! bad configurations fail before training; an interrupted run resumes to the same result.
 
 use painvrl::config::{Config, Method};
-use painvrl::core::DeviceSpec;
-use painvrl::data::{generate, SyntheticConfig};
 use std::process::Command;
+
+mod common;
+use common::{small_config, small_synthetic};
 
 /// libtorch's random generator is process-wide and the pipeline seeds it: tests that train in
 /// this process take turns, so that one test's seeding cannot land in another's run.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn small_config(method: Method) -> Config {
-    let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 2, ..Default::default() };
-    cfg.train.epochs = 2;
-    cfg.train.batch_size = 256;
-    cfg.train.progress = false;
-    cfg.envs.n_envs = 2;
-    cfg.envs.max_iterations = 2;
-    cfg.envs.epochs = 1;
-    cfg.mask.epochs = 1;
-    cfg.mask.min_steps = 0;
-    cfg.mask.batch_size = 64;
-    cfg.backbone.negatives = 4;
-    cfg
-}
-
-fn synthetic() -> painvrl::core::Dataset {
-    generate(&SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() }).unwrap().dataset
-}
-
 #[test]
 fn every_method_writes_a_complete_report() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ds = synthetic();
+    let ds = small_synthetic();
     for &method in Method::INVARIANCE {
         let dir = tempfile::tempdir().unwrap();
         let r = painvrl::pipeline::run(&ds, &small_config(method), Some(dir.path()), false).unwrap();
@@ -67,7 +49,7 @@ fn every_method_writes_a_complete_report() {
 #[test]
 fn same_seed_same_result_on_cpu() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ds = synthetic();
+    let ds = small_synthetic();
     let a = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
     let b = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
     assert_eq!(a.metrics, b.metrics);
@@ -76,7 +58,7 @@ fn same_seed_same_result_on_cpu() {
 
 #[test]
 fn bad_configuration_fails_before_training() {
-    let ds = synthetic();
+    let ds = small_synthetic();
     let mut cfg = small_config(Method::Painvrl);
     cfg.train.select_metric = "auc@20".into();
     let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
@@ -91,7 +73,7 @@ fn bad_configuration_fails_before_training() {
 
 #[test]
 fn runs_that_cannot_fit_are_refused_before_training() {
-    let ds = synthetic();
+    let ds = small_synthetic();
     let mut cfg = small_config(Method::Painvrl);
     let est = painvrl::memory::estimate(&ds, &cfg);
     assert!(est.total_mb > 0.0 && est.total_mb < 1024.0, "{est:?}");
@@ -169,7 +151,7 @@ fn cli_split_writes_a_canonical_directory_that_loads_back() {
 fn cli_eval_and_pareto_on_a_small_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    painvrl::data::write_dataset(&data, &synthetic(), None).unwrap();
+    painvrl::data::write_dataset(&data, &small_synthetic(), None).unwrap();
     let cfg = tmp.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -222,7 +204,7 @@ fn eiil_strategy_runs_in_the_pipeline_with_two_environments() {
     cfg.envs.strategy = painvrl::env::Strategy::Eiil;
     cfg.envs.n_envs = 5; // EIIL makes two whatever the count
     cfg.envs.eiil_steps = 20;
-    let r = painvrl::pipeline::run(&synthetic(), &cfg, None, false).unwrap();
+    let r = painvrl::pipeline::run(&small_synthetic(), &cfg, None, false).unwrap();
     assert_eq!(r.environments.len(), 2);
     assert_eq!(r.environments.iter().sum::<usize>(), r.dataset.train);
 }
@@ -232,7 +214,7 @@ fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them()
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = small_config(Method::Painvrl);
     cfg.envs.strategy = painvrl::env::Strategy::Given;
-    let mut ds = synthetic();
+    let mut ds = small_synthetic();
     let planted = ds.truth.train_envs.clone().expect("the generator ships its environments");
     let r = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
     let mut sizes = vec![0usize; r.environments.len()];
@@ -250,7 +232,7 @@ fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them()
 #[test]
 fn a_stop_handle_ends_its_own_run_and_no_other() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ds = synthetic();
+    let ds = small_synthetic();
     let cfg = small_config(Method::Painvrl);
     let stopped = painvrl::core::signal::StopHandle::new();
     stopped.stop();

@@ -123,46 +123,44 @@ impl Plan {
         envs: &Checked<HeteroConfig>,
         mask: &Checked<MaskConfig>,
     ) -> Result<InvariancePlan> {
-        {
-            let mask = mask.with(|mask| match method {
-                Method::Invrl => {
-                    mask.kind = MaskKind::Gate;
-                    mask.penalty = PenaltyKind::Variance;
-                    mask.weighting = Weighting::Fixed;
-                }
-                Method::PainvrlFixedWeights => mask.weighting = Weighting::Fixed,
-                _ => {}
-            })?;
-            let environments = match method {
-                Method::PainvrlRandomEnvs => EnvironmentSource::Random,
-                _ => EnvironmentSource::Strategy(cfg.envs.strategy),
-            };
-            let fusion = match method {
-                Method::Invrl | Method::PainvrlInvariantOnly => Fusion::InvariantOnly,
-                _ => cfg.fusion,
-            };
-            let mut plan = InvariancePlan {
-                environments,
-                rounds: cfg.rounds,
-                envs: envs.clone(),
-                mask,
-                mask_use: cfg.conversion_mask,
-                fusion,
-                final_penalty: None,
-                warm_start: cfg.final_warm_start,
-            };
-            // the PaInvRL methods keep the invariance penalty in the final training (design),
-            // with the schedule's weight after the last round
-            plan.final_penalty = match (method, cfg.final_objective) {
-                (Method::Invrl, _) | (_, FinalObjective::Erm) => None,
-                _ => Some(Combination {
-                    weighting: if method == Method::PainvrlFixedWeights { Weighting::Fixed } else { Weighting::Pareto },
-                    normalization: cfg.final_normalization,
-                    ..plan.mask_of_round(plan.rounds)?.combination()
-                }),
-            };
-            Ok(plan)
-        }
+        let mask = mask.with(|mask| match method {
+            Method::Invrl => {
+                mask.kind = MaskKind::Gate;
+                mask.penalty = PenaltyKind::Variance;
+                mask.weighting = Weighting::Fixed;
+            }
+            Method::PainvrlFixedWeights => mask.weighting = Weighting::Fixed,
+            _ => {}
+        })?;
+        let environments = match method {
+            Method::PainvrlRandomEnvs => EnvironmentSource::Random,
+            _ => EnvironmentSource::Strategy(cfg.envs.strategy),
+        };
+        let fusion = match method {
+            Method::Invrl | Method::PainvrlInvariantOnly => Fusion::InvariantOnly,
+            _ => cfg.fusion,
+        };
+        let mut plan = InvariancePlan {
+            environments,
+            rounds: cfg.rounds,
+            envs: envs.clone(),
+            mask,
+            mask_use: cfg.conversion_mask,
+            fusion,
+            final_penalty: None,
+            warm_start: cfg.final_warm_start,
+        };
+        // the PaInvRL methods keep the invariance penalty in the final training (design),
+        // with the schedule's weight after the last round
+        plan.final_penalty = match (method, cfg.final_objective) {
+            (Method::Invrl, _) | (_, FinalObjective::Erm) => None,
+            _ => Some(Combination {
+                weighting: if method == Method::PainvrlFixedWeights { Weighting::Fixed } else { Weighting::Pareto },
+                normalization: cfg.final_normalization,
+                ..plan.mask_of_round(plan.rounds)?.combination()
+            }),
+        };
+        Ok(plan)
     }
 }
 

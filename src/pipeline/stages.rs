@@ -8,7 +8,7 @@ use crate::recommender::{ColdStart, TrainedModel};
 use crate::report::Report;
 use painvrl_convert::{binarize, variant, Converter, MaskUse};
 use painvrl_core::eval::EmbeddingScorer;
-use painvrl_core::signal::{self, StopHandle};
+use painvrl_core::signal::StopHandle;
 use painvrl_core::{
     Backbone, Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result, StepObjective, UserItems,
 };
@@ -75,7 +75,7 @@ impl<'a> Context<'a> {
 
     /// A stop between stages ends the run like a stop inside one.
     pub fn check_stop(&self, before: &str) -> Result<()> {
-        if signal::should_stop(Some(&self.stop)) {
+        if self.stop.is_stopped() {
             return Err(Error::Interrupted(format!("stop requested before {before}")));
         }
         Ok(())

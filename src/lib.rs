@@ -16,6 +16,7 @@ pub mod baselines;
 pub mod bench;
 pub mod config;
 pub mod diagnostics;
+pub mod front;
 pub mod memory;
 pub mod pipeline;
 pub mod plots;

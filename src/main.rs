@@ -29,7 +29,8 @@ enum Command {
     Recommend(RecommendArgs),
     /// Evaluate a finished run on a dataset's val, test and test_ood splits.
     Eval(EvalArgs),
-    /// Sweep PaInvRL's preference between the IID and OOD objectives and plot the front.
+    /// The IID–OOD front: ERM, InvRL, PaInvRL along its preference sweep and ERM with the
+    /// post-hoc popularity adjustment along its β grid, averaged over seeds, and which dominate.
     Pareto(ParetoArgs),
     /// Run every dataset × method × grid point × seed, choose each method's grid point on
     /// validation, and write results.json, results.md and front.svg.
@@ -136,6 +137,9 @@ struct ParetoArgs {
     /// Number of preference vectors between the objectives.
     #[arg(long, default_value_t = 5)]
     points: usize,
+    /// Training seeds, comma-separated; every point is their mean.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seeds: Vec<u64>,
 }
 
 /// Arguments of `painvrl bench`.
@@ -333,52 +337,42 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 /// `painvrl pareto`.
 fn pareto(args: ParetoArgs) -> Result<()> {
-    let ParetoArgs { data, out, config, points } = args;
+    use painvrl::front::{dominance, sweep, Family, FrontPlan};
+    let ParetoArgs { data, out, config, points, seeds } = args;
     let base = match &config {
         Some(p) => Config::from_toml_file(p)?,
         None => Config::default(),
     };
-    if points < 2 {
-        bail!("--points must be at least 2");
-    }
+    let plan = FrontPlan::even(points, seeds)?;
     let (mut ds, _) = load_dir(&data, &LoadOptions::default())?;
     base.validate(ds.n_items)?;
     prepare_ood(&mut ds, &base.ood, base.split_seed)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let mut rows = Vec::new();
-    let mut run = |label: String, cfg: Config| -> Result<()> {
-        let r = painvrl::pipeline::run(&ds, &cfg, None, false)?;
-        let (iid, ood) = (r.metrics["test"]["recall@20"], r.metrics["test_ood"]["recall@20"]);
-        eprintln!("{label}: IID recall@20 {iid:.4}, OOD recall@20 {ood:.4}");
-        rows.push(serde_json::json!({ "label": label, "iid_recall@20": iid, "ood_recall@20": ood }));
-        Ok(())
-    };
-    run("erm".into(), Config { method: Method::Erm, ..base.clone() })?;
-    run("invrl".into(), Config { method: Method::Invrl, ..base.clone() })?;
-    for k in 0..points {
-        let w = 0.1 + 0.8 * k as f64 / (points - 1) as f64;
-        let mut cfg = Config { method: Method::Painvrl, ..base.clone() };
-        cfg.mask.preference = [w, 1.0 - w];
-        run(format!("painvrl pref [{w:.2}, {:.2}]", 1.0 - w), cfg)?;
-    }
-    painvrl::core::io::write_json_atomic(&out.join("front.json"), &rows)?;
-    let pts = |pred: &dyn Fn(&str) -> bool| -> Vec<(f64, f64)> {
-        rows.iter()
-            .filter(|r| pred(r["label"].as_str().unwrap_or("")))
-            .map(|r| (r["iid_recall@20"].as_f64().unwrap_or(0.0), r["ood_recall@20"].as_f64().unwrap_or(0.0)))
-            .collect()
-    };
+    let front = sweep(&ds, &base, &plan, &out)?;
+    let verdict = dominance(&front);
+    painvrl::core::io::write_json_atomic(
+        &out.join("front.json"),
+        &serde_json::json!({ "points": front, "dominance": verdict }),
+    )?;
+    let series = |family: Family| front.iter().filter(|p| p.family == family).map(|p| p.xy()).collect::<Vec<_>>();
     painvrl::plots::scatter_plot(
         &out.join("front.svg"),
         "IID vs OOD Recall@20",
         "IID (test) recall@20",
         "OOD (test_ood) recall@20",
         &[
-            ("erm".into(), pts(&|l| l == "erm")),
-            ("invrl".into(), pts(&|l| l == "invrl")),
-            ("painvrl (preference sweep)".into(), pts(&|l| l.starts_with("painvrl"))),
+            ("erm".into(), series(Family::Erm)),
+            ("invrl".into(), series(Family::Invrl)),
+            ("painvrl (preference sweep)".into(), series(Family::Painvrl)),
+            ("erm + post-hoc popularity adjustment (beta sweep)".into(), series(Family::Posthoc)),
         ],
     )?;
+    println!(
+        "painvrl's front {} InvRL's point and {} of {} post-hoc points",
+        if verdict.invrl_dominated { "dominates" } else { "does not dominate" },
+        verdict.posthoc_dominated,
+        verdict.posthoc_points
+    );
     println!("wrote {} and {}", out.join("front.json").display(), out.join("front.svg").display());
     Ok(())
 }

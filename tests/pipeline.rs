@@ -182,7 +182,7 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
     }
     let front = tmp.path().join("front");
     let o = cli()
-        .args(["pareto", "--points", "2", "--data"])
+        .args(["pareto", "--points", "2", "--seeds", "0,1", "--data"])
         .arg(&data)
         .arg("--config")
         .arg(&cfg)
@@ -191,10 +191,29 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows: Vec<serde_json::Value> =
+    let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(front.join("front.json")).unwrap()).unwrap();
-    assert_eq!(rows.len(), 4);
+    let points = v["points"].as_array().unwrap();
+    let betas = painvrl::reference::BaselineConfig::default().posthoc_beta;
+    // erm, invrl, two preference vectors, and the post-hoc adjustment at every β of the grid
+    assert_eq!(points.len(), 4 + betas.len());
+    let find = |label: &str| points.iter().find(|p| p["label"] == label).unwrap_or_else(|| panic!("no {label}"));
+    for p in points {
+        // every point is the mean of both seeds' values
+        let per_seed = p["per_seed"].as_object().unwrap();
+        assert_eq!(per_seed.len(), 2, "{}", p["label"]);
+        let mean = per_seed.values().map(|s| s[2].as_f64().unwrap()).sum::<f64>() / 2.0;
+        assert!((mean - p["ood"].as_f64().unwrap()).abs() < 1e-12);
+    }
+    // β = 0 leaves the ERM ranking as it is: the same numbers as the ERM run, seed by seed
+    assert_eq!(find("posthoc beta 0")["per_seed"], find("erm")["per_seed"]);
+    let erm_run = front.join("runs").join("erm-seed1").join("report.json");
+    let erm_report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(erm_run).unwrap()).unwrap();
+    assert_eq!(erm_report["metrics"]["test_ood"]["recall@20"], find("erm")["per_seed"]["1"][2]);
+    assert!(v["dominance"]["posthoc_points"].as_u64() == Some(betas.len() as u64));
     assert!(std::fs::read_to_string(front.join("front.svg")).unwrap().contains("</svg>"));
+    let o = cli().args(["pareto", "--points", "1", "--data"]).arg(&data).arg("--out").arg(&front).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("points"));
 }
 
 #[test]

@@ -1,0 +1,260 @@
+//! The IID–OOD front of one dataset (`painvrl pareto`): ERM, InvRL, PaInvRL along a sweep of
+//! preference vectors, and the post-hoc popularity adjustment of the same ERM model along its
+//! β grid — every point the mean of the given training seeds — and which of them dominate.
+
+use crate::config::{Config, Method};
+use crate::report::evaluate_splits;
+use painvrl_baselines::PopularityAdjusted;
+use painvrl_core::{Dataset, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Which model family a point of the front belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// The recommender trained by ERM.
+    Erm,
+    /// InvRL's pipeline.
+    Invrl,
+    /// PaInvRL at one preference vector.
+    Painvrl,
+    /// The ERM model with `score − β·log(1 + popularity)` at one β.
+    Posthoc,
+}
+
+/// One point of the front: recall@20 on validation, the IID test and the OOD test, averaged
+/// over the seeds (each seed's values kept).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrontPoint {
+    /// What ran: `erm`, `invrl`, `painvrl pref [0.10, 0.90]`, `posthoc beta 0.3`.
+    pub label: String,
+    /// The model family.
+    pub family: Family,
+    /// Mean validation recall@20.
+    pub val: f64,
+    /// Mean IID test recall@20.
+    pub iid: f64,
+    /// Mean OOD test recall@20.
+    pub ood: f64,
+    /// Per seed: `[val, iid, ood]`.
+    pub per_seed: BTreeMap<u64, [f64; 3]>,
+}
+
+impl FrontPoint {
+    /// The point in the (IID, OOD) plane.
+    pub fn xy(&self) -> (f64, f64) {
+        (self.iid, self.ood)
+    }
+}
+
+/// True when `a` is at least as good as `b` on both axes and better on one.
+pub fn dominates(a: (f64, f64), b: (f64, f64)) -> bool {
+    a.0 >= b.0 && a.1 >= b.1 && (a.0 > b.0 || a.1 > b.1)
+}
+
+/// How PaInvRL's points compare with the others'.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dominance {
+    /// Some PaInvRL point dominates InvRL's point.
+    pub invrl_dominated: bool,
+    /// Some PaInvRL point dominates ERM's point.
+    pub erm_dominated: bool,
+    /// Post-hoc points dominated by some PaInvRL point.
+    pub posthoc_dominated: usize,
+    /// Post-hoc points on the front.
+    pub posthoc_points: usize,
+    /// PaInvRL's front dominates InvRL's point and every post-hoc point.
+    pub target_met: bool,
+}
+
+/// Compares the PaInvRL points of `front` with its InvRL, ERM and post-hoc points.
+pub fn dominance(front: &[FrontPoint]) -> Dominance {
+    let ours: Vec<(f64, f64)> = front.iter().filter(|p| p.family == Family::Painvrl).map(FrontPoint::xy).collect();
+    let beaten = |p: &FrontPoint| ours.iter().any(|&o| dominates(o, p.xy()));
+    let of = |f: Family| front.iter().filter(move |p| p.family == f);
+    let invrl_dominated = of(Family::Invrl).count() > 0 && of(Family::Invrl).all(beaten);
+    let erm_dominated = of(Family::Erm).count() > 0 && of(Family::Erm).all(beaten);
+    let posthoc_points = of(Family::Posthoc).count();
+    let posthoc_dominated = of(Family::Posthoc).filter(|p| beaten(p)).count();
+    Dominance {
+        invrl_dominated,
+        erm_dominated,
+        posthoc_dominated,
+        posthoc_points,
+        target_met: invrl_dominated && posthoc_dominated == posthoc_points,
+    }
+}
+
+/// What `painvrl pareto` sweeps.
+#[derive(Clone, Debug)]
+pub struct FrontPlan {
+    /// Preference vectors of the PaInvRL runs (weight on the recommender loss, on the penalty).
+    pub preferences: Vec<[f64; 2]>,
+    /// Training seeds; every point is their mean.
+    pub seeds: Vec<u64>,
+}
+
+impl FrontPlan {
+    /// `points` preference vectors evenly from [0.1, 0.9] to [0.9, 0.1] over `seeds`.
+    pub fn even(points: usize, seeds: Vec<u64>) -> Result<Self> {
+        if points < 2 {
+            return Err(Error::config("points", format!("{points}: give at least 2 preference vectors")));
+        }
+        if seeds.is_empty() {
+            return Err(Error::config("seeds", "give at least one training seed"));
+        }
+        let preferences = (0..points)
+            .map(|k| {
+                let w = 0.1 + 0.8 * k as f64 / (points - 1) as f64;
+                [w, 1.0 - w]
+            })
+            .collect();
+        Ok(FrontPlan { preferences, seeds })
+    }
+}
+
+/// Trains every run of `plan` on `ds` (each saved under `runs/<label>-seed<seed>` of `out`),
+/// scores the ERM model with each post-hoc β of `base.baselines.posthoc_beta`, and returns the
+/// front's points, ERM first, then InvRL, PaInvRL by preference and post-hoc by β.
+pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Result<Vec<FrontPoint>> {
+    let mut points: Vec<FrontPoint> = Vec::new();
+    let mut add = |label: String, family: Family, seed: u64, m: [f64; 3]| {
+        let i = match points.iter().position(|p| p.label == label) {
+            Some(i) => i,
+            None => {
+                let p = FrontPoint { label, family, val: 0.0, iid: 0.0, ood: 0.0, per_seed: BTreeMap::new() };
+                points.push(p);
+                points.len() - 1
+            }
+        };
+        let p = &mut points[i];
+        p.per_seed.insert(seed, m);
+        let n = p.per_seed.len() as f64;
+        let mean = |k: usize| p.per_seed.values().map(|v| v[k]).sum::<f64>() / n;
+        (p.val, p.iid, p.ood) = (mean(0), mean(1), mean(2));
+    };
+    let mut betas = base.baselines.posthoc_beta.clone();
+    betas.sort_by(f64::total_cmp);
+    betas.dedup();
+    for &seed in &plan.seeds {
+        let mut runs: Vec<(String, Family, Config)> = vec![
+            ("erm".into(), Family::Erm, Config { method: Method::Erm, ..base.clone() }),
+            ("invrl".into(), Family::Invrl, Config { method: Method::Invrl, ..base.clone() }),
+        ];
+        for &pref in &plan.preferences {
+            let mut cfg = Config { method: Method::Painvrl, ..base.clone() };
+            cfg.mask.preference = pref;
+            runs.push((format!("painvrl pref [{:.2}, {:.2}]", pref[0], pref[1]), Family::Painvrl, cfg));
+        }
+        for (label, family, mut cfg) in runs {
+            cfg.seed = seed;
+            let dir = out.join("runs").join(format!("{}-seed{seed}", slug(&label)));
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let r = crate::pipeline::run(ds, &cfg, Some(&dir), false)?;
+            let m = |split: &str| r.metrics.get(split).and_then(|s| s.get("recall@20")).copied().unwrap_or(f64::NAN);
+            eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m("test"), m("test_ood"));
+            add(label, family, seed, [m("val"), m("test"), m("test_ood")]);
+            if family == Family::Erm {
+                for (beta, v) in posthoc_front(ds, base, &dir, &betas)? {
+                    add(format!("posthoc beta {beta}"), Family::Posthoc, seed, v);
+                }
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// The saved ERM model in `run_dir` adjusted by each β: `[val, iid, ood]` recall@20.
+fn posthoc_front(ds: &Dataset, cfg: &Config, run_dir: &Path, betas: &[f64]) -> Result<Vec<(f64, [f64; 3])>> {
+    let rec = crate::recommender::Recommender::load(run_dir, tch::Device::Cpu)?;
+    let scorer = rec.scorer();
+    let popularity = ds.train.item_degrees(ds.n_items);
+    betas
+        .iter()
+        .map(|&beta| {
+            let adjusted = PopularityAdjusted::new(&scorer, &popularity, beta)?;
+            let splits: BTreeMap<_, _> =
+                evaluate_splits(&adjusted, ds, ds.n_users, &cfg.train.eval)?.into_iter().collect();
+            let m = |s: &str| splits.get(s).and_then(|x| x.values.get("recall@20")).copied().unwrap_or(f64::NAN);
+            Ok((beta, [m("val"), m("test"), m("test_ood")]))
+        })
+        .collect()
+}
+
+/// A directory name for a label: letters, digits and dots kept, the rest `-`.
+fn slug(label: &str) -> String {
+    let s: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn point(label: &str, family: Family, iid: f64, ood: f64) -> FrontPoint {
+        FrontPoint { label: label.into(), family, val: 0.0, iid, ood, per_seed: BTreeMap::new() }
+    }
+
+    #[test]
+    fn dominance_needs_both_axes_and_one_strict() {
+        assert!(dominates((0.2, 0.1), (0.1, 0.1)));
+        assert!(dominates((0.2, 0.2), (0.1, 0.1)));
+        assert!(!dominates((0.1, 0.1), (0.1, 0.1)));
+        assert!(!dominates((0.3, 0.05), (0.1, 0.1)));
+    }
+
+    #[test]
+    fn the_target_needs_invrl_and_every_posthoc_point_beaten() {
+        let mut front = vec![
+            point("erm", Family::Erm, 0.20, 0.05),
+            point("invrl", Family::Invrl, 0.19, 0.05),
+            point("pref a", Family::Painvrl, 0.21, 0.06),
+            point("pref b", Family::Painvrl, 0.15, 0.09),
+            point("beta 0", Family::Posthoc, 0.20, 0.05),
+            point("beta 1", Family::Posthoc, 0.14, 0.085),
+        ];
+        let d = dominance(&front);
+        assert!(d.invrl_dominated && d.erm_dominated && d.target_met);
+        assert_eq!((d.posthoc_dominated, d.posthoc_points), (2, 2));
+        // a post-hoc point out of reach on the OOD axis breaks the target
+        front.push(point("beta 3", Family::Posthoc, 0.10, 0.10));
+        let d = dominance(&front);
+        assert!(!d.target_met && d.invrl_dominated);
+        assert_eq!((d.posthoc_dominated, d.posthoc_points), (2, 3));
+        // without an InvRL point there is nothing to compare with
+        front.retain(|p| p.family != Family::Invrl);
+        assert!(!dominance(&front).invrl_dominated);
+    }
+
+    #[test]
+    fn an_even_plan_spans_the_preferences_and_refuses_nonsense() {
+        let p = FrontPlan::even(3, vec![0, 1]).unwrap();
+        assert_eq!(p.preferences.len(), 3);
+        for (got, want) in p.preferences.iter().zip([[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]]) {
+            assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12);
+        }
+        assert!(FrontPlan::even(1, vec![0]).unwrap_err().to_string().contains("points"));
+        assert!(FrontPlan::even(2, vec![]).unwrap_err().to_string().contains("seeds"));
+    }
+
+    #[test]
+    fn slugs_are_plain_directory_names() {
+        assert_eq!(slug("painvrl pref [0.10, 0.90]"), "painvrl-pref-0.10-0.90");
+        assert_eq!(slug("erm"), "erm");
+    }
+
+    proptest! {
+        /// Dominance is a strict partial order: irreflexive, antisymmetric, transitive.
+        #[test]
+        fn dominance_is_a_strict_partial_order(a in (0.0..1.0f64, 0.0..1.0f64), b in (0.0..1.0f64, 0.0..1.0f64), c in (0.0..1.0f64, 0.0..1.0f64)) {
+            prop_assert!(!dominates(a, a));
+            prop_assert!(!(dominates(a, b) && dominates(b, a)));
+            if dominates(a, b) && dominates(b, c) {
+                prop_assert!(dominates(a, c));
+            }
+        }
+    }
+}

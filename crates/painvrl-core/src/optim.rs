@@ -37,10 +37,11 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// Optimises every variable of `vs` except `frozen`. A variable belongs to the group that
+    /// Optimises the variables of `vs`; a frozen one (no gradient: `VarStore::freeze`,
+    /// `set_requires_grad(false)`) is left as it is. A variable belongs to the group that
     /// tch's `Path::set_group` gave it when it was created (0 unless set); `groups[g]` holds that
     /// group's hyperparameters, and a group beyond `groups` takes `groups[0]`'s.
-    pub fn new(vs: &VarStore, groups: &[GroupHyper], frozen: &HashSet<String>) -> Self {
+    pub fn new(vs: &VarStore, groups: &[GroupHyper]) -> Self {
         let group_of: BTreeMap<usize, usize> = {
             let vars = vs.variables_.lock().unwrap_or_else(|e| e.into_inner());
             vars.trainable_variables.iter().map(|v| (v.tensor.data_ptr() as usize, v.group)).collect()
@@ -48,7 +49,6 @@ impl Adam {
         let params = vs
             .variables()
             .into_iter()
-            .filter(|(n, _)| !frozen.contains(n))
             .map(|(name, tensor)| {
                 let g = group_of.get(&(tensor.data_ptr() as usize)).copied().unwrap_or(0);
                 (name, tensor, if g < groups.len() { g } else { 0 })
@@ -210,7 +210,7 @@ mod tests {
     fn adam_minimises_a_quadratic() {
         let (vs, w) = quadratic_vs();
         let target = Tensor::from_slice(&[1.0f32, -2.0, 0.5]);
-        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.1, weight_decay: 0.0 }], &HashSet::new());
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.1, weight_decay: 0.0 }]);
         for _ in 0..300 {
             opt.zero_grad();
             (&w - &target).square().sum(Kind::Float).backward();
@@ -223,7 +223,7 @@ mod tests {
     fn first_step_moves_by_lr_times_sign() {
         // Adam's first bias-corrected step is lr · g / (|g| + eps) = lr · sign(g)
         let (vs, w) = quadratic_vs();
-        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.5, weight_decay: 0.0 }], &HashSet::new());
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.5, weight_decay: 0.0 }]);
         (&w * Tensor::from_slice(&[2.0f32, -3.0, 0.0])).sum(Kind::Float).backward();
         opt.step();
         let got: Vec<f32> = Vec::try_from(&w).unwrap();
@@ -235,8 +235,8 @@ mod tests {
         let vs = VarStore::new(tch::Device::Cpu);
         let a = vs.root().sub("ids").ones("a", &[2]);
         let b = vs.root().sub("proj").ones("b", &[2]);
-        let frozen: HashSet<String> = ["ids.a".to_string()].into();
-        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.1, weight_decay: 0.0 }], &frozen);
+        let _ = a.set_requires_grad(false);
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: 0.1, weight_decay: 0.0 }]);
         (&a * &b).sum(Kind::Float).backward();
         opt.step();
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), vec![1.0, 1.0]);
@@ -251,7 +251,7 @@ mod tests {
         let fast = vs.root().sub("towers").ones("beta", &[2]);
         let stray = vs.root().set_group(5).ones("gamma", &[2]);
         let groups = [GroupHyper { lr: 0.5, weight_decay: 0.0 }, GroupHyper { lr: 0.1, weight_decay: 0.0 }];
-        let mut opt = Adam::new(&vs, &groups, &HashSet::new());
+        let mut opt = Adam::new(&vs, &groups);
         assert_eq!(opt.groups_by_name(), [("gamma", 0), ("towers.alpha", 1), ("towers.beta", 0)].into());
         (&slow + &fast + &stray).sum(Kind::Float).backward();
         opt.step();

@@ -7,7 +7,6 @@ use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::{Checked, Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
 use painvrl_data::NegativeSampler;
 use rand::Rng;
-use std::collections::HashSet;
 use std::time::Instant;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -107,7 +106,7 @@ impl EnvironmentInference for Eiil {
         // start is a stationary point)
         let vs = VarStore::new(self.device);
         let logits = vs.root().var("q", &[data.train.len() as i64], nn::Init::Randn { mean: 0.0, stdev: 0.01 });
-        let mut opt = Adam::new(&vs, &[GroupHyper { lr: cfg.eiil_lr, weight_decay: 0.0 }], &HashSet::new());
+        let mut opt = Adam::new(&vs, &[GroupHyper { lr: cfg.eiil_lr, weight_decay: 0.0 }]);
         for _ in 0..cfg.eiil_steps {
             opt.zero_grad();
             let loss = -eiil_penalty(&g, &logits.sigmoid());

@@ -8,7 +8,6 @@ use painvrl_core::{Dataset, Result, UserItems};
 use painvrl_data::NegativeSampler;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashSet;
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -130,7 +129,7 @@ pub(crate) fn train_models(
     rng: &mut ChaCha8Rng,
 ) {
     let (e, device) = (envs.len(), models.vs.device());
-    let mut opt = Adam::new(&models.vs, &[GroupHyper { lr: cfg.lr, weight_decay: 0.0 }], &HashSet::new());
+    let mut opt = Adam::new(&models.vs, &[GroupHyper { lr: cfg.lr, weight_decay: 0.0 }]);
     // `epochs` passes over the environments' interactions, `e` batches per step
     let total: usize = envs.iter().map(Vec::len).sum();
     let steps = ((total / (cfg.batch_size * e)).max(1) * cfg.epochs).max(cfg.min_steps);

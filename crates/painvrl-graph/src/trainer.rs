@@ -220,7 +220,7 @@ pub fn fit(
     // group 0 holds the content parameters, EMBEDDING_GROUP the ID embeddings
     let mut groups = [cont; EMBEDDING_GROUP + 1];
     groups[EMBEDDING_GROUP] = emb;
-    let mut opt = Adam::new(vs, &groups, &Default::default());
+    let mut opt = Adam::new(vs, &groups);
     let device = vs.device();
     let k_neg = backbone.negatives_per_positive();
     let files = ckpt.map(|c| ModuleFiles::new(&c.dir, module));

@@ -3,7 +3,7 @@
 //! β grid — every point the mean of the given training seeds — and which of them dominate.
 
 use crate::config::{Config, Method};
-use crate::report::evaluate_splits;
+use crate::report::{evaluate_splits, Report};
 use painvrl_baselines::PopularityAdjusted;
 use painvrl_core::{Dataset, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ pub enum Family {
 /// over the seeds (each seed's values kept).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrontPoint {
-    /// What ran: `erm`, `invrl`, `painvrl pref [0.10, 0.90]`, `posthoc beta 0.3`.
+    /// What ran: `erm`, `invrl`, `painvrl pref [0.20, 1.80]`, `posthoc beta 0.3`.
     pub label: String,
     /// The model family.
     pub family: Family,
@@ -97,7 +97,8 @@ pub struct FrontPlan {
 }
 
 impl FrontPlan {
-    /// `points` preference vectors evenly from [0.1, 0.9] to [0.9, 0.1] over `seeds`.
+    /// `points` preference vectors evenly from [0.2, 1.8] to [1.8, 0.2] over `seeds`: each sums
+    /// to 2 like the default [1, 1], which is the middle of an odd sweep.
     pub fn even(points: usize, seeds: Vec<u64>) -> Result<Self> {
         if points < 2 {
             return Err(Error::config("points", format!("{points}: give at least 2 preference vectors")));
@@ -108,7 +109,7 @@ impl FrontPlan {
         let preferences = (0..points)
             .map(|k| {
                 let w = 0.1 + 0.8 * k as f64 / (points - 1) as f64;
-                [w, 1.0 - w]
+                [2.0 * w, 2.0 * (1.0 - w)]
             })
             .collect();
         Ok(FrontPlan { preferences, seeds })
@@ -117,7 +118,9 @@ impl FrontPlan {
 
 /// Trains every run of `plan` on `ds` (each saved under `runs/<label>-seed<seed>` of `out`),
 /// scores the ERM model with each post-hoc β of `base.baselines.posthoc_beta`, and returns the
-/// front's points, ERM first, then InvRL, PaInvRL by preference and post-hoc by β.
+/// front's points, ERM first, then InvRL, PaInvRL by preference and post-hoc by β. A finished
+/// run already there is read back when it ran the same configuration (and refused otherwise);
+/// an interrupted one is resumed.
 pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Result<Vec<FrontPoint>> {
     let mut points: Vec<FrontPoint> = Vec::new();
     let mut add = |label: String, family: Family, seed: u64, m: [f64; 3]| {
@@ -151,8 +154,7 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
         for (label, family, mut cfg) in runs {
             cfg.seed = seed;
             let dir = out.join("runs").join(format!("{}-seed{seed}", slug(&label)));
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let r = crate::pipeline::run(ds, &cfg, Some(&dir), false)?;
+            let r = finished_or_run(ds, &cfg, &dir)?;
             let m = |split: &str| r.metrics.get(split).and_then(|s| s.get("recall@20")).copied().unwrap_or(f64::NAN);
             eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m("test"), m("test_ood"));
             add(label, family, seed, [m("val"), m("test"), m("test_ood")]);
@@ -164,6 +166,26 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
         }
     }
     Ok(points)
+}
+
+/// The report of `cfg` in `dir`: read back when the run finished there before with the same
+/// configuration, resumed when it was interrupted, trained otherwise.
+fn finished_or_run(ds: &Dataset, cfg: &Config, dir: &Path) -> Result<Report> {
+    let path = dir.join("report.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| Error::parse(&path, Some(e.line()), e.to_string()))?;
+        if r.config != *cfg {
+            return Err(Error::config(
+                "out",
+                format!("{} holds a run of another configuration; remove it or choose another --out", dir.display()),
+            ));
+        }
+        return Ok(r);
+    }
+    let resume = dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::pipeline::run(ds, cfg, Some(dir), resume)
 }
 
 /// The saved ERM model in `run_dir` adjusted by each β: `[val, iid, ood]` recall@20.
@@ -233,7 +255,7 @@ mod tests {
     fn an_even_plan_spans_the_preferences_and_refuses_nonsense() {
         let p = FrontPlan::even(3, vec![0, 1]).unwrap();
         assert_eq!(p.preferences.len(), 3);
-        for (got, want) in p.preferences.iter().zip([[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]]) {
+        for (got, want) in p.preferences.iter().zip([[0.2, 1.8], [1.0, 1.0], [1.8, 0.2]]) {
             assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12);
         }
         assert!(FrontPlan::even(1, vec![0]).unwrap_err().to_string().contains("points"));
@@ -242,7 +264,7 @@ mod tests {
 
     #[test]
     fn slugs_are_plain_directory_names() {
-        assert_eq!(slug("painvrl pref [0.10, 0.90]"), "painvrl-pref-0.10-0.90");
+        assert_eq!(slug("painvrl pref [0.20, 1.80]"), "painvrl-pref-0.20-1.80");
         assert_eq!(slug("erm"), "erm");
     }
 

@@ -212,6 +212,31 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
     assert_eq!(erm_report["metrics"]["test_ood"]["recall@20"], find("erm")["per_seed"]["1"][2]);
     assert!(v["dominance"]["posthoc_points"].as_u64() == Some(betas.len() as u64));
     assert!(std::fs::read_to_string(front.join("front.svg")).unwrap().contains("</svg>"));
+    // a second sweep into the same directory reads the finished runs back: the same front
+    let pareto_again = |config: &std::path::Path| {
+        cli()
+            .args(["pareto", "--points", "2", "--seeds", "0,1", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(config)
+            .arg("--out")
+            .arg(&front)
+            .output()
+            .unwrap()
+    };
+    let before = std::fs::read_to_string(front.join("front.json")).unwrap();
+    let o = pareto_again(&cfg);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(front.join("front.json")).unwrap(), before);
+    // … and refuses runs of another configuration instead of mixing them in
+    let other = tmp.path().join("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&cfg).unwrap().replace("pretrain_epochs = 1", "pretrain_epochs = 2"),
+    )
+    .unwrap();
+    let o = pareto_again(&other);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("another configuration"));
     let o = cli().args(["pareto", "--points", "1", "--data"]).arg(&data).arg("--out").arg(&front).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("points"));
 }

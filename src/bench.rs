@@ -4,7 +4,7 @@
 //! sd over seeds, paired differences to a reference method with 95 % intervals) and `front.svg`.
 
 use crate::config::{Config, Method};
-use crate::report::Report;
+use crate::pipeline::{finished_or_run, RunOrigin};
 use painvrl_core::io::{write_atomic, write_json_atomic};
 use painvrl_core::{Dataset, Error, Result};
 use painvrl_graph::BackboneKind;
@@ -239,17 +239,11 @@ pub fn run(plan: &BenchPlan) -> Result<Vec<RunResult>> {
                     k += 1;
                     let label = point_label(point);
                     let dir = run_dir(&plan.out, name, &spec.label(), &label, seed);
-                    let report_path = dir.join("report.json");
-                    let (report, status): (Report, &str) = if report_path.exists() {
-                        let text = std::fs::read_to_string(&report_path).map_err(|e| Error::io(&report_path, e))?;
-                        let r = serde_json::from_str(&text)
-                            .map_err(|e| Error::parse(&report_path, Some(e.line()), e.to_string()))?;
-                        (r, "done before")
-                    } else {
-                        let resume = dir.exists();
-                        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                        let c = Config { seed, ..cfg.clone() };
-                        (crate::pipeline::run(ds, &c, Some(&dir), resume)?, if resume { "resumed" } else { "ran" })
+                    let (report, origin) = finished_or_run(ds, &Config { seed, ..cfg.clone() }, &dir)?;
+                    let status = match origin {
+                        RunOrigin::DoneBefore => "done before",
+                        RunOrigin::Resumed => "resumed",
+                        RunOrigin::Ran => "ran",
                     };
                     let r = RunResult {
                         dataset: name.clone(),

@@ -3,6 +3,7 @@
 //! β grid — every point the mean of the given training seeds — and which of them dominate.
 
 use crate::config::{Config, Method};
+use crate::pipeline::{finished_or_run, RunOrigin};
 use crate::report::{evaluate_splits, Report};
 use painvrl_baselines::PopularityAdjusted;
 use painvrl_core::{Dataset, Error, Result};
@@ -132,11 +133,7 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
                 points.len() - 1
             }
         };
-        let p = &mut points[i];
-        p.per_seed.insert(seed, m);
-        let n = p.per_seed.len() as f64;
-        let mean = |k: usize| p.per_seed.values().map(|v| v[k]).sum::<f64>() / n;
-        (p.val, p.iid, p.ood) = (mean(0), mean(1), mean(2));
+        points[i].per_seed.insert(seed, m);
     };
     let mut betas = base.baselines.posthoc_beta.clone();
     betas.sort_by(f64::total_cmp);
@@ -154,7 +151,7 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
         for (label, family, mut cfg) in runs {
             cfg.seed = seed;
             let dir = out.join("runs").join(format!("{}-seed{seed}", slug(&label)));
-            let r = finished_or_run(ds, &cfg, &dir)?;
+            let r = finished_or_run_same(ds, &cfg, &dir)?;
             let m = |split: &str| r.metrics.get(split).and_then(|s| s.get("recall@20")).copied().unwrap_or(f64::NAN);
             eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m("test"), m("test_ood"));
             add(label, family, seed, [m("val"), m("test"), m("test_ood")]);
@@ -165,27 +162,25 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
             }
         }
     }
+    for p in &mut points {
+        let n = p.per_seed.len() as f64;
+        let mean = |k: usize| p.per_seed.values().map(|v| v[k]).sum::<f64>() / n;
+        (p.val, p.iid, p.ood) = (mean(0), mean(1), mean(2));
+    }
     Ok(points)
 }
 
-/// The report of `cfg` in `dir`: read back when the run finished there before with the same
-/// configuration, resumed when it was interrupted, trained otherwise.
-fn finished_or_run(ds: &Dataset, cfg: &Config, dir: &Path) -> Result<Report> {
-    let path = dir.join("report.json");
-    if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let r: Report = serde_json::from_str(&text).map_err(|e| Error::parse(&path, Some(e.line()), e.to_string()))?;
-        if r.config != *cfg {
-            return Err(Error::config(
-                "out",
-                format!("{} holds a run of another configuration; remove it or choose another --out", dir.display()),
-            ));
-        }
-        return Ok(r);
+/// The report of `cfg` in `dir` ([`finished_or_run`]); a run read back must have run `cfg`, so
+/// that a changed configuration never mixes old points into the front.
+fn finished_or_run_same(ds: &Dataset, cfg: &Config, dir: &Path) -> Result<Report> {
+    let (r, origin) = finished_or_run(ds, cfg, dir)?;
+    if origin == RunOrigin::DoneBefore && r.config != *cfg {
+        return Err(Error::config(
+            "out",
+            format!("{} holds a run of another configuration; remove it or choose another --out", dir.display()),
+        ));
     }
-    let resume = dir.exists();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    crate::pipeline::run(ds, cfg, Some(dir), resume)
+    Ok(r)
 }
 
 /// The saved ERM model in `run_dir` adjusted by each β: `[val, iid, ood]` recall@20.

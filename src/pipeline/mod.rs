@@ -44,6 +44,33 @@ pub fn run(ds: &Dataset, cfg: &Config, out: Option<&Path>, resume: bool) -> Resu
     r.execute()
 }
 
+/// How [`finished_or_run`] came by its report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOrigin {
+    /// A run had finished in the directory before: its `report.json` was read back.
+    DoneBefore,
+    /// An interrupted run was continued from its checkpoints.
+    Resumed,
+    /// The run was trained from the start.
+    Ran,
+}
+
+/// The report of `cfg` on `ds` in the run directory `dir`: read back when a run finished there
+/// before (the caller decides whether its configuration fits), resumed when one was interrupted,
+/// trained otherwise — what makes the runner and the front resumable.
+pub fn finished_or_run(ds: &Dataset, cfg: &Config, dir: &Path) -> Result<(Report, RunOrigin)> {
+    let path = dir.join("report.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let r = serde_json::from_str(&text).map_err(|e| Error::parse(&path, Some(e.line()), e.to_string()))?;
+        return Ok((r, RunOrigin::DoneBefore));
+    }
+    let resume = dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let origin = if resume { RunOrigin::Resumed } else { RunOrigin::Ran };
+    Ok((run(ds, cfg, Some(dir), resume)?, origin))
+}
+
 /// One run of a method on a dataset, configured step by step and started by [`Run::execute`].
 pub struct Run<'a> {
     ds: &'a Dataset,

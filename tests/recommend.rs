@@ -3,24 +3,23 @@
 //! requests are clear errors.
 
 use painvrl::config::{Config, Method};
-use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, npy::read_matrix, SyntheticConfig};
 use painvrl::recommender::Recommender;
 use std::process::Command;
 use tch::Device;
 
+mod common;
+use common::small_config;
+
 fn trained_run(method: Method) -> (tempfile::TempDir, painvrl::core::Dataset) {
     let ds = generate(&SyntheticConfig { n_users: 60, n_items: 90, ..Default::default() }).unwrap().dataset;
-    let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 1, ..Default::default() };
-    cfg.train.epochs = 2;
-    cfg.train.progress = false;
-    cfg.envs.n_envs = 2;
+    // the shared small configuration, shorter still: one pre-training epoch and one EM
+    // iteration, the default training batch, small mask batches
+    let mut cfg = small_config(method);
+    cfg.pretrain_epochs = 1;
+    cfg.train.batch_size = Config::default().train.batch_size;
     cfg.envs.max_iterations = 1;
-    cfg.envs.epochs = 1;
-    cfg.mask.epochs = 1;
-    cfg.mask.min_steps = 0;
     cfg.mask.batch_size = 32;
-    cfg.backbone.negatives = 4;
     let dir = tempfile::tempdir().unwrap();
     painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
     (dir, ds)

@@ -1,6 +1,9 @@
 //! What several integration tests share: a small synthetic set and a configuration that trains
 //! every stage on it in seconds (CPU, one thread).
 
+// each test crate compiles its own copy and uses only a part of it
+#![allow(dead_code)]
+
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};

@@ -508,6 +508,7 @@ fn split(args: SplitArgs) -> Result<()> {
                 test_ood: Some(test_ood),
                 val_ood: None,
                 features,
+                train_times: Some(s.train_times),
                 truth: Default::default(),
             };
             ds.validate()?;

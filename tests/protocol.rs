@@ -166,6 +166,48 @@ fn planted_truth_files_round_trip_and_bad_ones_are_named() {
 }
 
 #[test]
+fn training_timestamps_come_from_a_rating_log_round_trip_and_bad_ones_are_named() {
+    // a rating log: the loader's per-user split keeps each training click's time
+    let syn = generate(&SyntheticConfig { n_users: 30, n_items: 40, ..Default::default() }).unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    painvrl::data::write_dataset(log_dir.path(), &syn.dataset, None).unwrap();
+    for f in ["train.tsv", "val.tsv", "test.tsv", "test_ood.tsv", "train_env.tsv"] {
+        std::fs::remove_file(log_dir.path().join(f)).unwrap();
+    }
+    let time_of = |u: u32, i: u32| 1_000_000 + i64::from(u) * 1000 + i64::from(i * 7 % 40);
+    let mut log = String::from("user\titem\trating\ttimestamp\n");
+    for (u, i) in syn.dataset.train.iter() {
+        log.push_str(&format!("{u}\t{i}\t5\t{}\n", time_of(u, i)));
+    }
+    std::fs::write(log_dir.path().join("interactions.tsv"), log).unwrap();
+    let (from_log, _) = load_dir(log_dir.path(), &LoadOptions::default()).unwrap();
+    let times = from_log.train_times.clone().expect("a rating log has timestamps");
+    assert!(from_log.train.iter().zip(&times).all(|((u, i), &t)| t == time_of(u, i)));
+    // canonical copy: train_time.tsv beside train.tsv, read back unchanged
+    let dir = tempfile::tempdir().unwrap();
+    painvrl::data::write_dataset(dir.path(), &from_log, None).unwrap();
+    let (ds, _) = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!((&ds.train, &ds.train_times), (&from_log.train, &from_log.train_times));
+    // a timestamp that is not an integer: file and line named
+    let path = dir.path().join("train_time.tsv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen('\n', "\n12.5\n", 1)).unwrap();
+    let e = load_dir(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("train_time.tsv") && e.contains("line 2") && e.contains("12.5"), "{e}");
+    // one too few: the counts named
+    let short: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&path, short.join("\n")).unwrap();
+    let e = load_dir(dir.path(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains(&format!("{} training timestamps for {}", ds.train.len() - 1, ds.train.len())), "{e}");
+    // no timestamps at all: the time-periods strategy refuses before anything trains
+    let mut cfg = tiny_config();
+    cfg.method = Method::Painvrl;
+    cfg.envs.strategy = painvrl::env::Strategy::TimePeriods;
+    let e = painvrl::pipeline::run(&synthetic(), &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("envs.strategy") && e.contains("train_time.tsv"), "{e}");
+}
+
+#[test]
 fn selecting_on_val_ood_without_the_slice_is_refused() {
     let mut cfg = tiny_config();
     cfg.select_on = painvrl::config::Selection::ValOod;

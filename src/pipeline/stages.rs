@@ -15,6 +15,7 @@ use painvrl_core::{
 use painvrl_data::NegativeSampler;
 use painvrl_env::{
     ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
+    TimePeriods,
 };
 use painvrl_graph::{fit, Checkpointing, EpochLog, Stage, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, InvariancePenalty, Mask, MaskData};
@@ -147,6 +148,16 @@ pub(super) fn environment_inference(
         EnvironmentSource::Strategy(Strategy::Eiil) => Box::new(Eiil::new(envs.clone(), device)),
         EnvironmentSource::Strategy(Strategy::PopularityBands) => Box::new(PopularityBands { n_envs }),
         EnvironmentSource::Strategy(Strategy::ActivityBands) => Box::new(ActivityBands { n_envs }),
+        EnvironmentSource::Strategy(Strategy::TimePeriods) => match ds.train_times {
+            Some(_) => Box::new(TimePeriods { n_envs }),
+            None => {
+                return Err(Error::config(
+                    "envs.strategy",
+                    "'time-periods' needs timestamps: a rating log (interactions.tsv) or train_time.tsv beside \
+                     train.tsv (docs/data-format.md)",
+                ))
+            }
+        },
         EnvironmentSource::Strategy(Strategy::Given) => Box::new(GivenEnvironments {
             labels: ds.truth.train_envs.clone().ok_or_else(|| {
                 Error::config("envs.strategy", "'given' needs the dataset's train_env.tsv (docs/data-format.md)")

@@ -195,6 +195,10 @@ pub struct Dataset {
     pub val_ood: Option<Interactions>,
     /// Item content features.
     pub features: ItemFeatures,
+    /// When each training interaction happened (Unix seconds, in training-split order), when the
+    /// source has timestamps: a rating log, or `train_time.tsv` beside a canonical `train.tsv`.
+    /// Observable, unlike [`Dataset::truth`]: the `time-periods` environments are built from it.
+    pub train_times: Option<Vec<i64>>,
     /// Ground truth that synthetic or annotated datasets ship: for diagnostics, and the
     /// environments for training only when `envs.strategy = "given"` asks for them.
     pub truth: PlantedTruth,
@@ -265,6 +269,16 @@ impl Dataset {
                     "dataset '{}': {} planted environment labels for {} training interactions",
                     self.name,
                     e.len(),
+                    self.train.len()
+                )));
+            }
+        }
+        if let Some(t) = &self.train_times {
+            if t.len() != self.train.len() {
+                return Err(Error::InvalidData(format!(
+                    "dataset '{}': {} training timestamps for {} training interactions",
+                    self.name,
+                    t.len(),
                     self.train.len()
                 )));
             }

@@ -126,7 +126,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "dataset".into());
     let mut report = LoadReport::default();
-    let (train, val, test, test_ood, val_ood) = if dir.join("train.tsv").exists() {
+    let (train, val, test, test_ood, val_ood, train_times) = if dir.join("train.tsv").exists() {
         report.layout = "canonical".into();
         let mut read = |f: &str| -> Result<Interactions> {
             let path = dir.join(f);
@@ -141,12 +141,13 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         let mut optional = |f: &str| if dir.join(f).exists() { read(f).map(Some) } else { Ok(None) };
         let ood = optional("test_ood.tsv")?;
         let val_ood = optional("val_ood.tsv")?;
-        (train, val, test, ood, val_ood)
+        let times = read_train_times(dir)?;
+        (train, val, test, ood, val_ood, times)
     } else if let Some(inter) = find_inter(dir)? {
         report.layout = "mmrec".into();
         let ([tr, va, te], d) = read_mmrec(&inter)?;
         report.duplicates = d;
-        (tr, va, te, None, None)
+        (tr, va, te, None, None, None)
     } else if dir.join("interactions.tsv").exists() {
         report.layout = "ratings".into();
         let ratings = read_ratings(&dir.join("interactions.tsv"))?;
@@ -154,7 +155,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         report.below_threshold = ratings.len() - kept.len();
         let s = split_per_user(&kept, opts.split, opts.val_fraction, opts.test_fraction, opts.seed)?;
         report.duplicates = s.duplicates;
-        (s.train, s.val, s.test, None, None)
+        (s.train, s.val, s.test, None, None, Some(s.train_times))
     } else {
         return Err(Error::InvalidData(format!(
             "{}: no interactions found; expected train.tsv/val.tsv/test.tsv, an MMRec '<name>.inter', or interactions.tsv",
@@ -177,7 +178,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)>
         }
         n_users = n_users.max(x.users.iter().map(|&u| u as usize + 1).max().unwrap_or(0));
     }
-    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, val_ood, features, truth: read_truth(dir)? };
+    let truth = read_truth(dir)?;
+    let ds = Dataset { name, n_users, n_items, train, val, test, test_ood, val_ood, features, train_times, truth };
     ds.validate().map_err(|e| Error::InvalidData(format!("{}: {e}", dir.display())))?;
     let train_users = ds.train.user_degrees(n_users);
     let mut cold = vec![false; n_users];
@@ -206,6 +208,27 @@ pub fn describe(report: &LoadReport) -> String {
         "layout {}, {} duplicates dropped, {} cold users (not scored), {} items without training interactions",
         report.layout, report.duplicates, report.cold_users, report.cold_items
     )
+}
+
+/// Reads the optional `train_time.tsv` of a canonical dataset directory: one integer timestamp
+/// per line, in `train.tsv` order (its length is checked by `Dataset::validate`).
+pub fn read_train_times(dir: &Path) -> Result<Option<Vec<i64>>> {
+    let path = dir.join("train_time.tsv");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let times = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(k, l)| {
+            l.trim().parse::<i64>().map_err(|_| {
+                Error::parse(&path, Some(k + 1), format!("'{}' is not a timestamp (an integer)", l.trim()))
+            })
+        })
+        .collect::<Result<Vec<i64>>>()?;
+    Ok(Some(times))
 }
 
 /// Reads the optional ground truth of a dataset directory: `train_env.tsv` (one environment id

@@ -31,6 +31,8 @@ pub struct SplitResult {
     pub val: Interactions,
     /// Test interactions.
     pub test: Interactions,
+    /// The timestamp of each training interaction, in `train` order.
+    pub train_times: Vec<i64>,
     /// Duplicate (user, item) pairs dropped (the earliest is kept).
     pub duplicates: usize,
 }
@@ -83,7 +85,10 @@ pub fn split_per_user(
         }
         let n = rs.len();
         if n < 3 {
-            rs.iter().for_each(|r| out.train.push(r.user, r.item));
+            rs.iter().for_each(|r| {
+                out.train.push(r.user, r.item);
+                out.train_times.push(r.timestamp);
+            });
             continue;
         }
         let n_test = ((n as f64 * test_fraction).round() as usize).max(usize::from(test_fraction > 0.0));
@@ -91,6 +96,7 @@ pub fn split_per_user(
         let n_train = n.saturating_sub(n_test + n_val).max(1);
         for (k, r) in rs.iter().enumerate() {
             let dst = if k < n_train {
+                out.train_times.push(r.timestamp);
                 &mut out.train
             } else if k < n_train + n_val {
                 &mut out.val
@@ -324,6 +330,10 @@ pub fn write_dataset(dir: &Path, ds: &Dataset, ood: Option<&OodInfo>) -> Result<
         let text: String = envs.iter().map(|e| format!("{e}\n")).collect();
         painvrl_core::io::write_atomic(&dir.join("train_env.tsv"), text.as_bytes())?;
     }
+    if let Some(times) = &ds.train_times {
+        let text: String = times.iter().map(|t| format!("{t}\n")).collect();
+        painvrl_core::io::write_atomic(&dir.join("train_time.tsv"), text.as_bytes())?;
+    }
     if let Some(dims) = &ds.truth.invariant_dims {
         write_json_atomic(&dir.join("invariant_dims.json"), dims)?;
     }
@@ -364,6 +374,32 @@ mod tests {
         let mut all: Vec<u32> = [&a.train, &a.val, &a.test].iter().flat_map(|x| x.items.clone()).collect();
         all.sort();
         assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    proptest::proptest! {
+        /// Whatever the log and the strategy, every training interaction keeps its own
+        /// timestamp (the time environments are built from them).
+        #[test]
+        fn train_times_stay_with_their_interactions(
+            log in proptest::collection::vec((0u32..5, 0u32..9, 0i64..50), 1..60),
+            temporal in proptest::bool::ANY,
+            seed in 0u64..100,
+        ) {
+            let ratings: Vec<Rating> =
+                log.iter().map(|&(user, item, timestamp)| Rating { user, item, rating: 5.0, timestamp }).collect();
+            let strategy = if temporal { SplitStrategy::Temporal } else { SplitStrategy::Random };
+            let s = split_per_user(&ratings, strategy, 0.2, 0.2, seed).unwrap();
+            proptest::prop_assert_eq!(s.train_times.len(), s.train.len());
+            // duplicates keep the earliest (time, then item order): the pair's smallest timestamp
+            let mut first: HashMap<(u32, u32), i64> = HashMap::new();
+            for r in &ratings {
+                let t = first.entry((r.user, r.item)).or_insert(r.timestamp);
+                *t = (*t).min(r.timestamp);
+            }
+            for (k, (u, i)) in s.train.iter().enumerate() {
+                proptest::prop_assert_eq!(s.train_times[k], first[&(u, i)]);
+            }
+        }
     }
 
     #[test]

@@ -223,6 +223,7 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
         test,
         test_ood: Some(ood),
         val_ood: None,
+        train_times: None,
         truth: PlantedTruth {
             train_envs: Some(train_envs.clone()),
             invariant_dims: Some((0..d).filter(|&c| invariant_mask[c]).collect()),

@@ -18,6 +18,10 @@ pub enum Strategy {
     /// Equal-count bands of the clicking user's training activity ([`ActivityBands`](crate::ActivityBands)).
     #[serde(rename = "activity-bands")]
     ActivityBands,
+    /// Equal-count periods of the training interactions' timestamps ([`TimePeriods`](crate::TimePeriods));
+    /// needs a dataset with timestamps.
+    #[serde(rename = "time-periods")]
+    TimePeriods,
     /// The dataset's own labels (`train_env.tsv`: e.g. time periods, platforms, or a
     /// generator's planted environments) ([`GivenEnvironments`](crate::GivenEnvironments)).
     Given,

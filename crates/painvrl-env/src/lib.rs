@@ -13,7 +13,7 @@ mod simple;
 pub use config::{HeteroConfig, Start, Strategy};
 pub use eiil::{eiil_penalty, Eiil};
 pub use hetero::HeterogeneousIdentification;
-pub use simple::{ActivityBands, GivenEnvironments, PopularityBands, RandomEnvironments};
+pub use simple::{ActivityBands, GivenEnvironments, PopularityBands, RandomEnvironments, TimePeriods};
 
 /// Normalised mutual information between two labelings (moved to `painvrl_core::metrics`).
 pub use painvrl_core::metrics::nmi;

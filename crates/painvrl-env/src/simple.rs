@@ -1,6 +1,7 @@
 //! Environments that need no model: random labels (the ablation), given labels, and
-//! equal-count bands of an observable quantity — the clicked item's training popularity or the
-//! clicking user's training activity — the usual suspects of a popularity or activity shift.
+//! equal-count bands of an observable quantity — the clicked item's training popularity, the
+//! clicking user's training activity, or when the click happened — the usual suspects of a
+//! popularity, activity or temporal shift.
 
 use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
 use rand::{Rng, SeedableRng};
@@ -54,7 +55,7 @@ impl EnvironmentInference for GivenEnvironments {
 
 /// Labels each value with its equal-count band among `n_envs` (ties broken by position, so the
 /// bands' sizes differ by at most one): band 0 holds the smallest values.
-pub fn equal_count_bands(values: &[u32], n_envs: usize) -> Vec<u32> {
+pub fn equal_count_bands<T: Ord + Copy>(values: &[T], n_envs: usize) -> Vec<u32> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by_key(|&k| (values[k], k));
     let mut labels = vec![0u32; values.len()];
@@ -65,7 +66,7 @@ pub fn equal_count_bands(values: &[u32], n_envs: usize) -> Vec<u32> {
 }
 
 /// The assignment of each training interaction to the equal-count band of its `values` entry.
-fn band_assignment(values: &[u32], n_envs: usize) -> Result<EnvironmentAssignment> {
+fn band_assignment<T: Ord + Copy>(values: &[T], n_envs: usize) -> Result<EnvironmentAssignment> {
     if n_envs < 2 {
         return Err(Error::config("envs.n_envs", "need at least 2 environments"));
     }
@@ -108,6 +109,40 @@ impl EnvironmentInference for ActivityBands {
     }
 }
 
+/// Environments as equal-count periods of the training interactions' timestamps
+/// ([`Dataset::train_times`]): environment 0 holds the earliest clicks. Periods of equal count
+/// rather than equal length, so that no environment is nearly empty when activity grows over
+/// time; interactions at the same instant are split by their position in the training list.
+pub struct TimePeriods {
+    /// Number of environments.
+    pub n_envs: usize,
+}
+
+impl EnvironmentInference for TimePeriods {
+    fn name(&self) -> &str {
+        "time-periods"
+    }
+
+    fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
+        let times = data.train_times.as_ref().ok_or_else(|| {
+            Error::InvalidData(format!(
+                "dataset '{}' has no timestamps: time periods need a rating log (interactions.tsv) or \
+                 train_time.tsv beside train.tsv",
+                data.name
+            ))
+        })?;
+        if times.len() != data.train.len() {
+            return Err(Error::InvalidData(format!(
+                "dataset '{}': {} training timestamps for {} training interactions",
+                data.name,
+                times.len(),
+                data.train.len()
+            )));
+        }
+        band_assignment(times, self.n_envs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +178,7 @@ mod tests {
                 vec![0.0; 5],
             )
             .unwrap(),
+            train_times: None,
             truth: Default::default(),
         };
         let a = PopularityBands { n_envs: 2 }.infer(&ds, None, 0).unwrap();
@@ -151,5 +187,34 @@ mod tests {
         assert!(PopularityBands { n_envs: 1 }.infer(&ds, None, 0).is_err());
         let act = ActivityBands { n_envs: 2 }.infer(&ds, None, 0).unwrap();
         assert_eq!(act.sizes, vec![4, 4]);
+    }
+
+    #[test]
+    fn time_periods_put_the_earliest_clicks_first_and_need_timestamps() {
+        use painvrl_core::{Interactions, ItemFeatures, Modality};
+        let train = Interactions::from_pairs([(0, 0), (0, 1), (1, 0), (1, 2), (2, 1), (2, 2)]);
+        let mut ds = Dataset {
+            name: "t".into(),
+            n_users: 3,
+            n_items: 3,
+            train,
+            val: Interactions::default(),
+            test: Interactions::default(),
+            test_ood: None,
+            val_ood: None,
+            features: ItemFeatures::new(vec![Modality { name: "x".into(), dim: 1 }], 3, vec![0.0; 3]).unwrap(),
+            train_times: Some(vec![50, 10, 40, 20, 30, 60]),
+            truth: Default::default(),
+        };
+        let a = TimePeriods { n_envs: 3 }.infer(&ds, None, 0).unwrap();
+        // sorted by time: 10(1) 20(3) | 30(4) 40(2) | 50(0) 60(5)
+        assert_eq!(a.labels, vec![2, 0, 1, 0, 1, 2]);
+        assert_eq!(a.sizes, vec![2, 2, 2]);
+        ds.train_times = Some(vec![1, 2]);
+        let e = TimePeriods { n_envs: 3 }.infer(&ds, None, 0).unwrap_err().to_string();
+        assert!(e.contains("2 training timestamps for 6"), "{e}");
+        ds.train_times = None;
+        let e = TimePeriods { n_envs: 3 }.infer(&ds, None, 0).unwrap_err().to_string();
+        assert!(e.contains("no timestamps") && e.contains("train_time.tsv"), "{e}");
     }
 }

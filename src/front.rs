@@ -3,8 +3,8 @@
 //! β grid — every point the mean of the given training seeds — and which of them dominate.
 
 use crate::config::{Config, Method};
-use crate::pipeline::{finished_or_run, RunOrigin};
-use crate::report::{evaluate_splits, Report};
+use crate::pipeline::finished_or_run;
+use crate::report::evaluate_splits;
 use painvrl_baselines::PopularityAdjusted;
 use painvrl_core::{Dataset, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -151,7 +151,7 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
         for (label, family, mut cfg) in runs {
             cfg.seed = seed;
             let dir = out.join("runs").join(format!("{}-seed{seed}", slug(&label)));
-            let r = finished_or_run_same(ds, &cfg, &dir)?;
+            let (r, _) = finished_or_run(ds, &cfg, &dir)?;
             let m = |split: &str| r.metrics.get(split).and_then(|s| s.get("recall@20")).copied().unwrap_or(f64::NAN);
             eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m("test"), m("test_ood"));
             add(label, family, seed, [m("val"), m("test"), m("test_ood")]);
@@ -168,19 +168,6 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
         (p.val, p.iid, p.ood) = (mean(0), mean(1), mean(2));
     }
     Ok(points)
-}
-
-/// The report of `cfg` in `dir` ([`finished_or_run`]); a run read back must have run `cfg`, so
-/// that a changed configuration never mixes old points into the front.
-fn finished_or_run_same(ds: &Dataset, cfg: &Config, dir: &Path) -> Result<Report> {
-    let (r, origin) = finished_or_run(ds, cfg, dir)?;
-    if origin == RunOrigin::DoneBefore && r.config != *cfg {
-        return Err(Error::config(
-            "out",
-            format!("{} holds a run of another configuration; remove it or choose another --out", dir.display()),
-        ));
-    }
-    Ok(r)
 }
 
 /// The saved ERM model in `run_dir` adjusted by each β: `[val, iid, ood]` recall@20.

@@ -110,10 +110,10 @@ fn every_baseline_runs_and_records_its_validation_choice() {
 }
 
 #[test]
-fn bench_skips_finished_runs_and_reruns_only_the_missing_one() {
+fn bench_skips_finished_runs_reruns_only_the_missing_one_and_refuses_another_configuration() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
-    let plan = BenchPlan {
+    let mut plan = BenchPlan {
         datasets: vec![("synthetic".into(), synthetic())],
         methods: vec!["popularity".parse().unwrap(), "erm".parse().unwrap()],
         seeds: 2,
@@ -137,6 +137,10 @@ fn bench_skips_finished_runs_and_reruns_only_the_missing_one() {
     let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
     assert!(md.contains("| popularity |") && md.contains("vs erm"), "{md}");
     assert!(out.path().join("front.svg").exists() && out.path().join("results.json").exists());
+    // a changed option with the same output: refused, not mixed into the tables
+    plan.base.train.lr *= 2.0;
+    let e = painvrl::bench::run(&plan).unwrap_err().to_string();
+    assert!(e.contains("holds a run of another configuration"), "{e}");
 }
 
 #[test]

@@ -55,14 +55,21 @@ pub enum RunOrigin {
     Ran,
 }
 
-/// The report of `cfg` on `ds` in the run directory `dir`: read back when a run finished there
-/// before (the caller decides whether its configuration fits), resumed when one was interrupted,
-/// trained otherwise — what makes the runner and the front resumable.
+/// The report of `cfg` on `ds` in the run directory `dir`: read back when a run of the same
+/// configuration finished there before, resumed when one was interrupted, trained otherwise —
+/// what makes the runner and the front resumable. A finished run of another configuration is
+/// an error, so that a changed option never mixes old results into new tables.
 pub fn finished_or_run(ds: &Dataset, cfg: &Config, dir: &Path) -> Result<(Report, RunOrigin)> {
     let path = dir.join("report.json");
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let r = serde_json::from_str(&text).map_err(|e| Error::parse(&path, Some(e.line()), e.to_string()))?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| Error::parse(&path, Some(e.line()), e.to_string()))?;
+        if r.config != cfg.as_run() {
+            return Err(Error::config(
+                "out",
+                format!("{} holds a run of another configuration; remove it or choose another --out", dir.display()),
+            ));
+        }
         return Ok((r, RunOrigin::DoneBefore));
     }
     let resume = dir.exists();

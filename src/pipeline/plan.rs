@@ -33,10 +33,7 @@ impl Config {
     /// Checks every field (and the dataset's ids) once, before anything trains; errors name the
     /// field.
     pub fn check(&self, ds: &Dataset) -> Result<CheckedConfig> {
-        let mut cfg = self.clone();
-        if cfg.method == Method::Pd {
-            cfg.backbone.pd_gamma = cfg.baselines.pd_gamma;
-        }
+        let cfg = self.as_run();
         let backbone = cfg.backbone.clone().check()?;
         let invariance = match cfg.method.is_invariant() {
             true => Some((cfg.envs.clone().check()?, cfg.mask.clone().check()?)),
@@ -45,6 +42,18 @@ impl Config {
         cfg.validate_own(ds.n_items)?;
         ds.validate()?;
         Ok(CheckedConfig { cfg, backbone, invariance })
+    }
+}
+
+impl Config {
+    /// The configuration a run of `self` records in its report: PD's γ moved into the
+    /// backbone's configuration, everything else as given.
+    pub fn as_run(&self) -> Config {
+        let mut cfg = self.clone();
+        if cfg.method == Method::Pd {
+            cfg.backbone.pd_gamma = cfg.baselines.pd_gamma;
+        }
+        cfg
     }
 }
 

@@ -23,6 +23,12 @@ pub enum Family {
     Painvrl,
     /// The ERM model with `score − β·log(1 + popularity)` at one β.
     Posthoc,
+    /// InvRL's model with the same adjustment at one β > 0.
+    #[serde(rename = "invrl+posthoc")]
+    InvrlPosthoc,
+    /// A PaInvRL model (one preference vector) with the same adjustment at one β > 0.
+    #[serde(rename = "painvrl+posthoc")]
+    PainvrlPosthoc,
 }
 
 /// One point of the front: recall@20 on validation, the IID test and the OOD test, averaged
@@ -68,11 +74,27 @@ pub struct Dominance {
     pub posthoc_points: usize,
     /// PaInvRL's front dominates InvRL's point and every post-hoc point.
     pub target_met: bool,
+    /// InvRL's adjusted points (β > 0) dominated by some PaInvRL point: the comparison of the
+    /// two methods when both may be adjusted.
+    pub invrl_posthoc_dominated: usize,
+    /// InvRL's adjusted points on the front.
+    pub invrl_posthoc_points: usize,
 }
 
-/// Compares the PaInvRL points of `front` with its InvRL, ERM and post-hoc points.
+/// Compares the PaInvRL points of `front` (the preference sweep) with its InvRL, ERM and
+/// post-hoc points.
 pub fn dominance(front: &[FrontPoint]) -> Dominance {
-    let ours: Vec<(f64, f64)> = front.iter().filter(|p| p.family == Family::Painvrl).map(FrontPoint::xy).collect();
+    dominance_of(front, &[Family::Painvrl])
+}
+
+/// [`dominance`] with PaInvRL's post-hoc adjusted points added to its own: the front a user gets
+/// who may adjust PaInvRL's scores as the baseline adjusts ERM's.
+pub fn dominance_with_posthoc(front: &[FrontPoint]) -> Dominance {
+    dominance_of(front, &[Family::Painvrl, Family::PainvrlPosthoc])
+}
+
+fn dominance_of(front: &[FrontPoint], our_families: &[Family]) -> Dominance {
+    let ours: Vec<(f64, f64)> = front.iter().filter(|p| our_families.contains(&p.family)).map(FrontPoint::xy).collect();
     let beaten = |p: &FrontPoint| ours.iter().any(|&o| dominates(o, p.xy()));
     let of = |f: Family| front.iter().filter(move |p| p.family == f);
     let invrl_dominated = of(Family::Invrl).count() > 0 && of(Family::Invrl).all(beaten);
@@ -85,6 +107,8 @@ pub fn dominance(front: &[FrontPoint]) -> Dominance {
         posthoc_dominated,
         posthoc_points,
         target_met: invrl_dominated && posthoc_dominated == posthoc_points,
+        invrl_posthoc_dominated: of(Family::InvrlPosthoc).filter(|p| beaten(p)).count(),
+        invrl_posthoc_points: of(Family::InvrlPosthoc).count(),
     }
 }
 
@@ -118,8 +142,9 @@ impl FrontPlan {
 }
 
 /// Trains every run of `plan` on `ds` (each saved under `runs/<label>-seed<seed>` of `out`),
-/// scores the ERM model with each post-hoc β of `base.baselines.posthoc_beta`, and returns the
-/// front's points, ERM first, then InvRL, PaInvRL by preference and post-hoc by β. A finished
+/// scores the ERM model with each post-hoc β of `base.baselines.posthoc_beta` and the InvRL and
+/// PaInvRL models with each β > 0, and returns the front's points, ERM first, then InvRL, PaInvRL
+/// by preference, each followed by its post-hoc points by β. A finished
 /// run already there is read back when it ran the same configuration (and refused otherwise);
 /// an interrupted one is resumed.
 pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Result<Vec<FrontPoint>> {
@@ -154,11 +179,21 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
             let (r, _) = finished_or_run(ds, &cfg, &dir)?;
             let m = |split: &str| r.metrics.get(split).and_then(|s| s.get("recall@20")).copied().unwrap_or(f64::NAN);
             eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m("test"), m("test_ood"));
-            add(label, family, seed, [m("val"), m("test"), m("test_ood")]);
-            if family == Family::Erm {
-                for (beta, v) in posthoc_front(ds, base, &dir, &betas)? {
-                    add(format!("posthoc beta {beta}"), Family::Posthoc, seed, v);
+            add(label.clone(), family, seed, [m("val"), m("test"), m("test_ood")]);
+            match family {
+                Family::Erm => {
+                    for (beta, v) in posthoc_front(ds, base, &dir, &betas)? {
+                        add(format!("posthoc beta {beta}"), Family::Posthoc, seed, v);
+                    }
                 }
+                Family::Invrl | Family::Painvrl => {
+                    let adjusted = if family == Family::Invrl { Family::InvrlPosthoc } else { Family::PainvrlPosthoc };
+                    let positive: Vec<f64> = betas.iter().copied().filter(|&b| b > 0.0).collect();
+                    for (beta, v) in posthoc_front(ds, base, &dir, &positive)? {
+                        add(format!("{label} + posthoc beta {beta}"), adjusted, seed, v);
+                    }
+                }
+                Family::Posthoc | Family::InvrlPosthoc | Family::PainvrlPosthoc => {}
             }
         }
     }
@@ -228,6 +263,16 @@ mod tests {
         let d = dominance(&front);
         assert!(!d.target_met && d.invrl_dominated);
         assert_eq!((d.posthoc_dominated, d.posthoc_points), (2, 3));
+        // PaInvRL's adjusted points count only in the second verdict
+        front.push(point("pref b + beta 1", Family::PainvrlPosthoc, 0.11, 0.11));
+        let (plain, adjusted) = (dominance(&front), dominance_with_posthoc(&front));
+        assert!(!plain.target_met && adjusted.target_met);
+        assert_eq!((adjusted.posthoc_dominated, adjusted.posthoc_points), (3, 3));
+        // InvRL's adjusted points are counted, not part of the target
+        front.push(point("invrl + beta 1", Family::InvrlPosthoc, 0.12, 0.12));
+        let adjusted = dominance_with_posthoc(&front);
+        assert!(adjusted.target_met);
+        assert_eq!((adjusted.invrl_posthoc_dominated, adjusted.invrl_posthoc_points), (0, 1));
         // without an InvRL point there is nothing to compare with
         front.retain(|p| p.family != Family::Invrl);
         assert!(!dominance(&front).invrl_dominated);

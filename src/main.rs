@@ -337,7 +337,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 /// `painvrl pareto`.
 fn pareto(args: ParetoArgs) -> Result<()> {
-    use painvrl::front::{dominance, sweep, Family, FrontPlan};
+    use painvrl::front::{dominance, dominance_with_posthoc, sweep, Family, FrontPlan};
     let ParetoArgs { data, out, config, points, seeds } = args;
     let base = match &config {
         Some(p) => Config::from_toml_file(p)?,
@@ -349,10 +349,10 @@ fn pareto(args: ParetoArgs) -> Result<()> {
     prepare_ood(&mut ds, &base.ood, base.split_seed)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let front = sweep(&ds, &base, &plan, &out)?;
-    let verdict = dominance(&front);
+    let (verdict, adjusted) = (dominance(&front), dominance_with_posthoc(&front));
     painvrl::core::io::write_json_atomic(
         &out.join("front.json"),
-        &serde_json::json!({ "points": front, "dominance": verdict }),
+        &serde_json::json!({ "points": front, "dominance": verdict, "dominance_with_posthoc": adjusted }),
     )?;
     let series = |family: Family| front.iter().filter(|p| p.family == family).map(|p| p.xy()).collect::<Vec<_>>();
     painvrl::plots::scatter_plot(
@@ -365,14 +365,20 @@ fn pareto(args: ParetoArgs) -> Result<()> {
             ("invrl".into(), series(Family::Invrl)),
             ("painvrl (preference sweep)".into(), series(Family::Painvrl)),
             ("erm + post-hoc popularity adjustment (beta sweep)".into(), series(Family::Posthoc)),
+            ("invrl + post-hoc popularity adjustment".into(), series(Family::InvrlPosthoc)),
+            ("painvrl + post-hoc popularity adjustment".into(), series(Family::PainvrlPosthoc)),
         ],
     )?;
-    println!(
-        "painvrl's front {} InvRL's point and {} of {} post-hoc points",
-        if verdict.invrl_dominated { "dominates" } else { "does not dominate" },
-        verdict.posthoc_dominated,
-        verdict.posthoc_points
-    );
+    for (what, d) in [("painvrl's front", &verdict), ("with its post-hoc points", &adjusted)] {
+        println!(
+            "{what} {} InvRL's point, {} of {} post-hoc points of ERM and {} of {} of InvRL",
+            if d.invrl_dominated { "dominates" } else { "does not dominate" },
+            d.posthoc_dominated,
+            d.posthoc_points,
+            d.invrl_posthoc_dominated,
+            d.invrl_posthoc_points
+        );
+    }
     println!("wrote {} and {}", out.join("front.json").display(), out.join("front.svg").display());
     Ok(())
 }

@@ -195,8 +195,10 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
         serde_json::from_str(&std::fs::read_to_string(front.join("front.json")).unwrap()).unwrap();
     let points = v["points"].as_array().unwrap();
     let betas = painvrl::reference::BaselineConfig::default().posthoc_beta;
-    // erm, invrl, two preference vectors, and the post-hoc adjustment at every β of the grid
-    assert_eq!(points.len(), 4 + betas.len());
+    // erm, invrl, two preference vectors, the post-hoc adjustment of ERM at every β of the grid
+    // and of the InvRL and each PaInvRL model at every β > 0
+    let positive = betas.iter().filter(|&&b| b > 0.0).count();
+    assert_eq!(points.len(), 4 + betas.len() + 3 * positive);
     let find = |label: &str| points.iter().find(|p| p["label"] == label).unwrap_or_else(|| panic!("no {label}"));
     for p in points {
         // every point is the mean of both seeds' values
@@ -211,6 +213,12 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
     let erm_report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(erm_run).unwrap()).unwrap();
     assert_eq!(erm_report["metrics"]["test_ood"]["recall@20"], find("erm")["per_seed"]["1"][2]);
     assert!(v["dominance"]["posthoc_points"].as_u64() == Some(betas.len() as u64));
+    // the adjusted PaInvRL points can only add to what the preference sweep dominates
+    let count = |k: &str, f: &str| v[k][f].as_u64().unwrap();
+    assert!(count("dominance_with_posthoc", "posthoc_dominated") >= count("dominance", "posthoc_dominated"));
+    let pref = points.iter().find(|p| p["family"] == "painvrl").unwrap()["label"].as_str().unwrap().to_string();
+    let adjusted = find(&format!("{pref} + posthoc beta {}", betas.iter().find(|&&b| b > 0.0).unwrap()));
+    assert_eq!(adjusted["family"], "painvrl+posthoc");
     assert!(std::fs::read_to_string(front.join("front.svg")).unwrap().contains("</svg>"));
     // a second sweep into the same directory reads the finished runs back: the same front
     let pareto_again = |config: &std::path::Path| {

@@ -31,29 +31,61 @@ pub enum Family {
     PainvrlPosthoc,
 }
 
-/// One point of the front: recall@20 on validation, the IID test and the OOD test, averaged
-/// over the seeds (each seed's values kept).
+/// Recall@20 of one model on the splits the front uses.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recall {
+    /// Validation.
+    pub val: f64,
+    /// The OOD validation slice, when the dataset has one.
+    pub val_ood: Option<f64>,
+    /// IID test.
+    pub iid: f64,
+    /// OOD test.
+    pub ood: f64,
+}
+
+impl Recall {
+    /// Recall@20 of each split in `metrics` (split → metric → value); a missing split reads NaN.
+    fn of(metrics: &BTreeMap<String, BTreeMap<String, f64>>) -> Self {
+        let get = |split: &str| metrics.get(split).and_then(|s| s.get("recall@20")).copied();
+        let nan = |split: &str| get(split).unwrap_or(f64::NAN);
+        Recall { val: nan("val"), val_ood: get("val_ood"), iid: nan("test"), ood: nan("test_ood") }
+    }
+}
+
+/// One point of the front: recall@20 averaged over the seeds (each seed's values kept).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrontPoint {
     /// What ran: `erm`, `invrl`, `painvrl pref [0.20, 1.80]`, `posthoc beta 0.3`.
     pub label: String,
     /// The model family.
     pub family: Family,
-    /// Mean validation recall@20.
-    pub val: f64,
-    /// Mean IID test recall@20.
-    pub iid: f64,
-    /// Mean OOD test recall@20.
-    pub ood: f64,
-    /// Per seed: `[val, iid, ood]`.
-    pub per_seed: BTreeMap<u64, [f64; 3]>,
+    /// Mean recall@20 per split.
+    #[serde(flatten)]
+    pub mean: Recall,
+    /// Per seed.
+    pub per_seed: BTreeMap<u64, Recall>,
 }
 
 impl FrontPoint {
     /// The point in the (IID, OOD) plane.
     pub fn xy(&self) -> (f64, f64) {
-        (self.iid, self.ood)
+        (self.mean.iid, self.mean.ood)
     }
+}
+
+/// The point of `families` a user would deploy, chosen on validation only: among the points
+/// whose mean validation recall is at least `(1 − iid_tolerance)` times the best of the whole
+/// front, the one with the highest mean recall on the OOD validation slice. `None` when the
+/// dataset has no such slice or no point of `families` qualifies.
+pub fn operating_point<'a>(front: &'a [FrontPoint], families: &[Family], iid_tolerance: f64) -> Option<&'a FrontPoint> {
+    let best_val = front.iter().map(|p| p.mean.val).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    front
+        .iter()
+        .filter(|p| families.contains(&p.family) && p.mean.val >= (1.0 - iid_tolerance) * best_val)
+        .filter_map(|p| p.mean.val_ood.filter(|v| v.is_finite()).map(|v| (v, p)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, p)| p)
 }
 
 /// True when `a` is at least as good as `b` on both axes and better on one.
@@ -149,11 +181,11 @@ impl FrontPlan {
 /// an interrupted one is resumed.
 pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Result<Vec<FrontPoint>> {
     let mut points: Vec<FrontPoint> = Vec::new();
-    let mut add = |label: String, family: Family, seed: u64, m: [f64; 3]| {
+    let mut add = |label: String, family: Family, seed: u64, m: Recall| {
         let i = match points.iter().position(|p| p.label == label) {
             Some(i) => i,
             None => {
-                let p = FrontPoint { label, family, val: 0.0, iid: 0.0, ood: 0.0, per_seed: BTreeMap::new() };
+                let p = FrontPoint { label, family, mean: m, per_seed: BTreeMap::new() };
                 points.push(p);
                 points.len() - 1
             }
@@ -177,9 +209,9 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
             cfg.seed = seed;
             let dir = out.join("runs").join(format!("{}-seed{seed}", slug(&label)));
             let (r, _) = finished_or_run(ds, &cfg, &dir)?;
-            let m = |split: &str| r.metrics.get(split).and_then(|s| s.get("recall@20")).copied().unwrap_or(f64::NAN);
-            eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m("test"), m("test_ood"));
-            add(label.clone(), family, seed, [m("val"), m("test"), m("test_ood")]);
+            let m = Recall::of(&r.metrics);
+            eprintln!("seed {seed}, {label}: IID recall@20 {:.4}, OOD recall@20 {:.4}", m.iid, m.ood);
+            add(label.clone(), family, seed, m);
             match family {
                 Family::Erm => {
                     for (beta, v) in posthoc_front(ds, base, &dir, &betas)? {
@@ -198,15 +230,21 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
         }
     }
     for p in &mut points {
-        let n = p.per_seed.len() as f64;
-        let mean = |k: usize| p.per_seed.values().map(|v| v[k]).sum::<f64>() / n;
-        (p.val, p.iid, p.ood) = (mean(0), mean(1), mean(2));
+        let seeds: Vec<&Recall> = p.per_seed.values().collect();
+        let mean = |f: fn(&Recall) -> f64| seeds.iter().map(|r| f(r)).sum::<f64>() / seeds.len() as f64;
+        let val_ood = seeds.iter().map(|r| r.val_ood).collect::<Option<Vec<f64>>>();
+        p.mean = Recall {
+            val: mean(|r| r.val),
+            val_ood: val_ood.map(|v| v.iter().sum::<f64>() / v.len() as f64),
+            iid: mean(|r| r.iid),
+            ood: mean(|r| r.ood),
+        };
     }
     Ok(points)
 }
 
 /// The saved ERM model in `run_dir` adjusted by each β: `[val, iid, ood]` recall@20.
-fn posthoc_front(ds: &Dataset, cfg: &Config, run_dir: &Path, betas: &[f64]) -> Result<Vec<(f64, [f64; 3])>> {
+fn posthoc_front(ds: &Dataset, cfg: &Config, run_dir: &Path, betas: &[f64]) -> Result<Vec<(f64, Recall)>> {
     let rec = crate::recommender::Recommender::load(run_dir, tch::Device::Cpu)?;
     let scorer = rec.scorer();
     let popularity = ds.train.item_degrees(ds.n_items);
@@ -214,10 +252,12 @@ fn posthoc_front(ds: &Dataset, cfg: &Config, run_dir: &Path, betas: &[f64]) -> R
         .iter()
         .map(|&beta| {
             let adjusted = PopularityAdjusted::new(&scorer, &popularity, beta)?;
-            let splits: BTreeMap<_, _> =
-                evaluate_splits(&adjusted, ds, ds.n_users, &cfg.train.eval)?.into_iter().collect();
-            let m = |s: &str| splits.get(s).and_then(|x| x.values.get("recall@20")).copied().unwrap_or(f64::NAN);
-            Ok((beta, [m("val"), m("test"), m("test_ood")]))
+            let metrics: BTreeMap<String, BTreeMap<String, f64>> =
+                evaluate_splits(&adjusted, ds, ds.n_users, &cfg.train.eval)?
+                    .into_iter()
+                    .map(|(split, m)| (split.to_string(), m.values))
+                    .collect();
+            Ok((beta, Recall::of(&metrics)))
         })
         .collect()
 }
@@ -234,7 +274,42 @@ mod tests {
     use proptest::prelude::*;
 
     fn point(label: &str, family: Family, iid: f64, ood: f64) -> FrontPoint {
-        FrontPoint { label: label.into(), family, val: 0.0, iid, ood, per_seed: BTreeMap::new() }
+        let mean = Recall { val: 0.0, val_ood: None, iid, ood };
+        FrontPoint { label: label.into(), family, mean, per_seed: BTreeMap::new() }
+    }
+
+    fn validated(label: &str, family: Family, val: f64, val_ood: f64) -> FrontPoint {
+        let mean = Recall { val, val_ood: Some(val_ood), iid: 0.0, ood: 0.0 };
+        FrontPoint { label: label.into(), family, mean, per_seed: BTreeMap::new() }
+    }
+
+    #[test]
+    fn the_operating_point_is_the_best_val_ood_within_the_val_tolerance() {
+        let front = vec![
+            validated("erm", Family::Erm, 0.100, 0.010),
+            validated("posthoc 0.3", Family::Posthoc, 0.097, 0.016),
+            validated("posthoc 1", Family::Posthoc, 0.050, 0.030),
+            validated("pref a", Family::Painvrl, 0.101, 0.012),
+            validated("pref a + 0.1", Family::PainvrlPosthoc, 0.0995, 0.014),
+        ];
+        // the best validation recall is 0.101: within 2 % means ≥ 0.09898
+        let erm = operating_point(&front, &[Family::Erm, Family::Posthoc], 0.02).unwrap();
+        assert_eq!(erm.label, "erm");
+        let ours = operating_point(&front, &[Family::Painvrl, Family::PainvrlPosthoc], 0.02).unwrap();
+        assert_eq!(ours.label, "pref a + 0.1");
+        // a looser tolerance lets the post-hoc point at β = 0.3 in, not the one at β = 1
+        assert_eq!(operating_point(&front, &[Family::Erm, Family::Posthoc], 0.05).unwrap().label, "posthoc 0.3");
+        // without an OOD validation slice nothing can be chosen
+        let blind: Vec<FrontPoint> = front
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                p.mean.val_ood = None;
+                p
+            })
+            .collect();
+        assert!(operating_point(&blind, &[Family::Erm], 0.02).is_none());
+        assert!(operating_point(&front, &[Family::Invrl], 0.02).is_none());
     }
 
     #[test]

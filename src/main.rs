@@ -140,6 +140,10 @@ struct ParetoArgs {
     /// Training seeds, comma-separated; every point is their mean.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     seeds: Vec<u64>,
+    /// The operating point of each method is the best on the OOD validation slice among the
+    /// points whose validation recall is within this share of the front's best.
+    #[arg(long, default_value_t = 0.02)]
+    iid_tolerance: f64,
 }
 
 /// Arguments of `painvrl bench`.
@@ -337,8 +341,11 @@ fn eval(args: EvalArgs) -> Result<()> {
 
 /// `painvrl pareto`.
 fn pareto(args: ParetoArgs) -> Result<()> {
-    use painvrl::front::{dominance, dominance_with_posthoc, sweep, Family, FrontPlan};
-    let ParetoArgs { data, out, config, points, seeds } = args;
+    use painvrl::front::{dominance, dominance_with_posthoc, operating_point, sweep, Family, FrontPlan};
+    let ParetoArgs { data, out, config, points, seeds, iid_tolerance } = args;
+    if !(0.0..1.0).contains(&iid_tolerance) {
+        bail!("--iid-tolerance {iid_tolerance} is not in [0, 1)");
+    }
     let base = match &config {
         Some(p) => Config::from_toml_file(p)?,
         None => Config::default(),
@@ -350,9 +357,26 @@ fn pareto(args: ParetoArgs) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let front = sweep(&ds, &base, &plan, &out)?;
     let (verdict, adjusted) = (dominance(&front), dominance_with_posthoc(&front));
+    let methods = [
+        ("erm", [Family::Erm, Family::Posthoc]),
+        ("invrl", [Family::Invrl, Family::InvrlPosthoc]),
+        ("painvrl", [Family::Painvrl, Family::PainvrlPosthoc]),
+    ];
+    let chosen: serde_json::Map<String, serde_json::Value> = methods
+        .iter()
+        .map(|(name, families)| {
+            let p = operating_point(&front, families, iid_tolerance);
+            (name.to_string(), serde_json::to_value(p).unwrap_or_default())
+        })
+        .collect();
     painvrl::core::io::write_json_atomic(
         &out.join("front.json"),
-        &serde_json::json!({ "points": front, "dominance": verdict, "dominance_with_posthoc": adjusted }),
+        &serde_json::json!({
+            "points": front,
+            "dominance": verdict,
+            "dominance_with_posthoc": adjusted,
+            "operating_points": { "iid_tolerance": iid_tolerance, "chosen": chosen },
+        }),
     )?;
     let series = |family: Family| front.iter().filter(|p| p.family == family).map(|p| p.xy()).collect::<Vec<_>>();
     painvrl::plots::scatter_plot(
@@ -378,6 +402,15 @@ fn pareto(args: ParetoArgs) -> Result<()> {
             d.invrl_posthoc_dominated,
             d.invrl_posthoc_points
         );
+    }
+    for (name, families) in &methods {
+        match operating_point(&front, families, iid_tolerance) {
+            Some(p) => println!(
+                "{name}'s operating point (chosen on validation): {} — IID recall@20 {:.4}, OOD {:.4}",
+                p.label, p.mean.iid, p.mean.ood
+            ),
+            None => println!("{name}: no operating point (the dataset has no val_ood slice, or no point qualifies)"),
+        }
     }
     println!("wrote {} and {}", out.join("front.json").display(), out.join("front.svg").display());
     Ok(())

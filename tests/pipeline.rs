@@ -204,14 +204,14 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
         // every point is the mean of both seeds' values
         let per_seed = p["per_seed"].as_object().unwrap();
         assert_eq!(per_seed.len(), 2, "{}", p["label"]);
-        let mean = per_seed.values().map(|s| s[2].as_f64().unwrap()).sum::<f64>() / 2.0;
+        let mean = per_seed.values().map(|s| s["ood"].as_f64().unwrap()).sum::<f64>() / 2.0;
         assert!((mean - p["ood"].as_f64().unwrap()).abs() < 1e-12);
     }
     // β = 0 leaves the ERM ranking as it is: the same numbers as the ERM run, seed by seed
     assert_eq!(find("posthoc beta 0")["per_seed"], find("erm")["per_seed"]);
     let erm_run = front.join("runs").join("erm-seed1").join("report.json");
     let erm_report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(erm_run).unwrap()).unwrap();
-    assert_eq!(erm_report["metrics"]["test_ood"]["recall@20"], find("erm")["per_seed"]["1"][2]);
+    assert_eq!(erm_report["metrics"]["test_ood"]["recall@20"], find("erm")["per_seed"]["1"]["ood"]);
     assert!(v["dominance"]["posthoc_points"].as_u64() == Some(betas.len() as u64));
     // the adjusted PaInvRL points can only add to what the preference sweep dominates
     let count = |k: &str, f: &str| v[k][f].as_u64().unwrap();
@@ -219,6 +219,19 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
     let pref = points.iter().find(|p| p["family"] == "painvrl").unwrap()["label"].as_str().unwrap().to_string();
     let adjusted = find(&format!("{pref} + posthoc beta {}", betas.iter().find(|&&b| b > 0.0).unwrap()));
     assert_eq!(adjusted["family"], "painvrl+posthoc");
+    // each method's operating point: its best point on val_ood among those whose validation
+    // recall is within 2 % of the front's best (recomputed here from the points)
+    let chosen = &v["operating_points"]["chosen"];
+    let f = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap();
+    let best_val = points.iter().map(|p| f(p, "val")).fold(f64::NEG_INFINITY, f64::max);
+    for (method, families) in [("erm", ["erm", "posthoc"]), ("painvrl", ["painvrl", "painvrl+posthoc"])] {
+        let expected = points
+            .iter()
+            .filter(|p| families.contains(&p["family"].as_str().unwrap()) && f(p, "val") >= 0.98 * best_val)
+            .max_by(|a, b| f(a, "val_ood").total_cmp(&f(b, "val_ood")));
+        assert_eq!(expected.map(|p| &p["label"]), chosen[method].get("label"), "{method}");
+    }
+    assert!(chosen["erm"].get("label").is_some(), "ERM's own point is within the tolerance here");
     assert!(std::fs::read_to_string(front.join("front.svg")).unwrap().contains("</svg>"));
     // a second sweep into the same directory reads the finished runs back: the same front
     let pareto_again = |config: &std::path::Path| {

@@ -210,51 +210,38 @@ pub fn describe(report: &LoadReport) -> String {
     )
 }
 
-/// Reads the optional `train_time.tsv` of a canonical dataset directory: one integer timestamp
-/// per line, in `train.tsv` order (its length is checked by `Dataset::validate`).
-pub fn read_train_times(dir: &Path) -> Result<Option<Vec<i64>>> {
-    let path = dir.join("train_time.tsv");
+/// Reads an optional file of one number per training interaction (blank lines skipped), or
+/// `None` when `path` does not exist; a line that does not parse is named with `expected`.
+fn read_per_interaction<T: std::str::FromStr>(path: &Path, expected: &str) -> Result<Option<Vec<T>>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let times = text
-        .lines()
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(k, l)| {
-            l.trim().parse::<i64>().map_err(|_| {
-                Error::parse(&path, Some(k + 1), format!("'{}' is not a timestamp (an integer)", l.trim()))
-            })
+            let l = l.trim();
+            l.parse::<T>().map_err(|_| Error::parse(path, Some(k + 1), format!("'{l}' is not {expected}")))
         })
-        .collect::<Result<Vec<i64>>>()?;
-    Ok(Some(times))
+        .collect::<Result<Vec<T>>>()
+        .map(Some)
+}
+
+/// Reads the optional `train_time.tsv` of a canonical dataset directory: one integer timestamp
+/// per line, in `train.tsv` order (its length is checked by `Dataset::validate`).
+pub fn read_train_times(dir: &Path) -> Result<Option<Vec<i64>>> {
+    read_per_interaction(&dir.join("train_time.tsv"), "a timestamp (an integer)")
 }
 
 /// Reads the optional ground truth of a dataset directory: `train_env.tsv` (one environment id
 /// per line, in `train.tsv` order) and `invariant_dims.json` (a JSON array of feature columns).
 /// Their agreement with the splits and features is checked by `Dataset::validate`.
 pub fn read_truth(dir: &Path) -> Result<PlantedTruth> {
-    let mut truth = PlantedTruth::default();
-    let envs = dir.join("train_env.tsv");
-    if envs.exists() {
-        let text = std::fs::read_to_string(&envs).map_err(|e| Error::io(&envs, e))?;
-        let labels = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(k, l)| {
-                l.trim().parse::<u32>().map_err(|_| {
-                    Error::parse(
-                        &envs,
-                        Some(k + 1),
-                        format!("'{}' is not an environment id (a non-negative integer)", l.trim()),
-                    )
-                })
-            })
-            .collect::<Result<Vec<u32>>>()?;
-        truth.train_envs = Some(labels);
-    }
+    let mut truth = PlantedTruth {
+        train_envs: read_per_interaction(&dir.join("train_env.tsv"), "an environment id (a non-negative integer)")?,
+        ..Default::default()
+    };
     let dims = dir.join("invariant_dims.json");
     if dims.exists() {
         let text = std::fs::read_to_string(&dims).map_err(|e| Error::io(&dims, e))?;

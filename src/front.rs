@@ -1,6 +1,7 @@
 //! The IID–OOD front of one dataset (`painvrl pareto`): ERM, InvRL, PaInvRL along a sweep of
-//! preference vectors, and the post-hoc popularity adjustment of the same ERM model along its
-//! β grid — every point the mean of the given training seeds — and which of them dominate.
+//! preference vectors, and the post-hoc popularity adjustment of each of these models along its
+//! β grid — every point the mean of the given training seeds — which of them dominate, and the
+//! operating point of each method chosen on validation alone.
 
 use crate::config::{Config, Method};
 use crate::pipeline::finished_or_run;

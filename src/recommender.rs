@@ -97,6 +97,63 @@ impl ColdStart {
     }
 }
 
+/// The post-hoc popularity adjustment as one more embedding column: `1` for every user and
+/// `−β·ln(1 + popularity)` for every item, so that `users · items` gains the adjustment's term
+/// (what `PopularityAdjusted` subtracts from any scorer). A new item has no training
+/// popularity, ln(1 + 0) = 0: its vector gains a trailing zero.
+pub fn popularity_columns(n_users: usize, popularity: &[u32], beta: f64, device: Device) -> (Tensor, Tensor) {
+    let adj: Vec<f32> = popularity.iter().map(|&p| -(beta as f32) * (1.0 + p as f32).ln()).collect();
+    let users = Tensor::ones([n_users as i64, 1], (Kind::Float, device));
+    (users, Tensor::from_slice(&adj).to_device(device).unsqueeze(1))
+}
+
+/// Writes into `out` a copy of the model saved in `run_dir` whose scores carry the post-hoc
+/// popularity adjustment with strength `beta` (finite, ≥ 0) and the training `popularity` of
+/// every item: the operating point `painvrl pareto` chose, ready for `recommend`, `serve` and
+/// `eval`. The manifest's method becomes `<method>+posthoc`, `adjustment.json` records the source
+/// and β. Refuses an `out` that holds a model, and a popularity of another catalogue size.
+pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> Result<ModelManifest> {
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(Error::config("beta", format!("{beta} is not a finite number ≥ 0")));
+    }
+    if out.join("model.json").exists() {
+        return Err(Error::config("out", format!("{} already holds a model; choose another directory", out.display())));
+    }
+    let mut manifest = Recommender::load(run_dir, Device::Cpu)?.manifest;
+    if popularity.len() != manifest.n_items {
+        return Err(Error::InvalidData(format!(
+            "the popularity covers {} items, the model in {} ranks {}",
+            popularity.len(),
+            run_dir.display(),
+            manifest.n_items
+        )));
+    }
+    let tpath = run_dir.join("model.safetensors");
+    let mut named = Tensor::read_safetensors(&tpath).map_err(|e| Error::parse(&tpath, None, e.to_string()))?;
+    let (user_col, item_col) = popularity_columns(manifest.n_users, popularity, beta, Device::Cpu);
+    for (name, t) in named.iter_mut() {
+        match name.as_str() {
+            "users" => *t = Tensor::cat(&[t.shallow_clone(), user_col.shallow_clone()], 1),
+            "items" => *t = Tensor::cat(&[t.shallow_clone(), item_col.shallow_clone()], 1),
+            _ => {}
+        }
+    }
+    manifest.method = format!("{}+posthoc", manifest.method);
+    manifest.dim += 1;
+    if let Some(c) = manifest.cold_start.as_mut() {
+        c.trailing_zeros += 1;
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    painvrl_core::io::write_safetensors_atomic(&out.join("model.safetensors"), &named)?;
+    painvrl_core::io::write_json_atomic(
+        &out.join("adjustment.json"),
+        &serde_json::json!({ "source": run_dir, "posthoc_beta": beta }),
+    )?;
+    // last, so that its presence marks a finished copy
+    painvrl_core::io::write_json_atomic(&out.join("model.json"), &manifest)?;
+    Ok(manifest)
+}
+
 /// Writes `model.safetensors` and `model.json` into `dir`; every interaction of `ds` is saved
 /// as "seen" (excluded from recommendations by default).
 pub fn save_model(dir: &Path, method: &str, backbone: &str, ds: &Dataset, model: &TrainedModel) -> Result<()> {

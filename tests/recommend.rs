@@ -103,3 +103,56 @@ fn bad_requests_are_clear_errors() {
     let e = Recommender::load(dir.path(), Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("version"), "{e}");
 }
+
+#[test]
+fn an_adjusted_copy_scores_what_the_post_hoc_adjustment_scores_and_bad_requests_are_refused() {
+    let (dir, ds) = trained_run(Method::Painvrl);
+    let out = tempfile::tempdir().unwrap();
+    let adjusted_dir = out.path().join("adjusted");
+    let o = Command::new(env!("CARGO_BIN_EXE_painvrl"))
+        .args(["adjust", "--beta", "0.5", "--run"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&adjusted_dir)
+        .arg("--data")
+        .arg({
+            let data = out.path().join("data");
+            painvrl::data::write_dataset(&data, &ds, None).unwrap();
+            data
+        })
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plain = Recommender::load(dir.path(), Device::Cpu).unwrap();
+    let mut adjusted = Recommender::load(&adjusted_dir, Device::Cpu).unwrap();
+    assert_eq!(adjusted.manifest().method, "painvrl+posthoc");
+    assert_eq!(adjusted.manifest().dim, plain.manifest().dim + 1);
+    // every score is the plain score minus β·ln(1 + training popularity), computed here
+    let popularity = ds.train.item_degrees(ds.n_items);
+    let items: Vec<u32> = (0..90).collect();
+    for user in [0u32, 13, 59] {
+        let (a, p) = (adjusted.score(user, &items).unwrap(), plain.score(user, &items).unwrap());
+        for (i, (&a, &p)) in a.iter().zip(&p).enumerate() {
+            let want = p - 0.5 * (1.0 + popularity[i] as f32).ln();
+            assert!((a - want).abs() < 1e-5, "user {user} item {i}: {a} vs {want}");
+        }
+    }
+    // the same metrics as the baseline's score-level adjustment of the plain model
+    let scorer = plain.scorer();
+    let by_score = painvrl::reference::PopularityAdjusted::new(&scorer, &popularity, 0.5).unwrap();
+    let recall = |s: &dyn painvrl::core::BlockScorer| {
+        let m = painvrl::report::evaluate_splits(s, &ds, ds.n_users, &Default::default()).unwrap();
+        m.into_iter().map(|(n, r)| (n, r.values["recall@20"])).collect::<Vec<_>>()
+    };
+    assert_eq!(recall(&adjusted.scorer()), recall(&by_score));
+    // new items still fit: a new item has no training popularity, so its vector ends in a zero
+    let fresh = ds.features.select_rows(&[3, 5]);
+    assert_eq!(adjusted.add_items(&fresh).unwrap(), 90..92);
+    // bad requests: a negative β, an output that holds a model, a catalogue of another size
+    let e = painvrl::recommender::adjust_run(dir.path(), &popularity, -1.0, &out.path().join("x"));
+    assert!(e.unwrap_err().to_string().contains("beta"));
+    let e = painvrl::recommender::adjust_run(dir.path(), &popularity, 0.1, &adjusted_dir);
+    assert!(e.unwrap_err().to_string().contains("already holds a model"));
+    let e = painvrl::recommender::adjust_run(dir.path(), &popularity[..89], 0.1, &out.path().join("y"));
+    assert!(e.unwrap_err().to_string().contains("89 items"));
+}

@@ -21,7 +21,7 @@ use painvrl_graph::{fit, Checkpointing, EpochLog, Stage, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, InvariancePenalty, Mask, MaskData};
 use std::time::Instant;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// What every stage of one run shares, built once.
 pub(super) struct Context<'a> {
@@ -115,10 +115,9 @@ pub(super) fn plain_model(cx: &Context, pre: &Trained, report: &mut Report) -> R
         let (beta, pop) =
             crate::baselines::choose_posthoc_beta(&scorer, cx.ds, &cx.plan.cfg, &cx.val_idx, &cx.train_idx)?;
         report.selected.insert("posthoc_beta".into(), beta);
-        let adj: Vec<f32> = pop.iter().map(|&p| -(beta as f32) * (1.0 + p as f32).ln()).collect();
-        let adj = Tensor::from_slice(&adj).to_device(cx.device).unsqueeze(1);
-        users = Tensor::cat(&[users, Tensor::ones([cx.ds.n_users as i64, 1], (Kind::Float, cx.device))], 1);
-        items = Tensor::cat(&[items, adj], 1);
+        let (user_col, item_col) = crate::recommender::popularity_columns(cx.ds.n_users, &pop, beta, cx.device);
+        users = Tensor::cat(&[users, user_col], 1);
+        items = Tensor::cat(&[items, item_col], 1);
         // a new item has no training popularity: log(1 + 0) = 0
         if let Some(c) = cold_start.as_mut() {
             c.layout.trailing_zeros += 1;
@@ -321,7 +320,7 @@ pub(super) fn evaluate(cx: &Context, model: &TrainedModel, report: &mut Report) 
 mod tests {
     use super::*;
     use painvrl_core::{Batch, ColdStartLayout};
-    use tch::nn;
+    use tch::{nn, Kind};
 
     /// A backbone that only owns variables, named unlike the built-in ones.
     struct Towers {

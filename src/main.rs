@@ -34,7 +34,7 @@ enum Command {
     /// each method's operating point chosen on validation.
     Pareto(ParetoArgs),
     /// Copy a finished run's model with the post-hoc popularity adjustment built in (an
-    /// operating point of `pareto`), for recommend, serve and eval.
+    /// operating point of `pareto`), for recommend, its export and eval.
     Adjust(AdjustArgs),
     /// Run every dataset × method × grid point × seed, choose each method's grid point on
     /// validation, and write results.json, results.md and front.svg.

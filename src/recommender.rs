@@ -109,7 +109,7 @@ pub fn popularity_columns(n_users: usize, popularity: &[u32], beta: f64, device:
 
 /// Writes into `out` a copy of the model saved in `run_dir` whose scores carry the post-hoc
 /// popularity adjustment with strength `beta` (finite, ≥ 0) and the training `popularity` of
-/// every item: the operating point `painvrl pareto` chose, ready for `recommend`, `serve` and
+/// every item: the operating point `painvrl pareto` chose, ready for `recommend` (and its `--export`) and
 /// `eval`. The manifest's method becomes `<method>+posthoc`, `adjustment.json` records the source
 /// and β. Refuses an `out` that holds a model, and a popularity of another catalogue size.
 pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> Result<ModelManifest> {

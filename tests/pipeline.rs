@@ -141,7 +141,17 @@ fn cli_split_writes_a_canonical_directory_that_loads_back() {
         if ood != "none" {
             assert!(out.join("test_ood.json").exists());
         }
+        // the training clicks keep their times; the temporal OOD set holds only later ones
+        let times = ds.train_times.as_ref().unwrap_or_else(|| panic!("{ood}: no training timestamps"));
+        if ood == "temporal" {
+            let info: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("test_ood.json")).unwrap()).unwrap();
+            let cutoff = info["params"]["cutoff_timestamp"].as_i64().unwrap();
+            assert!(times.iter().all(|&t| t < cutoff), "a training click at or after the cutoff");
+        }
     }
+    let o = cli().args(["info", "--data", ml]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("with training timestamps"));
     let o =
         cli().args(["split", "--data", ml, "--ood", "sideways", "--out"]).arg(tmp.path().join("x")).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--ood"));

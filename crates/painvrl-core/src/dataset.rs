@@ -351,6 +351,9 @@ impl Dataset {
             s.push_str(&format!(" / val_ood {}", ood.len()));
         }
         s.push_str(&format!(", train density {:.5}, modalities: {}", density, mods.join(", ")));
+        if self.train_times.is_some() {
+            s.push_str(", with training timestamps");
+        }
         s
     }
 }

@@ -264,24 +264,10 @@ impl Dataset {
             return Err(Error::InvalidData(format!("dataset '{}' has an empty training split", self.name)));
         }
         if let Some(e) = &self.truth.train_envs {
-            if e.len() != self.train.len() {
-                return Err(Error::InvalidData(format!(
-                    "dataset '{}': {} planted environment labels for {} training interactions",
-                    self.name,
-                    e.len(),
-                    self.train.len()
-                )));
-            }
+            self.check_per_interaction(e.len(), "planted environment labels")?;
         }
         if let Some(t) = &self.train_times {
-            if t.len() != self.train.len() {
-                return Err(Error::InvalidData(format!(
-                    "dataset '{}': {} training timestamps for {} training interactions",
-                    self.name,
-                    t.len(),
-                    self.train.len()
-                )));
-            }
+            self.check_per_interaction(t.len(), "training timestamps")?;
         }
         if let Some(&c) = self.truth.invariant_dims.as_ref().and_then(|d| d.iter().find(|&&c| c >= self.features.dim()))
         {
@@ -300,6 +286,19 @@ impl Dataset {
                     self.n_users, self.n_items
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that a list of `n` values meant as one per training interaction (`what`: labels,
+    /// timestamps) has one for each; the error names both counts.
+    pub fn check_per_interaction(&self, n: usize, what: &str) -> Result<()> {
+        if n != self.train.len() {
+            return Err(Error::InvalidData(format!(
+                "dataset '{}': {n} {what} for {} training interactions",
+                self.name,
+                self.train.len()
+            )));
         }
         Ok(())
     }

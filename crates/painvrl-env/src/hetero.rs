@@ -57,13 +57,7 @@ impl HeterogeneousIdentification {
         seed: u64,
         start: &[u32],
     ) -> Result<EnvironmentAssignment> {
-        if start.len() != data.train.len() {
-            return Err(Error::InvalidData(format!(
-                "{} starting environment labels for {} training interactions",
-                start.len(),
-                data.train.len()
-            )));
-        }
+        data.check_per_interaction(start.len(), "starting environment labels")?;
         if let Some(&bad) = start.iter().find(|&&l| l as usize >= self.config.n_envs) {
             return Err(Error::InvalidData(format!(
                 "starting environment label {bad} is not below envs.n_envs = {}",

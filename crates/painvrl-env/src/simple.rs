@@ -41,13 +41,7 @@ impl EnvironmentInference for GivenEnvironments {
     }
 
     fn infer(&mut self, data: &Dataset, _variant: Option<&Tensor>, _seed: u64) -> Result<EnvironmentAssignment> {
-        if self.labels.len() != data.train.len() {
-            return Err(Error::InvalidData(format!(
-                "{} environment labels for {} training interactions",
-                self.labels.len(),
-                data.train.len()
-            )));
-        }
+        data.check_per_interaction(self.labels.len(), "environment labels")?;
         let n = self.labels.iter().max().map_or(0, |&m| m as usize + 1);
         Ok(EnvironmentAssignment::from_labels(self.labels.clone(), n))
     }
@@ -131,14 +125,7 @@ impl EnvironmentInference for TimePeriods {
                 data.name
             ))
         })?;
-        if times.len() != data.train.len() {
-            return Err(Error::InvalidData(format!(
-                "dataset '{}': {} training timestamps for {} training interactions",
-                data.name,
-                times.len(),
-                data.train.len()
-            )));
-        }
+        data.check_per_interaction(times.len(), "training timestamps")?;
         band_assignment(times, self.n_envs)
     }
 }

@@ -107,6 +107,19 @@ pub fn popularity_columns(n_users: usize, popularity: &[u32], beta: f64, device:
     (users, Tensor::from_slice(&adj).to_device(device).unsqueeze(1))
 }
 
+/// Reads a run directory's `model.json`, refusing another format version.
+pub fn read_manifest(run_dir: &Path) -> Result<ModelManifest> {
+    let mpath = run_dir.join("model.json");
+    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+    let version: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::parse(&mpath, None, e.to_string()))?;
+    let v = version.get("format_version").and_then(|v| v.as_u64());
+    if v != Some(MODEL_FORMAT_VERSION as u64) {
+        return Err(Error::parse(&mpath, None, format!("model format version {v:?}, this build reads version {MODEL_FORMAT_VERSION}; retrain or use a matching painvrl")));
+    }
+    serde_json::from_value(version).map_err(|e| Error::parse(&mpath, None, e.to_string()))
+}
+
 /// Writes into `out` a copy of the model saved in `run_dir` whose scores carry the post-hoc
 /// popularity adjustment with strength `beta` (finite, ≥ 0) and the training `popularity` of
 /// every item: the operating point `painvrl pareto` chose, ready for `recommend` (and its `--export`) and
@@ -119,7 +132,7 @@ pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> 
     if out.join("model.json").exists() {
         return Err(Error::config("out", format!("{} already holds a model; choose another directory", out.display())));
     }
-    let mut manifest = Recommender::load(run_dir, Device::Cpu)?.manifest;
+    let mut manifest = read_manifest(run_dir)?;
     if popularity.len() != manifest.n_items {
         return Err(Error::InvalidData(format!(
             "the popularity covers {} items, the model in {} ranks {}",
@@ -131,12 +144,12 @@ pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> 
     let tpath = run_dir.join("model.safetensors");
     let mut named = Tensor::read_safetensors(&tpath).map_err(|e| Error::parse(&tpath, None, e.to_string()))?;
     let (user_col, item_col) = popularity_columns(manifest.n_users, popularity, beta, Device::Cpu);
-    for (name, t) in named.iter_mut() {
-        match name.as_str() {
-            "users" => *t = Tensor::cat(&[t.shallow_clone(), user_col.shallow_clone()], 1),
-            "items" => *t = Tensor::cat(&[t.shallow_clone(), item_col.shallow_clone()], 1),
-            _ => {}
-        }
+    for (key, col) in [("users", &user_col), ("items", &item_col)] {
+        let (_, t) = named
+            .iter_mut()
+            .find(|(n, _)| n == key)
+            .ok_or_else(|| Error::parse(&tpath, None, format!("tensor '{key}' is missing")))?;
+        *t = Tensor::cat(&[t.shallow_clone(), col.shallow_clone()], 1);
     }
     manifest.method = format!("{}+posthoc", manifest.method);
     manifest.dim += 1;
@@ -217,16 +230,7 @@ pub struct Scored {
 impl Recommender {
     /// Loads `model.json` and `model.safetensors` from a run directory onto `device`.
     pub fn load(run_dir: &Path, device: Device) -> Result<Self> {
-        let mpath = run_dir.join("model.json");
-        let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
-        let version: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::parse(&mpath, None, e.to_string()))?;
-        let v = version.get("format_version").and_then(|v| v.as_u64());
-        if v != Some(MODEL_FORMAT_VERSION as u64) {
-            return Err(Error::parse(&mpath, None, format!("model format version {v:?}, this build reads version {MODEL_FORMAT_VERSION}; retrain or use a matching painvrl")));
-        }
-        let manifest: ModelManifest =
-            serde_json::from_value(version).map_err(|e| Error::parse(&mpath, None, e.to_string()))?;
+        let manifest = read_manifest(run_dir)?;
         let tpath = run_dir.join("model.safetensors");
         let named = Tensor::read_safetensors(&tpath)
             .map_err(|e| Error::parse(&tpath, None, format!("not a readable model: {e}")))?;

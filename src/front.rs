@@ -196,6 +196,7 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
     let mut betas = base.baselines.posthoc_beta.clone();
     betas.sort_by(f64::total_cmp);
     betas.dedup();
+    let positive: Vec<f64> = betas.iter().copied().filter(|&b| b > 0.0).collect();
     for &seed in &plan.seeds {
         let mut runs: Vec<(String, Family, Config)> = vec![
             ("erm".into(), Family::Erm, Config { method: Method::Erm, ..base.clone() }),
@@ -221,7 +222,6 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
                 }
                 Family::Invrl | Family::Painvrl => {
                     let adjusted = if family == Family::Invrl { Family::InvrlPosthoc } else { Family::PainvrlPosthoc };
-                    let positive: Vec<f64> = betas.iter().copied().filter(|&b| b > 0.0).collect();
                     for (beta, v) in posthoc_front(ds, base, &dir, &positive)? {
                         add(format!("{label} + posthoc beta {beta}"), adjusted, seed, v);
                     }
@@ -244,7 +244,7 @@ pub fn sweep(ds: &Dataset, base: &Config, plan: &FrontPlan, out: &Path) -> Resul
     Ok(points)
 }
 
-/// The saved ERM model in `run_dir` adjusted by each β: `[val, iid, ood]` recall@20.
+/// The model saved in `run_dir` adjusted by each β: its recall@20 per split.
 fn posthoc_front(ds: &Dataset, cfg: &Config, run_dir: &Path, betas: &[f64]) -> Result<Vec<(f64, Recall)>> {
     let rec = crate::recommender::Recommender::load(run_dir, tch::Device::Cpu)?;
     let scorer = rec.scorer();

@@ -394,20 +394,17 @@ fn pareto(args: ParetoArgs) -> Result<()> {
         ("invrl", [Family::Invrl, Family::InvrlPosthoc]),
         ("painvrl", [Family::Painvrl, Family::PainvrlPosthoc]),
     ];
-    let chosen: serde_json::Map<String, serde_json::Value> = methods
-        .iter()
-        .map(|(name, families)| {
-            let p = operating_point(&front, families, iid_tolerance);
-            (name.to_string(), serde_json::to_value(p).unwrap_or_default())
-        })
-        .collect();
+    let chosen: Vec<(&str, Option<&painvrl::front::FrontPoint>)> =
+        methods.iter().map(|(name, families)| (*name, operating_point(&front, families, iid_tolerance))).collect();
+    let chosen_json: serde_json::Map<String, serde_json::Value> =
+        chosen.iter().map(|(name, p)| (name.to_string(), serde_json::to_value(p).unwrap_or_default())).collect();
     painvrl::core::io::write_json_atomic(
         &out.join("front.json"),
         &serde_json::json!({
             "points": front,
             "dominance": verdict,
             "dominance_with_posthoc": adjusted,
-            "operating_points": { "iid_tolerance": iid_tolerance, "chosen": chosen },
+            "operating_points": { "iid_tolerance": iid_tolerance, "chosen": chosen_json },
         }),
     )?;
     let series = |family: Family| front.iter().filter(|p| p.family == family).map(|p| p.xy()).collect::<Vec<_>>();
@@ -435,8 +432,8 @@ fn pareto(args: ParetoArgs) -> Result<()> {
             d.invrl_posthoc_points
         );
     }
-    for (name, families) in &methods {
-        match operating_point(&front, families, iid_tolerance) {
+    for (name, point) in &chosen {
+        match point {
             Some(p) => println!(
                 "{name}'s operating point (chosen on validation): {} — IID recall@20 {:.4}, OOD {:.4}",
                 p.label, p.mean.iid, p.mean.ood

@@ -1,0 +1,127 @@
+//! Issue #19's targets on the synthetic shift families where the defaults reach them, run as a
+//! user would: `painvrl synth --family F`, then `painvrl train` of `erm` and `painvrl` with
+//! the default configuration (LightGCN, inferred environments) for training seeds 0–2, one
+//! thread per run. On the mean of the three seeds PaInvRL must reach test_ood Recall@20
+//! ≥ 1.10× ERM's at test Recall@20 ≥ 0.98× ERM's, and its mask must rank the planted invariant
+//! dimensions above the variant ones (ROC-AUC ≥ 0.85, from `report.json`'s diagnostics).
+//!
+//! `affinity` has no such test: neither target holds there with the defaults (docs/method.md,
+//! "A mask at the bound" and the first target's table).
+//!
+//! Each run is its own process, as many at a time as there are cores, so every run is exactly
+//! what it is when run alone (libtorch's random generator is process-wide).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const SEEDS: [u64; 3] = [0, 1, 2];
+
+/// What one `painvrl train` reported.
+#[derive(Clone, Copy, Debug)]
+struct Outcome {
+    iid: f64,
+    ood: f64,
+    mask_auc: Option<f64>,
+}
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_painvrl"))
+}
+
+fn wait(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what} failed ({status})");
+}
+
+/// Reads the recalls and the mask's ROC-AUC from the report `run` wrote.
+fn outcome(run: &Path) -> Outcome {
+    let text = std::fs::read_to_string(run.join("report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let recall = |split: &str| report["metrics"][split]["recall@20"].as_f64().unwrap();
+    Outcome {
+        iid: recall("test"),
+        ood: recall("test_ood"),
+        mask_auc: report["diagnostics"]["mask_auc_vs_planted"].as_f64(),
+    }
+}
+
+/// Trains `erm` and `painvrl` for every seed on the `family` set written under `dir`, as many
+/// processes at a time as there are cores; the outcomes of (erm, painvrl) per seed.
+fn train_family(family: &str, dir: &Path) -> Vec<(Outcome, Outcome)> {
+    let data = dir.join(family);
+    wait(
+        cli().args(["synth", "--family", family, "--out"]).arg(&data).stdout(Stdio::null()).spawn().unwrap(),
+        "painvrl synth",
+    );
+    let config = dir.join("one-thread.toml");
+    std::fs::write(&config, "threads = 1\n").unwrap();
+    let runs: Vec<(&str, u64, PathBuf)> = SEEDS
+        .iter()
+        .flat_map(|&seed| ["erm", "painvrl"].map(|m| (m, seed, dir.join(format!("{family}-{m}-{seed}")))))
+        .collect();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for chunk in runs.chunks(jobs) {
+        let children: Vec<_> = chunk
+            .iter()
+            .map(|(method, seed, out)| {
+                let child = cli()
+                    .args(["train", "--method", method, "--seed", &seed.to_string(), "--data"])
+                    .arg(&data)
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--out")
+                    .arg(out)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                (child, format!("{family}: {method} seed {seed}"))
+            })
+            .collect();
+        for (child, what) in children {
+            wait(child, &what);
+        }
+    }
+    runs.chunks(2)
+        .map(|pair| {
+            let (erm, painvrl) = (outcome(&pair[0].2), outcome(&pair[1].2));
+            eprintln!(
+                "{family} seed {}: erm IID {:.4} OOD {:.4}; painvrl IID {:.4} OOD {:.4} mask AUC {:?}",
+                pair[0].1, erm.iid, erm.ood, painvrl.iid, painvrl.ood, painvrl.mask_auc
+            );
+            (erm, painvrl)
+        })
+        .collect()
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = values.collect();
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Asserts both targets on the mean of the seeds.
+fn assert_targets(family: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let got = train_family(family, dir.path());
+    let (erm_iid, erm_ood) = (mean(got.iter().map(|r| r.0.iid)), mean(got.iter().map(|r| r.0.ood)));
+    let (pa_iid, pa_ood) = (mean(got.iter().map(|r| r.1.iid)), mean(got.iter().map(|r| r.1.ood)));
+    let auc = mean(got.iter().map(|r| r.1.mask_auc.expect("the synthetic set ships invariant_dims.json")));
+    eprintln!("{family} mean: erm {erm_iid:.4} / {erm_ood:.4}, painvrl {pa_iid:.4} / {pa_ood:.4}, mask AUC {auc:.3}");
+    assert!(pa_ood >= 1.10 * erm_ood, "{family}: painvrl OOD {pa_ood:.4} is not 10 % above erm's {erm_ood:.4}");
+    assert!(pa_iid >= 0.98 * erm_iid, "{family}: painvrl IID {pa_iid:.4} is more than 2 % below erm's {erm_iid:.4}");
+    assert!(auc >= 0.85, "{family}: mask ROC-AUC {auc:.3} against the planted dimensions");
+}
+
+#[test]
+fn painvrl_meets_both_targets_on_the_exposure_family() {
+    // measured 2026-11-28 (this test): erm 0.2784 / 0.0120,
+    // painvrl 0.2847 / 0.0182 (1.02× IID, 1.52× OOD), mask AUC 0.984, 0.984, 1.000
+    assert_targets("exposure");
+}
+
+#[test]
+fn painvrl_meets_both_targets_on_the_mix_family() {
+    // measured 2026-11-28: erm 0.1949 / 0.0684, painvrl 0.1947 / 0.0822 (1.00× IID, 1.20× OOD),
+    // mask AUC 0.953, 0.859, 0.984
+    assert_targets("mix");
+}

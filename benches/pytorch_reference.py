@@ -73,7 +73,7 @@ def epoch():
         u = torch.from_numpy(tu[p]); i = torch.from_numpy(ti[p]); j = torch.from_numpy(negatives(tu[p]))
         all_items = torch.cat([item, x @ proj], 1)
         pu = user[u]; ep = all_items[i]; en = all_items[j]
-        pos = (pu * ep).sum(1); neg = torch.bmm(en, pu.unsqueeze(2)).squeeze(2)
+        pos = (pu * ep).sum(1); neg = (en * pu.unsqueeze(1)).sum(2)
         wp = 1e-6 + beta_u[u] * beta_i[i]; wn = 1e-6 + beta_u[u].unsqueeze(1) * beta_i[j]
         loss = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), weight=wp, reduction="none")
                 + 10 * F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), weight=wn, reduction="none").mean(1)).mean()
@@ -100,7 +100,7 @@ def mask_step(mu, env_pos):
     def risk(u, i, j):
         pu = user[u]
         sp = (pu * all_items[i]).sum(1) * scale
-        sn = torch.bmm(all_items[j], pu.unsqueeze(2)).squeeze(2) * scale
+        sn = (all_items[j] * pu.unsqueeze(1)).sum(2) * scale  # as painvrl_core::ops::row_dots
         return (F.binary_cross_entropy_with_logits(sp, torch.ones_like(sp))
                 + F.binary_cross_entropy_with_logits(sn, torch.zeros_like(sn)))
 

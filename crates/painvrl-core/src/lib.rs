@@ -17,6 +17,7 @@ pub mod error;
 pub mod eval;
 pub mod io;
 pub mod metrics;
+pub mod ops;
 pub mod optim;
 pub mod signal;
 pub mod traits;

@@ -3,6 +3,7 @@
 //! a projection of the content matrix it is given.
 
 use crate::graph::TrainGraph;
+use painvrl_core::ops::row_dots;
 use painvrl_core::{Backbone, Batch, Checked, ColdStartLayout, Error, Result, Validate, EMBEDDING_GROUP};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
@@ -228,7 +229,7 @@ impl Backbone for UltraGcn {
         let ep = Embeddings::gather(&all, &b.pos_items);
         let en = Embeddings::gather(&all, &b.neg_items);
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+        let neg = row_dots(&en, &pu);
         let bu = self.beta_u.index_select(0, &b.users);
         let w_pos = bu.shallow_clone() * self.beta_i.index_select(0, &b.pos_items) * c.w2 + c.w1;
         let w_neg = bu.unsqueeze(1)
@@ -246,7 +247,7 @@ impl Backbone for UltraGcn {
             let nb = idx.index_select(0, &b.pos_items);
             let nw = w.index_select(0, &b.pos_items);
             let en = Embeddings::gather(&all, &nb);
-            let s = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+            let s = row_dots(&en, &pu);
             let ii =
                 (s.log_sigmoid().neg() * nw).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
             loss += ii * c.item_item_lambda;
@@ -319,11 +320,10 @@ impl Backbone for LightGcn {
         let (u, i) = self.propagate(&all);
         let pu = u.index_select(0, &b.users);
         let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let neg = i
-            .index_select(0, &b.neg_items.reshape([-1]))
-            .reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1])
-            .bmm(&pu.unsqueeze(2))
-            .squeeze_dim(2);
+        let neg = row_dots(
+            &i.index_select(0, &b.neg_items.reshape([-1])).reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1]),
+            &pu,
+        );
         let reg = (self.emb.user.index_select(0, &b.users).square().sum(Kind::Float)
             + Embeddings::gather(&all, &b.pos_items).square().sum(Kind::Float)
             + Embeddings::gather(&all, &b.neg_items).square().sum(Kind::Float))
@@ -385,7 +385,7 @@ impl Backbone for Mf {
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
             + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
         let neg_bias = self.bias.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice());
-        let neg = en.bmm(&pu.unsqueeze(2)).squeeze_dim(2) + neg_bias;
+        let neg = row_dots(&en, &pu) + neg_bias;
         let reg = (pu.square().sum(Kind::Float) + ep.square().sum(Kind::Float) + en.square().sum(Kind::Float))
             / b.users.size()[0] as f64;
         bpr_maybe_pd(self.pd.as_ref(), &pos, &neg, b) + reg * self.cfg.l2

@@ -8,6 +8,7 @@
 //! (see `docs/method.md`).
 
 use crate::solver::{pareto_pair, GradNormalization};
+use painvrl_core::ops::row_dots;
 use painvrl_core::{Backbone, Batch, Result, StepObjective};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -123,7 +124,7 @@ impl StepObjective for InvariancePenalty<'_> {
         let pos = (&u * items.index_select(0, &batch.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let (b, k) = (batch.neg_items.size()[0], batch.neg_items.size()[1]);
         let neg_items = items.index_select(0, &batch.neg_items.reshape([-1])).reshape([b, k, -1]);
-        let neg = neg_items.bmm(&u.unsqueeze(2)).squeeze_dim(2);
+        let neg = row_dots(&neg_items, &u);
         let envs: Vec<u32> = positions.iter().map(|&p| self.labels[p]).collect();
         let penalty = irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs);
         if !penalty.requires_grad() {

@@ -4,6 +4,7 @@
 
 use crate::objective::{irmv1_two_half, scale_derivatives, Combination, Weighting};
 use crate::solver::GradNormalization;
+use painvrl_core::ops::row_dots;
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::signal::StopHandle;
 use painvrl_core::{
@@ -161,7 +162,7 @@ fn batch_scores(users: &Tensor, items: &Tensor, b: &Batch) -> (Tensor, Tensor) {
     let pu = users.index_select(0, &b.users);
     let sp = (&pu * items.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
     let (n, k) = (b.neg_items.size()[0], b.neg_items.size()[1]);
-    let sn = items.index_select(0, &b.neg_items.reshape([-1])).reshape([n, k, -1]).bmm(&pu.unsqueeze(2)).squeeze_dim(2);
+    let sn = row_dots(&items.index_select(0, &b.neg_items.reshape([-1])).reshape([n, k, -1]), &pu);
     (sp, sn)
 }
 

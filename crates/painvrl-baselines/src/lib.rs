@@ -246,7 +246,10 @@ pub struct BaselineConfig {
     pub ease_lambda: Vec<f64>,
     /// ItemKNN's neighbours per item; several values: chosen on validation.
     pub knn_k: Vec<usize>,
-    /// Post-hoc adjustment strengths β tried on validation (0 keeps the model as it is).
+    /// Post-hoc adjustment strengths β tried on validation (0 keeps the model as it is), and
+    /// the grid along which `painvrl pareto` adjusts every model. The default steps at most
+    /// ×2.5 and densely over 0.1–1, where the adjustment turns from a small re-ranking into
+    /// one that gives up most of the IID recall (docs/method.md).
     pub posthoc_beta: Vec<f64>,
     /// PD's popularity exponent γ (method `pd`; the paper's range is about 0.02–0.25).
     pub pd_gamma: f64,
@@ -258,7 +261,7 @@ impl Default for BaselineConfig {
             // half-decade grids, wide enough for catalogues from 10³ to 10⁵ items
             ease_lambda: vec![10.0, 30.0, 100.0, 300.0, 1000.0],
             knn_k: vec![20, 50, 100, 200],
-            posthoc_beta: vec![0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
+            posthoc_beta: vec![0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0, 3.0],
             pd_gamma: 0.1,
         }
     }

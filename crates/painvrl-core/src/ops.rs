@@ -3,7 +3,7 @@
 use tch::{Kind, Tensor};
 
 /// Scores of each row's candidates against that row's user: `candidates` `[n, k, d]` and
-/// `users` `[n, d]` give `[n, k]`, entry (r, j) = ⟨candidates[r, j], users[r]⟩.
+/// `users` `[n, d]` give `[n, k]`, entry (r, j) = `⟨candidates[r, j], users[r]⟩`.
 ///
 /// Computed as a broadcast product summed over `d`, not as `bmm` of `n` matrices of shape
 /// `[k, d] × [d, 1]`: libtorch's CPU backend hands those to MKL one tiny product at a time, which

@@ -24,7 +24,7 @@ use tch::Tensor;
 pub struct TrainConfig {
     /// Maximum epochs: a cap, so that `patience` decides when training ends. The default, 200,
     /// was 30 until session 9, which stopped ERM-LightGCN while its validation NDCG was still
-    /// rising (best epoch 25–76 on MovieLens, 28–40 on the `exposure` family) and made every
+    /// rising (best epoch 25–97 on MovieLens, 28–40 on the `exposure` family) and made every
     /// comparison with a two-stage pipeline (10 + 30 epochs) one of budgets (docs/method.md).
     /// MMRec caps at 1,000 with the same patience.
     pub epochs: usize,

@@ -12,9 +12,27 @@ pub fn row_dots(candidates: &Tensor, users: &Tensor) -> Tensor {
     (candidates * users.unsqueeze(1)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float)
 }
 
+/// Rows of `table` `[m, d]` for `index` of any shape: `index.shape + [d]` (one gather, however
+/// many candidates per row).
+pub fn gather_rows(table: &Tensor, index: &Tensor) -> Tensor {
+    let mut shape = index.size();
+    shape.push(-1);
+    table.index_select(0, &index.reshape([-1])).reshape(shape.as_slice())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gather_rows_keeps_the_index_shape_and_appends_the_row() {
+        let table = Tensor::from_slice(&[0.0f32, 1.0, 10.0, 11.0, 20.0, 21.0]).reshape([3, 2]);
+        let index = Tensor::from_slice(&[2i64, 0, 1, 1]).reshape([2, 2]);
+        let got = gather_rows(&table, &index);
+        assert_eq!(got.size(), vec![2, 2, 2]);
+        let flat = Vec::<f32>::try_from(got.reshape([-1])).unwrap();
+        assert_eq!(flat, vec![20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 10.0, 11.0]);
+    }
 
     #[test]
     fn row_dots_are_each_rows_dot_products() {

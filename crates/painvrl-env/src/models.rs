@@ -3,6 +3,7 @@
 //! interactions, and the per-interaction log-likelihoods that assign environments.
 
 use crate::HeteroConfig;
+use painvrl_core::ops::gather_rows;
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::{Dataset, Result, UserItems};
 use painvrl_data::NegativeSampler;
@@ -60,7 +61,7 @@ impl EnvModels {
                 (p * h).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) + exposure
             }
             None => {
-                let x = content.index_select(0, &items.reshape([-1])).reshape([e, b, -1]);
+                let x = gather_rows(content, items);
                 let preference = (p * x.matmul(&self.proj)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
                 preference + x.bmm(&self.exposure.unsqueeze(2)).squeeze_dim(2)
             }

@@ -3,7 +3,7 @@
 //! a projection of the content matrix it is given.
 
 use crate::graph::TrainGraph;
-use painvrl_core::ops::row_dots;
+use painvrl_core::ops::{gather_rows, row_dots};
 use painvrl_core::{Backbone, Batch, Checked, ColdStartLayout, Error, Result, Validate, EMBEDDING_GROUP};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
@@ -128,16 +128,9 @@ impl Embeddings {
         }
     }
 
-    /// Rows of `all` (from [`Embeddings::all_items`]) for `items` of any shape: `items.shape + [d]`.
-    /// Projecting the whole catalogue once per step and gathering is far cheaper than projecting
-    /// the content of every sampled negative.
-    fn gather(all: &Tensor, items: &Tensor) -> Tensor {
-        let mut shape = items.size();
-        shape.push(-1);
-        all.index_select(0, &items.reshape([-1])).reshape(shape.as_slice())
-    }
-
-    /// All item representations [q_i ; W c_i], `[n_items, id_dim + content_dim]`.
+    /// All item representations [q_i ; W c_i], `[n_items, id_dim + content_dim]`; the losses
+    /// gather their rows ([`gather_rows`]): projecting the whole catalogue once per step and
+    /// gathering is far cheaper than projecting the content of every sampled negative.
     fn all_items(&self, content: &Tensor) -> Tensor {
         Tensor::cat(&[self.item.shallow_clone(), content.matmul(&self.proj)], 1)
     }
@@ -226,8 +219,8 @@ impl Backbone for UltraGcn {
         let c = &self.cfg;
         let all = self.emb.all_items(content);
         let pu = self.emb.user.index_select(0, &b.users);
-        let ep = Embeddings::gather(&all, &b.pos_items);
-        let en = Embeddings::gather(&all, &b.neg_items);
+        let ep = gather_rows(&all, &b.pos_items);
+        let en = gather_rows(&all, &b.neg_items);
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let neg = row_dots(&en, &pu);
         let bu = self.beta_u.index_select(0, &b.users);
@@ -246,7 +239,7 @@ impl Backbone for UltraGcn {
             // item–item constraint: pull users towards the co-occurrence neighbours of their positives
             let nb = idx.index_select(0, &b.pos_items);
             let nw = w.index_select(0, &b.pos_items);
-            let en = Embeddings::gather(&all, &nb);
+            let en = gather_rows(&all, &nb);
             let s = row_dots(&en, &pu);
             let ii =
                 (s.log_sigmoid().neg() * nw).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float);
@@ -320,13 +313,10 @@ impl Backbone for LightGcn {
         let (u, i) = self.propagate(&all);
         let pu = u.index_select(0, &b.users);
         let pos = (&pu * i.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let neg = row_dots(
-            &i.index_select(0, &b.neg_items.reshape([-1])).reshape([b.neg_items.size()[0], b.neg_items.size()[1], -1]),
-            &pu,
-        );
+        let neg = row_dots(&gather_rows(&i, &b.neg_items), &pu);
         let reg = (self.emb.user.index_select(0, &b.users).square().sum(Kind::Float)
-            + Embeddings::gather(&all, &b.pos_items).square().sum(Kind::Float)
-            + Embeddings::gather(&all, &b.neg_items).square().sum(Kind::Float))
+            + gather_rows(&all, &b.pos_items).square().sum(Kind::Float)
+            + gather_rows(&all, &b.neg_items).square().sum(Kind::Float))
             / b.users.size()[0] as f64;
         bpr_maybe_pd(self.pd.as_ref(), &pos, &neg, b) + reg * self.cfg.l2
     }
@@ -380,8 +370,8 @@ impl Backbone for Mf {
     fn loss(&self, b: &Batch, content: &Tensor) -> Tensor {
         let all = self.emb.all_items(content);
         let pu = self.emb.user.index_select(0, &b.users);
-        let ep = Embeddings::gather(&all, &b.pos_items);
-        let en = Embeddings::gather(&all, &b.neg_items);
+        let ep = gather_rows(&all, &b.pos_items);
+        let en = gather_rows(&all, &b.neg_items);
         let pos = (&pu * &ep).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
             + self.bias.index_select(0, &b.pos_items).squeeze_dim(1);
         let neg_bias = self.bias.index_select(0, &b.neg_items.reshape([-1])).reshape(b.neg_items.size().as_slice());

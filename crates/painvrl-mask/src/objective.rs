@@ -8,7 +8,7 @@
 //! (see `docs/method.md`).
 
 use crate::solver::{pareto_pair, GradNormalization};
-use painvrl_core::ops::row_dots;
+use painvrl_core::ops::{gather_rows, row_dots};
 use painvrl_core::{Backbone, Batch, Result, StepObjective};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -122,9 +122,7 @@ impl StepObjective for InvariancePenalty<'_> {
         let (users, items) = backbone.embeddings(content);
         let u = users.index_select(0, &batch.users);
         let pos = (&u * items.index_select(0, &batch.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-        let (b, k) = (batch.neg_items.size()[0], batch.neg_items.size()[1]);
-        let neg_items = items.index_select(0, &batch.neg_items.reshape([-1])).reshape([b, k, -1]);
-        let neg = row_dots(&neg_items, &u);
+        let neg = row_dots(&gather_rows(&items, &batch.neg_items), &u);
         let envs: Vec<u32> = positions.iter().map(|&p| self.labels[p]).collect();
         let penalty = irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs);
         if !penalty.requires_grad() {

@@ -4,7 +4,7 @@
 
 use crate::objective::{irmv1_two_half, scale_derivatives, Combination, Weighting};
 use crate::solver::GradNormalization;
-use painvrl_core::ops::row_dots;
+use painvrl_core::ops::{gather_rows, row_dots};
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::signal::StopHandle;
 use painvrl_core::{
@@ -161,8 +161,7 @@ pub struct MaskEpochLog {
 fn batch_scores(users: &Tensor, items: &Tensor, b: &Batch) -> (Tensor, Tensor) {
     let pu = users.index_select(0, &b.users);
     let sp = (&pu * items.index_select(0, &b.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-    let (n, k) = (b.neg_items.size()[0], b.neg_items.size()[1]);
-    let sn = row_dots(&items.index_select(0, &b.neg_items.reshape([-1])).reshape([n, k, -1]), &pu);
+    let sn = row_dots(&gather_rows(items, &b.neg_items), &pu);
     (sp, sn)
 }
 

@@ -14,7 +14,9 @@
 //! what it is when run alone (libtorch's random generator is process-wide).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+mod common;
 
 const SEEDS: [u64; 3] = [0, 1, 2];
 
@@ -28,11 +30,6 @@ struct Outcome {
 
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_painvrl"))
-}
-
-fn wait(mut child: Child, what: &str) {
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{what} failed ({status})");
 }
 
 /// Reads the recalls and the mask's ROC-AUC from the report `run` wrote.
@@ -51,39 +48,29 @@ fn outcome(run: &Path) -> Outcome {
 /// processes at a time as there are cores; the outcomes of (erm, painvrl) per seed.
 fn train_family(family: &str, dir: &Path) -> Vec<(Outcome, Outcome)> {
     let data = dir.join(family);
-    wait(
-        cli().args(["synth", "--family", family, "--out"]).arg(&data).stdout(Stdio::null()).spawn().unwrap(),
-        "painvrl synth",
-    );
+    let mut synth = cli();
+    synth.args(["synth", "--family", family, "--out"]).arg(&data);
+    common::outputs_in_parallel(vec![("painvrl synth".into(), synth)]);
     let config = dir.join("one-thread.toml");
     std::fs::write(&config, "threads = 1\n").unwrap();
     let runs: Vec<(&str, u64, PathBuf)> = SEEDS
         .iter()
         .flat_map(|&seed| ["erm", "painvrl"].map(|m| (m, seed, dir.join(format!("{family}-{m}-{seed}")))))
         .collect();
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for chunk in runs.chunks(jobs) {
-        let children: Vec<_> = chunk
-            .iter()
-            .map(|(method, seed, out)| {
-                let child = cli()
-                    .args(["train", "--method", method, "--seed", &seed.to_string(), "--data"])
-                    .arg(&data)
-                    .arg("--config")
-                    .arg(&config)
-                    .arg("--out")
-                    .arg(out)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                (child, format!("{family}: {method} seed {seed}"))
-            })
-            .collect();
-        for (child, what) in children {
-            wait(child, &what);
-        }
-    }
+    let commands = runs
+        .iter()
+        .map(|(method, seed, out)| {
+            let mut cmd = cli();
+            cmd.args(["train", "--method", method, "--seed", &seed.to_string(), "--data"])
+                .arg(&data)
+                .arg("--config")
+                .arg(&config)
+                .arg("--out")
+                .arg(out);
+            (format!("{family}: {method} seed {seed}"), cmd)
+        })
+        .collect();
+    common::outputs_in_parallel(commands);
     runs.chunks(2)
         .map(|pair| {
             let (erm, painvrl) = (outcome(&pair[0].2), outcome(&pair[1].2));

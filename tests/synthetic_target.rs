@@ -16,7 +16,9 @@ use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
 use painvrl::env::GivenEnvironments;
 use painvrl::pipeline::Run;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+mod common;
 
 /// test and test_ood Recall@20 of `method` with `seed`, in this process.
 fn recall(method: Method, seed: u64) -> (f64, f64) {
@@ -42,32 +44,28 @@ fn one_run() {
     println!("RECALL {iid:.17e} {ood:.17e}");
 }
 
-/// Runs every (method, seed) in a child process, `jobs` at a time; the recalls in input order.
-fn recalls_in_processes(runs: &[(Method, u64)], jobs: usize) -> Vec<(f64, f64)> {
-    let mut out = Vec::new();
-    for chunk in runs.chunks(jobs.max(1)) {
-        let children: Vec<_> = chunk
-            .iter()
-            .map(|(method, seed)| {
-                Command::new(std::env::current_exe().unwrap())
-                    .args(["one_run", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-                    .env("PAINVRL_TARGET_RUN", format!("{}:{seed}", method.name()))
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for (child, (method, seed)) in children.into_iter().zip(chunk) {
-            let o = child.wait_with_output().unwrap();
-            let text = String::from_utf8_lossy(&o.stdout);
-            assert!(o.status.success(), "{} seed {seed} failed:\n{text}", method.name());
+/// Runs every (method, seed) in a child process (this binary's `one_run`); the recalls in input
+/// order.
+fn recalls_in_processes(runs: &[(Method, u64)]) -> Vec<(f64, f64)> {
+    let commands = runs
+        .iter()
+        .map(|(method, seed)| {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["one_run", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+                .env("PAINVRL_TARGET_RUN", format!("{}:{seed}", method.name()));
+            (format!("{} seed {seed}", method.name()), cmd)
+        })
+        .collect();
+    let outputs = common::outputs_in_parallel(commands);
+    runs.iter()
+        .zip(outputs)
+        .map(|((method, seed), text)| {
             let line = text.lines().find_map(|l| l.split_once("RECALL ").map(|x| x.1)).expect("a RECALL line");
             let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
             eprintln!("{} seed {seed}: IID {:.4} OOD {:.4}", method.name(), v[0], v[1]);
-            out.push((v[0], v[1]));
-        }
-    }
-    out
+            (v[0], v[1])
+        })
+        .collect()
 }
 
 #[test]
@@ -75,8 +73,7 @@ fn painvrl_beats_erm_out_of_distribution() {
     let seeds = [0, 1, 2, 3, 4];
     let runs: Vec<(Method, u64)> =
         [Method::Erm, Method::Painvrl].iter().flat_map(|&m| seeds.iter().map(move |&s| (m, s))).collect();
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let got = recalls_in_processes(&runs, jobs);
+    let got = recalls_in_processes(&runs);
     let mean = |m: usize| {
         let part = &got[m * seeds.len()..(m + 1) * seeds.len()];
         let n = seeds.len() as f64;

@@ -7,6 +7,7 @@
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
 use painvrl::data::{generate, SyntheticConfig};
+use std::process::{Command, Stdio};
 
 /// 80 users × 120 items from the synthetic generator (seed 0), with its OOD test.
 pub fn small_synthetic() -> painvrl::core::Dataset {
@@ -27,4 +28,30 @@ pub fn small_config(method: Method) -> Config {
     cfg.mask.batch_size = 64;
     cfg.backbone.negatives = 4;
     cfg
+}
+
+/// Runs every `(label, command)` in a process of its own, as many at a time as there are cores,
+/// and returns their standard output in input order; a command that fails panics with its
+/// label and its standard error. One process per run keeps every run exactly what it is when
+/// run alone (libtorch's random generator is process-wide).
+pub fn outputs_in_parallel(commands: Vec<(String, Command)>) -> Vec<String> {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut queue = commands.into_iter().peekable();
+    let mut out = Vec::new();
+    while queue.peek().is_some() {
+        let running: Vec<_> = queue
+            .by_ref()
+            .take(jobs)
+            .map(|(label, mut cmd)| {
+                let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+                (label, child)
+            })
+            .collect();
+        for (label, child) in running {
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "{label} failed ({}):\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+            out.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        }
+    }
+    out
 }

@@ -5,10 +5,11 @@
 //! Recall@20 by the family's factor, and rank the planted invariant dimensions above the
 //! variant ones with its mask (ROC-AUC ≥ 0.85, from `report.json`'s diagnostics).
 //!
-//! The factor is the 1.10× on `mix`. On `exposure` it is only > 1: since ERM trains
-//! until its patience runs out (`train.epochs` 200, session 9) its OOD recall there rose from
-//! 0.0120 to 0.0171 and PaInvRL's 1.52× became 1.07× — the 1.10× target is missed there
-//! (docs/method.md). `affinity` has no test: neither target holds there with the defaults.
+//! The factor is the 1.10× on both families. On `exposure` it held only while ERM was
+//! stopped at 30 epochs (1.52×) and fell to 1.07× against the converged ERM (session 9); since
+//! the final training starts from 0.75 of the pre-trained content instead of half of it
+//! (`final_warm_start_scale`, session 10) it is 1.21× on these seeds (1.29× over eight seeds,
+//! docs/method.md). `affinity` has no test: neither target holds there with the defaults.
 //!
 //! Each run is its own process, as many at a time as there are cores, so every run is exactly
 //! what it is when run alone (libtorch's random generator is process-wide).
@@ -106,15 +107,15 @@ fn assert_targets(family: &str, min_ood_ratio: f64) {
 }
 
 #[test]
-fn painvrl_beats_erm_out_of_distribution_with_its_mask_on_the_exposure_family() {
-    // measured 2026-11-28 (this test): erm 0.2729 / 0.0171, painvrl 0.2847 / 0.0182 (1.04× IID,
-    // 1.07× OOD), mask AUC 0.984, 0.984, 1.000
-    assert_targets("exposure", 1.0);
+fn painvrl_meets_both_targets_on_the_exposure_family() {
+    // measured 2026-11-29 (this test, session 10): erm 0.2729 / 0.0171, painvrl 0.2829 / 0.0207
+    // (1.04× IID, 1.21× OOD), mask AUC 0.990
+    assert_targets("exposure", 1.10);
 }
 
 #[test]
 fn painvrl_meets_both_targets_on_the_mix_family() {
-    // measured 2026-11-28: erm 0.1949 / 0.0684, painvrl 0.1947 / 0.0822 (1.00× IID, 1.20× OOD),
-    // mask AUC 0.953, 0.859, 0.984
+    // measured 2026-11-29 (session 10): erm 0.1949 / 0.0684, painvrl 0.1960 / 0.0836 (1.01× IID,
+    // 1.22× OOD), mask AUC 0.932
     assert_targets("mix", 1.10);
 }

@@ -99,6 +99,16 @@ fn toml_unknown_keys_are_named() {
     assert_eq!((c.method, c.train.epochs), (Method::Invrl, 3));
 }
 
+#[test]
+fn a_nonsense_warm_start_scale_is_named() {
+    let ds = small_synthetic();
+    for scale in [0.0, -0.5, f64::NAN] {
+        let cfg = Config { final_warm_start_scale: scale, ..small_config(Method::Painvrl) };
+        let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+        assert!(e.contains("final_warm_start_scale") && e.contains("> 0"), "{e}");
+    }
+}
+
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_painvrl"))
 }

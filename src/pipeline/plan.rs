@@ -84,8 +84,9 @@ pub struct InvariancePlan {
     /// The invariance penalty's combination with the loss in the final training; `None`: the
     /// recommender's loss alone.
     pub final_penalty: Option<Combination>,
-    /// Start the final model from the pre-trained one.
-    pub warm_start: bool,
+    /// Start the final model from the pre-trained one, its converted content at this multiple
+    /// of the pre-trained content (`Converter::start_from`); `None`: from scratch.
+    pub warm_start: Option<f64>,
 }
 
 impl InvariancePlan {
@@ -157,7 +158,12 @@ impl Plan {
             mask_use: cfg.conversion_mask,
             fusion,
             final_penalty: None,
-            warm_start: cfg.final_warm_start,
+            // invariant-only fusion starts from W itself, (m ⊙ x) W: the scale is the fused
+            // methods' (InvRL's start is not a PaInvRL knob)
+            warm_start: cfg.final_warm_start.then_some(match fusion {
+                Fusion::InvariantOnly => 1.0,
+                Fusion::Attention | Fusion::Scalar => cfg.final_warm_start_scale,
+            }),
         };
         // the PaInvRL methods keep the invariance penalty in the final training (design),
         // with the schedule's weight after the last round

@@ -254,8 +254,8 @@ pub(super) fn final_training(
     let mut vs = VarStore::new(cx.device);
     let converter = Converter::new(&(vs.root() / "convert"), cx.ds.features.dim(), cfg.convert_dim, inv.fusion)?;
     let backbone = (cx.make)(&(vs.root() / "backbone"), &cx.graph, cfg.convert_dim)?;
-    if inv.warm_start {
-        warm_start_final(pre, &vs, backbone.as_ref());
+    if let Some(scale) = inv.warm_start {
+        warm_start_final(pre, &vs, backbone.as_ref(), &converter, scale)?;
     }
     let m = &invariance.conversion;
     let content = || converter.encode(&cx.features, m);
@@ -282,11 +282,18 @@ pub(super) fn final_training(
 }
 
 /// Starts the final model where pre-training ended: every backbone variable whose name and shape
-/// match is copied (both backbones come from the same factory); the converter's projections
-/// start as the pre-trained content projection and the final backbone's own projection as the
-/// identity, when the widths allow. With β = ½ and W_inv = W_var the converted content is then
-/// ½ (x W) — the pre-trained model's content, halved.
-fn warm_start_final(pre: &Trained, fin_vs: &VarStore, fin: &dyn Backbone) {
+/// match is copied (both backbones come from the same factory), the final backbone's own content
+/// projection is the identity and the converter starts from the pre-trained content projection
+/// ([`Converter::start_from`]), when the widths allow. The converted content then starts as
+/// `scale` × the pre-trained model's content x W for any mask (attention and scalar fusion):
+/// with `scale = 1` the final model starts as the pre-trained one.
+fn warm_start_final(
+    pre: &Trained,
+    fin_vs: &VarStore,
+    fin: &dyn Backbone,
+    converter: &Converter,
+    scale: f64,
+) -> Result<()> {
     let src = pre.vs.variables();
     let pre_proj = pre.backbone.content_projection();
     let fin_proj = fin.content_projection();
@@ -299,15 +306,15 @@ fn warm_start_final(pre: &Trained, fin_vs: &VarStore, fin: &dyn Backbone) {
                 }
                 continue;
             }
-            let from = match name.as_str() {
-                "convert.w_inv" | "convert.w_var" => pre_proj.as_ref(),
-                n => src.get(n).filter(|t| !is(t, &pre_proj)),
-            };
-            if let Some(t) = from.filter(|t| t.size() == dst.size()) {
+            if let Some(t) = src.get(&name).filter(|t| !is(t, &pre_proj) && t.size() == dst.size()) {
                 dst.shallow_clone().copy_(t);
             }
         }
     });
+    match pre_proj {
+        Some(w) if w.size() == converter.projection_shape() => converter.start_from(&w, scale),
+        _ => Ok(()),
+    }
 }
 
 /// Evaluates a model's embeddings on every split into the report.
@@ -319,6 +326,7 @@ pub(super) fn evaluate(cx: &Context, model: &TrainedModel, report: &mut Report) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use painvrl_convert::Fusion;
     use painvrl_core::{Batch, ColdStartLayout};
     use tch::{nn, Kind};
 
@@ -356,13 +364,32 @@ mod tests {
         let pre = Trained { vs, backbone };
         let fin_vs = VarStore::new(Device::Cpu);
         let (f_who, fin) = towers(&(fin_vs.root() / "backbone"), 2, 2, nn::Init::Const(0.0));
-        let w_inv = (fin_vs.root() / "convert").var("w_inv", &[5, 2], nn::Init::Const(0.0));
-        let w_att = (fin_vs.root() / "convert").var("att", &[6, 1], nn::Init::Const(0.0));
-        warm_start_final(&pre, &fin_vs, fin.as_ref());
-        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-7;
+        let converter = Converter::new(&(fin_vs.root() / "convert"), 5, 2, Fusion::Attention).unwrap();
+        warm_start_final(&pre, &fin_vs, fin.as_ref(), &converter, 1.0).unwrap();
+        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-6;
         assert!(close(&f_who, &who));
-        assert!(close(&w_inv, &pre.backbone.content_projection().unwrap()));
         assert!(close(&fin.content_projection().unwrap(), &Tensor::eye(2, (Kind::Float, Device::Cpu))));
-        assert_eq!(w_att.abs().sum(Kind::Float).double_value(&[]), 0.0);
+        // with scale 1 the final model's content is the pre-trained model's, whatever the mask
+        let x = Tensor::randn([3, 5], (Kind::Float, Device::Cpu));
+        let m = Tensor::from_slice(&[0.9f32, 0.1, 0.5, 0.0, 1.0]);
+        let pre_content = x.matmul(&pre.backbone.content_projection().unwrap());
+        assert!(close(&converter.encode(&x, &m), &pre_content));
+    }
+
+    #[test]
+    fn warm_start_leaves_a_converter_of_another_width_alone() {
+        let randn = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
+        let vs = VarStore::new(Device::Cpu);
+        let (_, backbone) = towers(&(vs.root() / "backbone"), 5, 2, randn);
+        let pre = Trained { vs, backbone };
+        let fin_vs = VarStore::new(Device::Cpu);
+        let (_, fin) = towers(&(fin_vs.root() / "backbone"), 3, 3, nn::Init::Const(0.0));
+        let converter = Converter::new(&(fin_vs.root() / "convert"), 5, 3, Fusion::Attention).unwrap();
+        let before: Vec<Tensor> = converter.variables().into_iter().map(|(_, t)| t.copy()).collect();
+        warm_start_final(&pre, &fin_vs, fin.as_ref(), &converter, 1.0).unwrap();
+        for ((_, after), before) in converter.variables().into_iter().zip(before) {
+            assert_eq!(after.size(), before.size());
+            assert_eq!((after - before).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        }
     }
 }

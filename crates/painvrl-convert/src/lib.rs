@@ -121,6 +121,43 @@ impl Converter {
         &beta * h_inv + (beta.ones_like() - &beta) * h_var
     }
 
+    /// The shape `[d_in, d_out]` of each projection.
+    pub fn projection_shape(&self) -> Vec<i64> {
+        self.w_inv.size()
+    }
+
+    /// Starts the projections from a pre-trained content projection `w` `[d_in, d_out]` so that
+    /// the fused representation is `scale · x w` for every mask: W_inv = scale · w / β₀ and
+    /// W_var = scale · w / (1 − β₀), where β₀ is the fusion weight the converter starts with (½
+    /// for attention and scalar fusion, whose weights start at zero); then
+    /// β₀ (m ⊙ x) W_inv + (1 − β₀)((1 − m) ⊙ x) W_var = scale · x w. `scale = 1` starts the
+    /// converter as the pre-trained content; ½ with β₀ = ½ copies `w` into both projections.
+    /// With invariant-only fusion (β = 1) W_inv = scale · w and the start is scale · (m ⊙ x) w.
+    /// Call it on a freshly built converter: trained attention weights make β depend on the
+    /// projections.
+    pub fn start_from(&self, w: &Tensor, scale: f64) -> Result<()> {
+        if w.size() != self.projection_shape() {
+            return Err(Error::InvalidData(format!(
+                "pre-trained content projection is {:?}, the converter's projections are {:?}",
+                w.size(),
+                self.w_inv.size()
+            )));
+        }
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::config("final_warm_start_scale", format!("must be finite and > 0, got {scale}")));
+        }
+        let beta0 = match self.fusion {
+            Fusion::InvariantOnly => 1.0,
+            Fusion::Attention | Fusion::Scalar => self.att_bias.sigmoid().double_value(&[0]),
+        };
+        let var_weight = if beta0 < 1.0 { 1.0 - beta0 } else { 1.0 };
+        tch::no_grad(|| {
+            self.w_inv.shallow_clone().copy_(&(w * (scale / beta0)));
+            self.w_var.shallow_clone().copy_(&(w * (scale / var_weight)));
+        });
+        Ok(())
+    }
+
     /// Its variables by their names under the converter's path (`w_inv`, `w_var`, `att`,
     /// `att_bias`), detached: what a saved model needs to encode new items.
     pub fn variables(&self) -> Vec<(String, Tensor)> {
@@ -167,6 +204,47 @@ mod tests {
         // zero-initialised attention gives β = σ(0) = ½ for every item
         let want = (&h_inv + &h_var) * 0.5;
         assert!((c.encode(&x, &m) - want).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn start_from_scales_the_pretrained_content_for_any_mask() {
+        let w = Tensor::randn([3, 2], (Kind::Float, Device::Cpu));
+        let x = Tensor::randn([4, 3], (Kind::Float, Device::Cpu));
+        let close = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]) < 1e-5;
+        for m in [[1.0f32, 0.0, 0.5], [0.2, 0.2, 0.2], [0.0, 0.0, 0.0]] {
+            let m = Tensor::from_slice(&m);
+            for scale in [1.0, 0.5, 0.75] {
+                for fusion in [Fusion::Attention, Fusion::Scalar] {
+                    let vs = VarStore::new(Device::Cpu);
+                    let c = Converter::new(&vs.root(), 3, 2, fusion).unwrap();
+                    c.start_from(&w, scale).unwrap();
+                    assert!(close(c.encode(&x, &m), x.matmul(&w) * scale));
+                }
+                // invariant-only keeps the masked part only: scale · (m ⊙ x) w
+                let vs = VarStore::new(Device::Cpu);
+                let c = Converter::new(&vs.root(), 3, 2, Fusion::InvariantOnly).unwrap();
+                c.start_from(&w, scale).unwrap();
+                assert!(close(c.encode(&x, &m), invariant(&x, &m).matmul(&w) * scale));
+            }
+        }
+        // at ½ both projections are the pre-trained one, bit for bit (the pre-session-10 start)
+        let vs = VarStore::new(Device::Cpu);
+        let c = Converter::new(&vs.root(), 3, 2, Fusion::Attention).unwrap();
+        c.start_from(&w, 0.5).unwrap();
+        assert_eq!(c.w_inv.eq_tensor(&w).all().int64_value(&[]), 1);
+        assert_eq!(c.w_var.eq_tensor(&w).all().int64_value(&[]), 1);
+    }
+
+    #[test]
+    fn start_from_rejects_another_shape_and_a_nonsense_scale() {
+        let vs = VarStore::new(Device::Cpu);
+        let c = Converter::new(&vs.root(), 3, 2, Fusion::Attention).unwrap();
+        let err = c.start_from(&Tensor::zeros([3, 4], (Kind::Float, Device::Cpu)), 1.0).unwrap_err();
+        assert!(err.to_string().contains("[3, 4]"), "{err}");
+        for scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = c.start_from(&Tensor::zeros([3, 2], (Kind::Float, Device::Cpu)), scale).unwrap_err();
+            assert!(err.to_string().contains("final_warm_start_scale"), "{err}");
+        }
     }
 
     #[test]

@@ -356,12 +356,16 @@ mod tests {
         (who, Box::new(Towers { proj }))
     }
 
+    /// A pre-trained model with random variables: 5 content features projected to 2.
+    fn pre_trained() -> (Tensor, Trained) {
+        let vs = VarStore::new(Device::Cpu);
+        let (who, backbone) = towers(&(vs.root() / "backbone"), 5, 2, nn::Init::Randn { mean: 0.0, stdev: 1.0 });
+        (who, Trained { vs, backbone })
+    }
+
     #[test]
     fn warm_start_copies_matching_variables_and_sets_the_identity() {
-        let randn = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
-        let vs = VarStore::new(Device::Cpu);
-        let (who, backbone) = towers(&(vs.root() / "backbone"), 5, 2, randn);
-        let pre = Trained { vs, backbone };
+        let (who, pre) = pre_trained();
         let fin_vs = VarStore::new(Device::Cpu);
         let (f_who, fin) = towers(&(fin_vs.root() / "backbone"), 2, 2, nn::Init::Const(0.0));
         let converter = Converter::new(&(fin_vs.root() / "convert"), 5, 2, Fusion::Attention).unwrap();
@@ -378,10 +382,7 @@ mod tests {
 
     #[test]
     fn warm_start_leaves_a_converter_of_another_width_alone() {
-        let randn = nn::Init::Randn { mean: 0.0, stdev: 1.0 };
-        let vs = VarStore::new(Device::Cpu);
-        let (_, backbone) = towers(&(vs.root() / "backbone"), 5, 2, randn);
-        let pre = Trained { vs, backbone };
+        let (_, pre) = pre_trained();
         let fin_vs = VarStore::new(Device::Cpu);
         let (_, fin) = towers(&(fin_vs.root() / "backbone"), 3, 3, nn::Init::Const(0.0));
         let converter = Converter::new(&(fin_vs.root() / "convert"), 5, 3, Fusion::Attention).unwrap();

@@ -140,11 +140,11 @@ impl Converter {
             return Err(Error::InvalidData(format!(
                 "pre-trained content projection is {:?}, the converter's projections are {:?}",
                 w.size(),
-                self.w_inv.size()
+                self.projection_shape()
             )));
         }
         if !(scale.is_finite() && scale > 0.0) {
-            return Err(Error::config("final_warm_start_scale", format!("must be finite and > 0, got {scale}")));
+            return Err(Error::config("start_from.scale", format!("must be finite and > 0, got {scale}")));
         }
         let beta0 = match self.fusion {
             Fusion::InvariantOnly => 1.0,
@@ -243,7 +243,7 @@ mod tests {
         assert!(err.to_string().contains("[3, 4]"), "{err}");
         for scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             let err = c.start_from(&Tensor::zeros([3, 2], (Kind::Float, Device::Cpu)), scale).unwrap_err();
-            assert!(err.to_string().contains("final_warm_start_scale"), "{err}");
+            assert!(err.to_string().contains("start_from.scale"), "{err}");
         }
     }
 

@@ -178,14 +178,17 @@ pub struct Config {
     pub conversion_mask: MaskUse,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).
     pub pretrain_epochs: usize,
-    /// Start the final model from the pre-trained one (ID embeddings copied, the converter's
-    /// projections from the pre-trained content projection) instead of from scratch.
+    /// Start the final model from the model mask learning leaves instead of from scratch: the
+    /// pre-trained ID embeddings copied, the converter's projections from the content projection
+    /// W as mask learning left it (pre-training's, trained on alongside the mask when
+    /// `mask.train_projection`, the default). `report.json` → `diagnostics` records the
+    /// validation metrics of the pre-trained model, of that model and of the final start.
     pub final_warm_start: bool,
     /// With the warm start, the converted content the final training starts from, as a multiple
-    /// of the pre-trained model's content x W (attention and scalar fusion, any mask; the
-    /// invariant-only fusion of `invrl` and `painvrl-invariant-only` always starts from
-    /// (m ⊙ x) W): 1 starts the final model as the pre-trained one, ½ with the content pathway
-    /// halved (the start before session 10). The default 0.75 was chosen on validation recall
+    /// of x W (attention and scalar fusion, any mask; the invariant-only fusion of `invrl` and
+    /// `painvrl-invariant-only` always starts from (m ⊙ x) W): 1 starts the final model as the
+    /// model mask learning leaves (the pre-trained model itself with `mask.train_projection =
+    /// false`), ½ with the content pathway halved (the start before session 10). The default 0.75 was chosen on validation recall
     /// over six data sets (session 10): significantly above ½ on `affinity`, level elsewhere;
     /// 1 was below on `exposure` (docs/method.md). `painvrl bench --grid
     /// final_warm_start_scale=0.5,0.75,1` chooses per data set on validation.

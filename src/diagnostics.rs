@@ -7,6 +7,7 @@ use painvrl_core::metrics::{nmi, roc_auc};
 use painvrl_core::{Backbone, Dataset, EnvironmentAssignment, Interactions, Result};
 use painvrl_data::{make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tch::Tensor;
 
 /// Diagnostics of an invariant run (empty for the other methods).
@@ -31,6 +32,18 @@ pub struct Diagnostics {
     pub env_nmi_vs_planted: Option<f64>,
     /// ROC-AUC of the mask's weights for the planted invariant dimensions (0.5: chance).
     pub mask_auc_vs_planted: Option<f64>,
+    /// Validation metrics of the pre-trained model, at the epoch its training restored.
+    #[serde(default)]
+    pub val_pretrained: BTreeMap<String, f64>,
+    /// Validation metrics of the pre-trained model with its content projection as mask learning
+    /// left it (trained with the mask under `mask.train_projection`), on the raw features: the
+    /// model the final training's warm start copies.
+    #[serde(default)]
+    pub val_after_mask_learning: BTreeMap<String, f64>,
+    /// Validation metrics of the final model before its first step: with the warm start and
+    /// `final_warm_start_scale = 1`, those of `val_after_mask_learning`.
+    #[serde(default)]
+    pub val_final_start: BTreeMap<String, f64>,
 }
 
 /// (sd, share < 0.25, share > 0.75) of mask weights.
@@ -117,6 +130,7 @@ pub fn invariant_run(
         mask_auc_vs_planted: planted_mask
             .filter(|m| m.iter().any(|&x| x) && m.iter().any(|&x| !x))
             .map(|m| roc_auc(mask_values, &m)),
+        ..Default::default()
     })
 }
 

@@ -109,6 +109,36 @@ fn a_nonsense_warm_start_scale_is_named() {
     }
 }
 
+/// Where the final training starts, as the report records it: with the warm start at scale 1
+/// the final model is the one mask learning leaves (the pre-trained ID embeddings with the
+/// content projection trained alongside the mask), and the pre-trained model itself when mask
+/// learning leaves the projection alone.
+#[test]
+fn the_report_records_where_the_final_training_starts() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    let run = |train_projection: bool| {
+        let mut cfg = Config { final_warm_start_scale: 1.0, ..small_config(Method::Painvrl) };
+        cfg.mask.train_projection = train_projection;
+        painvrl::pipeline::run(&ds, &cfg, None, false).unwrap().diagnostics
+    };
+    let same = |a: &std::collections::BTreeMap<String, f64>, b: &std::collections::BTreeMap<String, f64>| {
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, x) in a {
+            assert!((x - b[k]).abs() < 1e-9, "{k}: {x} vs {}", b[k]);
+        }
+    };
+    let trained = run(true);
+    assert!(trained.val_final_start.contains_key("recall@20"));
+    same(&trained.val_final_start, &trained.val_after_mask_learning);
+    let kept = run(false);
+    same(&kept.val_after_mask_learning, &kept.val_pretrained);
+    same(&kept.val_final_start, &kept.val_pretrained);
+    // the non-invariant methods have no such stages
+    let erm = painvrl::pipeline::run(&ds, &small_config(Method::Erm), None, false).unwrap().diagnostics;
+    assert!(erm.val_pretrained.is_empty() && erm.val_final_start.is_empty());
+}
+
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_painvrl"))
 }

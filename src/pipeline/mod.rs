@@ -157,7 +157,7 @@ impl<'a> Run<'a> {
                 let invariance = stages::learn_invariance(&cx, inv, &mut pre, inference, &mut report)?;
                 cx.check_stop("the final training")?;
                 let t = Instant::now();
-                let model = stages::final_training(&cx, inv, &pre, &invariance, &mut history)?;
+                let model = stages::final_training(&cx, inv, &pre, &invariance, &mut history, &mut report)?;
                 timings.insert("final".into(), t.elapsed().as_secs_f64());
                 model
             }

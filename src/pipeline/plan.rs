@@ -84,8 +84,8 @@ pub struct InvariancePlan {
     /// The invariance penalty's combination with the loss in the final training; `None`: the
     /// recommender's loss alone.
     pub final_penalty: Option<Combination>,
-    /// Start the final model from the pre-trained one, its converted content at this multiple
-    /// of the pre-trained content (`Converter::start_from`); `None`: from scratch.
+    /// Start the final model from the model mask learning leaves, its converted content at this
+    /// multiple of that model's content x W (`Converter::start_from`); `None`: from scratch.
     pub warm_start: Option<f64>,
 }
 

@@ -17,8 +17,9 @@ use painvrl_env::{
     ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
     TimePeriods,
 };
-use painvrl_graph::{fit, Checkpointing, EpochLog, Stage, TrainData, TrainGraph};
+use painvrl_graph::{fit, validate, Checkpointing, EpochLog, Stage, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, InvariancePenalty, Mask, MaskData};
+use std::collections::BTreeMap;
 use std::time::Instant;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -87,6 +88,8 @@ impl<'a> Context<'a> {
 pub(super) struct Trained {
     pub vs: VarStore,
     pub backbone: Box<dyn Backbone>,
+    /// Validation metrics at the epoch its training restored.
+    pub best_val: BTreeMap<String, f64>,
 }
 
 /// ERM on all raw features (the whole budget for the non-invariant methods).
@@ -100,7 +103,7 @@ pub(super) fn pretrain(cx: &Context, history: &mut Vec<EpochLog>) -> Result<Trai
     let stage = Stage { name: "pretrain", seed: cfg.seed, ckpt: cx.ckpt.as_ref(), hook: None };
     let outcome = fit(&mut vs, backbone.as_ref(), &raw, &data, &train, &stage)?;
     history.extend(outcome.history);
-    Ok(Trained { vs, backbone })
+    Ok(Trained { vs, backbone, best_val: outcome.best_val.values })
 }
 
 /// The model of a non-invariant method: the pre-trained embeddings, with the post-hoc
@@ -234,6 +237,10 @@ pub(super) fn learn_invariance(
         &cx.sampler,
         seed.wrapping_add(3),
     )?;
+    report.diagnostics.val_pretrained = pre.best_val.clone();
+    let raw = || cx.features.shallow_clone();
+    report.diagnostics.val_after_mask_learning =
+        validate(pre.backbone.as_ref(), &raw, &cx.train_data(), &cx.plan.cfg.train)?.values;
     let conversion = match inv.mask_use {
         MaskUse::Soft => learned.shallow_clone(),
         MaskUse::Binary => binarize(&learned),
@@ -242,13 +249,15 @@ pub(super) fn learn_invariance(
 }
 
 /// Final training of a fresh backbone on the converted representation (invariant and variant
-/// projections fused), with the planned invariance penalty; returns the model to save.
+/// projections fused), with the planned invariance penalty; returns the model to save and
+/// records where it started in `report.diagnostics`.
 pub(super) fn final_training(
     cx: &Context,
     inv: &InvariancePlan,
     pre: &Trained,
     invariance: &Invariance,
     history: &mut Vec<EpochLog>,
+    report: &mut Report,
 ) -> Result<TrainedModel> {
     let cfg = &cx.plan.cfg;
     let mut vs = VarStore::new(cx.device);
@@ -265,6 +274,7 @@ pub(super) fn final_training(
         combination,
     });
     let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };
+    report.diagnostics.val_final_start = validate(backbone.as_ref(), &content, &data, &cfg.train)?.values;
     let stage = Stage { name: "final", seed: cfg.seed.wrapping_add(7), ckpt: cx.ckpt.as_ref(), hook: None };
     let outcome = fit(&mut vs, backbone.as_ref(), &content, &data, &cfg.train, &stage)?;
     history.extend(outcome.history);
@@ -281,12 +291,13 @@ pub(super) fn final_training(
     })
 }
 
-/// Starts the final model where pre-training ended: every backbone variable whose name and shape
-/// match is copied (both backbones come from the same factory), the final backbone's own content
-/// projection is the identity and the converter starts from the pre-trained content projection
+/// Starts the final model from `pre` as it is now — after mask learning, which trains its
+/// content projection W alongside the mask under `mask.train_projection`: every backbone
+/// variable whose name and shape match is copied (both backbones come from the same factory),
+/// the final backbone's own content projection is the identity and the converter starts from W
 /// ([`Converter::start_from`]), when the widths allow. The converted content then starts as
-/// `scale` × the pre-trained model's content x W for any mask (attention and scalar fusion):
-/// with `scale = 1` the final model starts as the pre-trained one.
+/// `scale` × x W for any mask (attention and scalar fusion): with `scale = 1` the final model
+/// starts as `pre` is now (`tests/pipeline.rs` checks this on validation through the report).
 fn warm_start_final(
     pre: &Trained,
     fin_vs: &VarStore,
@@ -360,7 +371,7 @@ mod tests {
     fn pre_trained() -> (Tensor, Trained) {
         let vs = VarStore::new(Device::Cpu);
         let (who, backbone) = towers(&(vs.root() / "backbone"), 5, 2, nn::Init::Randn { mean: 0.0, stdev: 1.0 });
-        (who, Trained { vs, backbone })
+        (who, Trained { vs, backbone, best_val: BTreeMap::new() })
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Stopping a training run at an epoch boundary and resuming from its checkpoint reproduces the
-//! uninterrupted run's metrics exactly on CPU; a NaN loss stops with the documented error.
+//! uninterrupted run's metrics exactly on CPU; a NaN loss stops with the documented error; a
+//! warm start that no epoch improves is kept when the start is a candidate.
 
 use painvrl::core::Validate;
 use painvrl::core::{signal, UserItems};
@@ -43,7 +44,14 @@ fn train(
     let tcfg = TrainConfig { epochs: 4, batch_size: 128, patience: 10, progress: false, ..Default::default() };
     let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val, objective: None, stop: None };
     let ck = dir.map(|d| Checkpointing { dir: d.to_path_buf(), resume });
-    fit(&mut vs, b.as_ref(), &content, &data, &tcfg, &Stage { name: "final", seed: 11, ckpt: ck.as_ref(), hook })
+    fit(
+        &mut vs,
+        b.as_ref(),
+        &content,
+        &data,
+        &tcfg,
+        &Stage { name: "final", seed: 11, ckpt: ck.as_ref(), hook, ..Default::default() },
+    )
 }
 
 #[test]
@@ -83,4 +91,41 @@ fn nan_loss_names_module_epoch_and_step_and_keeps_the_checkpoint() {
     // the checkpoint of epoch 0 is intact and resumable
     let resumed = train(&s, Some(dir.path()), true, None).unwrap();
     assert_eq!(resumed.epochs_run, 4);
+}
+
+/// A trained model, then trained on at a learning rate that wrecks it: with the start as a
+/// candidate, early stopping returns the model as it started; without, the best wrecked epoch.
+#[test]
+fn a_start_that_no_epoch_improves_is_kept_when_it_is_a_candidate() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = setup();
+    let continued = |candidate_start: bool| {
+        tch::manual_seed(3);
+        tch::set_num_threads(1);
+        let mut vs = VarStore::new(Device::Cpu);
+        let cfg = BackboneConfig { negatives: 4, ..Default::default() }.check().unwrap();
+        let b = build_backbone(&(vs.root() / "backbone"), &s.graph, s.ds.features.dim(), &cfg).unwrap();
+        let x = s.ds.features.to_tensor(Device::Cpu);
+        let content = || x.shallow_clone();
+        let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val, objective: None, stop: None };
+        let warm = TrainConfig { epochs: 4, batch_size: 128, progress: false, ..Default::default() };
+        let trained = fit(&mut vs, b.as_ref(), &content, &data, &warm, &Stage { name: "pre", ..Default::default() });
+        let trained = trained.unwrap();
+        let wreck = TrainConfig { epochs: 3, lr: 10.0, lr_content: 10.0, ..warm };
+        let stage = Stage { name: "on", candidate_start, ..Default::default() };
+        let outcome = fit(&mut vs, b.as_ref(), &content, &data, &wreck, &stage).unwrap();
+        let returned = painvrl::graph::validate(b.as_ref(), &content, &data, &wreck).unwrap();
+        (trained.best_val, outcome, returned)
+    };
+    let (trained, kept, returned) = continued(true);
+    assert_eq!(kept.best_epoch, None);
+    assert_eq!(kept.start_val.as_ref(), Some(&trained));
+    assert_eq!(kept.best_val, trained);
+    assert_eq!(returned, trained, "the returned state is the start");
+    assert_eq!(kept.history.len(), 3, "the epochs still ran");
+    let (trained, wrecked, returned) = continued(false);
+    assert!(wrecked.best_epoch.is_some() && wrecked.start_val.is_none());
+    assert_eq!(returned, wrecked.best_val);
+    let ndcg = |m: &painvrl::core::SplitMetrics| m.values["ndcg@20"];
+    assert!(ndcg(&wrecked.best_val) < ndcg(&trained), "{} vs {}", ndcg(&wrecked.best_val), ndcg(&trained));
 }

@@ -100,7 +100,7 @@ pub(super) fn pretrain(cx: &Context, history: &mut Vec<EpochLog>) -> Result<Trai
     let raw = || cx.features.shallow_clone();
     let train = painvrl_graph::TrainConfig { epochs: cx.plan.pretrain_epochs, ..cfg.train.clone() };
     let data = cx.train_data();
-    let stage = Stage { name: "pretrain", seed: cfg.seed, ckpt: cx.ckpt.as_ref(), hook: None };
+    let stage = Stage { name: "pretrain", seed: cfg.seed, ckpt: cx.ckpt.as_ref(), ..Default::default() };
     let outcome = fit(&mut vs, backbone.as_ref(), &raw, &data, &train, &stage)?;
     history.extend(outcome.history);
     Ok(Trained { vs, backbone, best_val: outcome.best_val.values })
@@ -274,9 +274,17 @@ pub(super) fn final_training(
         combination,
     });
     let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };
-    report.diagnostics.val_final_start = validate(backbone.as_ref(), &content, &data, &cfg.train)?.values;
-    let stage = Stage { name: "final", seed: cfg.seed.wrapping_add(7), ckpt: cx.ckpt.as_ref(), hook: None };
+    // the start competes with the epochs: a warm start that no epoch improves on validation
+    // is kept as it is
+    let stage = Stage {
+        name: "final",
+        seed: cfg.seed.wrapping_add(7),
+        ckpt: cx.ckpt.as_ref(),
+        hook: None,
+        candidate_start: true,
+    };
     let outcome = fit(&mut vs, backbone.as_ref(), &content, &data, &cfg.train, &stage)?;
+    report.diagnostics.val_final_start = outcome.start_val.map(|m| m.values).unwrap_or_default();
     history.extend(outcome.history);
     let converted = tch::no_grad(content);
     let (users, items) = tch::no_grad(|| backbone.embeddings(&converted));

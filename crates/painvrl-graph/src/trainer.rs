@@ -160,8 +160,12 @@ pub struct EpochLog {
 /// Result of a training run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainOutcome {
-    /// Epoch of the best validation score.
-    pub best_epoch: usize,
+    /// Epoch of the best validation score; `None` when nothing was validated or the state
+    /// before the first epoch scored best ([`Stage::candidate_start`]).
+    pub best_epoch: Option<usize>,
+    /// Validation metrics of the state before the first epoch, when it was a candidate.
+    #[serde(default)]
+    pub start_val: Option<SplitMetrics>,
     /// Best validation metrics.
     pub best_val: SplitMetrics,
     /// Epochs run in total.
@@ -205,6 +209,9 @@ pub struct Stage<'a> {
     pub ckpt: Option<&'a Checkpointing>,
     /// Called at every step (tests inject faults with it).
     pub hook: Option<StepHook<'a>>,
+    /// Validate the state before the first step and let it compete for the best state, so that
+    /// a warm-started model that no epoch improves on validation is returned as it started.
+    pub candidate_start: bool,
 }
 
 /// Trains `backbone` (variables in `vs`) on `content()` until the epoch budget or early stop,
@@ -218,7 +225,7 @@ pub fn fit(
     cfg: &TrainConfig,
     stage: &Stage,
 ) -> Result<TrainOutcome> {
-    let Stage { name: module, seed, ckpt, hook } = *stage;
+    let Stage { name: module, seed, ckpt, hook, candidate_start } = *stage;
     let emb = GroupHyper { lr: cfg.lr, weight_decay: cfg.weight_decay };
     let cont = GroupHyper { lr: cfg.lr_content, weight_decay: cfg.weight_decay_content };
     // group 0 holds the content parameters, EMBEDDING_GROUP the ID embeddings
@@ -244,6 +251,20 @@ pub fn fit(
         _ => None,
     };
 
+    if candidate_start && state.next_epoch == 0 {
+        let metrics = validate(backbone, content, data, cfg)?;
+        let score = metrics.values.get(&cfg.select_metric).copied().unwrap_or(f64::NAN);
+        if score.is_finite() {
+            state.best_score = score;
+            let vars = snapshot(vs);
+            if let Some(f) = &files {
+                write_safetensors_atomic(&f.best, &vars)?;
+            }
+            best_vars = Some(vars);
+        }
+        state.outcome.best_val = metrics.clone();
+        state.outcome.start_val = Some(metrics);
+    }
     let bar = progress_bar(cfg, module);
     bar.set_position(state.next_epoch as u64);
     for epoch in state.next_epoch..cfg.epochs {
@@ -343,7 +364,7 @@ pub fn fit(
             if score > state.best_score {
                 state.best_score = score;
                 state.bad_evals = 0;
-                state.outcome.best_epoch = epoch;
+                state.outcome.best_epoch = Some(epoch);
                 state.outcome.best_val = metrics;
                 let vars = snapshot(vs);
                 if let Some(f) = &files {

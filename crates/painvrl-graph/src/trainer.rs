@@ -1,6 +1,7 @@
 //! The training loop: Adam with parameter groups, shuffled batches with sampled negatives,
-//! validation every N epochs, early stopping with patience, best-state restore, atomic
-//! checkpoints with optimiser state, exact resume, a divergence guard and a JSON-lines log.
+//! validation every N epochs (and of the start, when it is a candidate), early stopping with
+//! patience, best-state restore, atomic checkpoints with optimiser state, exact resume, a
+//! divergence guard and a JSON-lines log.
 
 use painvrl_core::eval::{evaluate, EmbeddingScorer, EvalConfig};
 use painvrl_core::io::{write_atomic, write_safetensors_atomic};

@@ -190,8 +190,9 @@ pub struct Config {
     /// model mask learning leaves (the pre-trained model itself with `mask.train_projection =
     /// false`), ½ with the content pathway halved (the start before session 10). The default
     /// 0.75 was chosen on validation recall over six data sets (session 10): significantly above
-    /// ½ on `affinity`, level elsewhere; 1 was below on `exposure` (docs/method.md). `painvrl bench --grid
-    /// final_warm_start_scale=0.5,0.75,1` chooses per data set on validation.
+    /// ½ on `affinity`, level elsewhere; 1 was below on `exposure` (docs/method.md).
+    /// `painvrl bench --grid final_warm_start_scale=0.5,0.75,1` chooses per data set on
+    /// validation.
     pub final_warm_start_scale: f64,
     /// What the final training of the PaInvRL methods minimises (InvRL always trains on the
     /// recommender's loss alone).

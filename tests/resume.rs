@@ -26,6 +26,16 @@ fn setup() -> Setup {
 /// The stop flag is process-wide: tests in this file take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A freshly initialised backbone on one thread, the same for every call.
+fn fresh_model(s: &Setup) -> (VarStore, Box<dyn painvrl::core::Backbone>) {
+    tch::manual_seed(3);
+    tch::set_num_threads(1);
+    let vs = VarStore::new(Device::Cpu);
+    let cfg = BackboneConfig { negatives: 4, ..Default::default() }.check().unwrap();
+    let b = build_backbone(&(vs.root() / "backbone"), &s.graph, s.ds.features.dim(), &cfg).unwrap();
+    (vs, b)
+}
+
 type Hook<'a> = Option<&'a dyn Fn(usize, usize, &Tensor) -> Option<Tensor>>;
 
 fn train(
@@ -34,11 +44,7 @@ fn train(
     resume: bool,
     hook: Hook,
 ) -> painvrl::core::Result<painvrl::graph::TrainOutcome> {
-    tch::manual_seed(3);
-    tch::set_num_threads(1);
-    let mut vs = VarStore::new(Device::Cpu);
-    let cfg = BackboneConfig { negatives: 4, ..Default::default() }.check()?;
-    let b = build_backbone(&(vs.root() / "backbone"), &s.graph, s.ds.features.dim(), &cfg)?;
+    let (mut vs, b) = fresh_model(s);
     let x = s.ds.features.to_tensor(Device::Cpu);
     let content = || x.shallow_clone();
     let tcfg = TrainConfig { epochs: 4, batch_size: 128, patience: 10, progress: false, ..Default::default() };
@@ -100,11 +106,7 @@ fn a_start_that_no_epoch_improves_is_kept_when_it_is_a_candidate() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = setup();
     let continued = |candidate_start: bool| {
-        tch::manual_seed(3);
-        tch::set_num_threads(1);
-        let mut vs = VarStore::new(Device::Cpu);
-        let cfg = BackboneConfig { negatives: 4, ..Default::default() }.check().unwrap();
-        let b = build_backbone(&(vs.root() / "backbone"), &s.graph, s.ds.features.dim(), &cfg).unwrap();
+        let (mut vs, b) = fresh_model(&s);
         let x = s.ds.features.to_tensor(Device::Cpu);
         let content = || x.shallow_clone();
         let data = TrainData { train: &s.ds.train, sampler: &s.sampler, val: &s.val, objective: None, stop: None };

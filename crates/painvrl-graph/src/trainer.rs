@@ -253,17 +253,15 @@ pub fn fit(
     };
 
     if candidate_start && state.next_epoch == 0 {
+        let t1 = Instant::now();
         let metrics = validate(backbone, content, data, cfg)?;
+        state.outcome.eval_seconds += t1.elapsed().as_secs_f64();
         let score = metrics.values.get(&cfg.select_metric).copied().unwrap_or(f64::NAN);
         if score.is_finite() {
             state.best_score = score;
-            let vars = snapshot(vs);
-            if let Some(f) = &files {
-                write_safetensors_atomic(&f.best, &vars)?;
-            }
-            best_vars = Some(vars);
+            state.outcome.best_val = metrics.clone();
+            best_vars = Some(keep_best(vs, &files)?);
         }
-        state.outcome.best_val = metrics.clone();
         state.outcome.start_val = Some(metrics);
     }
     let bar = progress_bar(cfg, module);
@@ -367,11 +365,7 @@ pub fn fit(
                 state.bad_evals = 0;
                 state.outcome.best_epoch = Some(epoch);
                 state.outcome.best_val = metrics;
-                let vars = snapshot(vs);
-                if let Some(f) = &files {
-                    write_safetensors_atomic(&f.best, &vars)?;
-                }
-                best_vars = Some(vars);
+                best_vars = Some(keep_best(vs, &files)?);
             } else {
                 state.bad_evals += 1;
             }
@@ -461,6 +455,16 @@ fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
     let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (n, t.detach().copy())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
+}
+
+/// A snapshot of the current state as the best so far, also written to the module's best file
+/// when the run keeps files.
+fn keep_best(vs: &VarStore, files: &Option<ModuleFiles>) -> Result<Vec<(String, Tensor)>> {
+    let vars = snapshot(vs);
+    if let Some(f) = files {
+        write_safetensors_atomic(&f.best, &vars)?;
+    }
+    Ok(vars)
 }
 
 fn restore(vs: &VarStore, vars: &[(String, Tensor)]) {

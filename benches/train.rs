@@ -43,7 +43,8 @@ fn benches(c: &mut Criterion) {
             let vs = VarStore::new(Device::Cpu);
             let bb = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &ultragcn).unwrap();
             let mask = Mask::new(Device::Cpu, ds.features.dim(), MaskKind::Sigmoid, 0.01);
-            let cfg = MaskConfig { epochs: 1, min_steps: 0, ..Default::default() }.check().unwrap();
+            let cfg =
+                MaskConfig { epochs: 1, min_steps: 0, projection_only_steps: 0, ..Default::default() }.check().unwrap();
             let data = MaskData {
                 features: &x,
                 modalities: &ds.features,

@@ -4,10 +4,13 @@
 
 use painvrl::config::{Config, Method};
 use painvrl::core::metrics::roc_auc;
-use painvrl::core::DeviceSpec;
-use painvrl::data::{generate, SyntheticConfig};
+use painvrl::core::{DeviceSpec, EnvironmentInference, UserItems, Validate};
+use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
 use painvrl::env::GivenEnvironments;
+use painvrl::graph::{build_backbone, BackboneConfig, TrainGraph};
+use painvrl::mask::{train_mask, Mask, MaskConfig, MaskData};
 use painvrl::pipeline::Run;
+use tch::{nn::VarStore, Device};
 
 /// Mask ROC-AUC of `method` on the default generator with seed `seed` and planted environments.
 fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {
@@ -38,4 +41,60 @@ fn pareto_mask_separates_planted_invariant_dimensions() {
     }
     eprintln!("ERM-only control, mean ROC-AUC {erm_only:.3}");
     assert!(erm_only < 0.75, "the ERM-only mask should not separate the dims as well: {erm_only:.3}");
+}
+
+/// Trains a mask on a freshly initialised LightGCN over the default generator's data (seed 0,
+/// planted environments) with `cfg`; the mask's weights, the content projection after training,
+/// and the log's `projection_only` flags.
+fn train_on_fresh_model(cfg: MaskConfig) -> (Vec<f32>, Vec<f32>, Vec<bool>) {
+    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+    let ds = &syn.dataset;
+    tch::manual_seed(3);
+    let vs = VarStore::new(Device::Cpu);
+    let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
+    let backbone = build_backbone(
+        &(vs.root() / "backbone"),
+        &graph,
+        ds.features.dim(),
+        &BackboneConfig::default().check().unwrap(),
+    )
+    .unwrap();
+    let sampler = NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
+    let envs = GivenEnvironments { labels: syn.train_envs.clone() }.infer(ds, None, 0).unwrap();
+    let x = ds.features.to_tensor(Device::Cpu);
+    let data = MaskData {
+        features: &x,
+        modalities: &ds.features,
+        train: &ds.train,
+        envs: &envs,
+        sampler: &sampler,
+        stop: None,
+    };
+    let mask = Mask::new(Device::Cpu, ds.features.dim(), cfg.kind, cfg.gate_sigma);
+    let log = train_mask(backbone.as_ref(), &mask, &data, &cfg.check().unwrap(), 11).unwrap();
+    let values = Vec::<f32>::try_from(mask.values(false)).unwrap();
+    let projection = Vec::<f32>::try_from(backbone.content_projection().unwrap().detach().flatten(0, -1)).unwrap();
+    (values, projection, log.iter().map(|l| l.projection_only).collect())
+}
+
+#[test]
+fn projection_only_steps_move_the_projection_and_leave_the_mask_as_its_own_steps_left_it() {
+    // 6,000 training interactions in two environments of 256 each: 11 steps an epoch, so the
+    // mask's 33 steps are 3 epochs and 20 projection-only steps 2 more (the last one partial)
+    let base = MaskConfig { batch_size: 256, epochs: 3, min_steps: 0, ..Default::default() };
+    let (mask_alone, projection_alone, log_alone) =
+        train_on_fresh_model(MaskConfig { projection_only_steps: 0, ..base.clone() });
+    let (mask_then, projection_then, log_then) =
+        train_on_fresh_model(MaskConfig { projection_only_steps: 20, ..base.clone() });
+    assert_eq!(log_alone, vec![false; 3]);
+    assert_eq!(log_then, vec![false, false, false, true, true]);
+    assert_eq!(mask_alone, mask_then, "the mask must not move in the projection-only steps");
+    assert!(mask_alone.iter().any(|&m| (m - 0.5).abs() > 1e-3), "the mask's own steps must move it");
+    let moved = projection_alone.iter().zip(&projection_then).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(moved > 1e-4, "the projection must train on: largest change {moved}");
+    // with the projection frozen there is nothing to train on: the same run as without the steps
+    let frozen = MaskConfig { train_projection: false, ..base };
+    let (_, projection_frozen, log_frozen) = train_on_fresh_model(MaskConfig { projection_only_steps: 20, ..frozen });
+    assert_eq!(log_frozen, vec![false; 3]);
+    assert_eq!(projection_frozen.len(), projection_alone.len());
 }

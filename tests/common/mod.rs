@@ -25,6 +25,8 @@ pub fn small_config(method: Method) -> Config {
     cfg.envs.epochs = 1;
     cfg.mask.epochs = 1;
     cfg.mask.min_steps = 0;
+    // a few, so that the projection-only steps after the mask's are exercised
+    cfg.mask.projection_only_steps = 8;
     cfg.mask.batch_size = 64;
     cfg.backbone.negatives = 4;
     cfg

@@ -62,6 +62,13 @@ impl Adam {
         Self::with_params(params.into_iter().map(|(n, t)| (n, t, 0)).collect(), vec![hyper])
     }
 
+    /// Optimises the given named tensors, each in the group its index names; `groups[g]` holds
+    /// group g's hyperparameters (an index beyond `groups` takes `groups[0]`'s).
+    pub fn over_groups(params: Vec<(String, Tensor, usize)>, groups: Vec<GroupHyper>) -> Self {
+        let n = groups.len();
+        Self::with_params(params.into_iter().map(|(s, t, g)| (s, t, if g < n { g } else { 0 })).collect(), groups)
+    }
+
     fn with_params(params: Vec<(String, Tensor, usize)>, groups: Vec<GroupHyper>) -> Self {
         let mut params: Vec<Param> =
             params.into_iter().map(|(name, tensor, group)| Param { name, tensor, group }).collect();

@@ -65,6 +65,12 @@ pub struct MaskConfig {
     /// steps, too few for the mask to move away from its initial ½ (epochs are added until the
     /// count is reached).
     pub min_steps: usize,
+    /// Steps after the mask's own in which only the content projection trains, under the same
+    /// objective, with the mask fixed (skipped when the projection does not train). The mask's
+    /// ranking is decided in its first steps, while the projection has not yet absorbed it;
+    /// training both longer loses that ranking, while stopping both early leaves the projection
+    /// where the mask's arrival put it, below the pre-trained model in accuracy.
+    pub projection_only_steps: usize,
     /// Interactions per environment per step.
     pub batch_size: usize,
     /// Negatives per positive in the environment risks.
@@ -91,6 +97,7 @@ impl Default for MaskConfig {
             reg_lambda: 0.1,
             epochs: 3,
             min_steps: 200,
+            projection_only_steps: 200,
             batch_size: 1024,
             negatives: 4,
             lr: 1e-2,
@@ -155,6 +162,10 @@ pub struct MaskEpochLog {
     pub loss_irm: f64,
     /// Mean mask weight per modality.
     pub density: BTreeMap<String, f64>,
+    /// Whether the mask was fixed in this epoch (only the content projection trained:
+    /// [`MaskConfig::projection_only_steps`]).
+    #[serde(default)]
+    pub projection_only: bool,
 }
 
 /// Scores of a batch's positives `[b]` and negatives `[b, k]`.
@@ -235,8 +246,8 @@ pub struct MaskData<'a> {
 
 /// Trains the mask on the pre-trained `backbone`, whose variables stay fixed except its
 /// [`Backbone::content_projection`], which trains with μ when `cfg.train_projection` (InvRL's
-/// variance penalty needs that projection). Returns the per-epoch log; the mask lives on in
-/// `mask.mu`.
+/// variance penalty needs that projection) and then alone for `cfg.projection_only_steps`.
+/// Returns the per-epoch log; the mask lives on in `mask.mu`.
 pub fn train_mask(
     backbone: &dyn Backbone,
     mask: &Mask,
@@ -260,11 +271,15 @@ pub fn train_mask(
         None => Tensor::zeros([0], (Kind::Float, device)),
     };
     let train_projection = cfg.train_projection && proj.numel() > 0;
-    let mut params = vec![("mask.mu".to_string(), mask.mu.shallow_clone())];
+    // μ and the projection in groups of their own, so that μ's rate can drop to 0 when only
+    // the projection trains on (its Adam moments carry over)
+    const MU_GROUP: usize = 0;
+    let mut params = vec![("mask.mu".to_string(), mask.mu.shallow_clone(), MU_GROUP)];
     if train_projection {
-        params.push(("projection".to_string(), proj.shallow_clone()));
+        params.push(("projection".to_string(), proj.shallow_clone(), 1));
     }
-    let mut opt = Adam::over(params, GroupHyper { lr: cfg.lr, weight_decay: 0.0 });
+    let hyper = GroupHyper { lr: cfg.lr, weight_decay: 0.0 };
+    let mut opt = Adam::over_groups(params, vec![hyper, hyper]);
     let env_positions: Vec<Vec<usize>> = (0..envs.n_envs)
         .map(|e| envs.labels.iter().enumerate().filter(|(_, &l)| l as usize == e).map(|(p, _)| p).collect())
         .filter(|v: &Vec<usize>| v.len() >= 2)
@@ -276,13 +291,20 @@ pub fn train_mask(
         )));
     }
     let steps = (train.len() / (cfg.batch_size * env_positions.len())).max(1);
-    let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(steps));
+    let mask_steps = cfg.epochs.max(cfg.min_steps.div_ceil(steps)) * steps;
+    let total_steps = mask_steps + if train_projection { cfg.projection_only_steps } else { 0 };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let combination = cfg.combination();
     let mut logs = Vec::new();
-    for epoch in 0..epochs {
+    for epoch in 0..total_steps.div_ceil(steps) {
+        // the mask's steps are whole epochs, so an epoch is either the mask's or the projection's
+        let projection_only = epoch * steps >= mask_steps;
+        if projection_only {
+            opt.set_lr(MU_GROUP, 0.0);
+        }
+        let epoch_steps = steps.min(total_steps - epoch * steps);
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
-        for step in 0..steps {
+        for step in 0..epoch_steps {
             let m = mask.values(true);
             let content = features * &m;
             let (users, items) = backbone.embeddings(&content);
@@ -306,7 +328,11 @@ pub fn train_mask(
             let ([w_erm, w_irm], alpha) = match cfg.weighting {
                 Weighting::Fixed => combination.weights(0.0, 0.0, 0.0, [le, li]),
                 Weighting::Pareto => {
-                    let params: Vec<&Tensor> = if train_projection { vec![&mask.mu, &proj] } else { vec![&mask.mu] };
+                    let params: Vec<&Tensor> = match (projection_only, train_projection) {
+                        (true, _) => vec![&proj],
+                        (false, true) => vec![&mask.mu, &proj],
+                        (false, false) => vec![&mask.mu],
+                    };
                     let g1 = Tensor::run_backward(&[&l_erm], &params, true, false);
                     let g2 = Tensor::run_backward(&[&l_irm], &params, true, false);
                     let dot = |a: &[Tensor], b: &[Tensor]| {
@@ -316,8 +342,10 @@ pub fn train_mask(
                 }
             };
             opt.zero_grad();
-            let reg = mask.mu.square().sum(Kind::Float) * cfg.reg_lambda;
-            let total = l_erm * w_erm + l_irm * w_irm + reg;
+            let mut total = l_erm * w_erm + l_irm * w_irm;
+            if !projection_only {
+                total += mask.mu.square().sum(Kind::Float) * cfg.reg_lambda;
+            }
             total.backward();
             opt.step();
             a_sum += alpha;
@@ -337,8 +365,15 @@ pub fn train_mask(
                 (md.name.clone(), mv[r.clone()].iter().map(|&x| x as f64).sum::<f64>() / r.len().max(1) as f64)
             })
             .collect();
-        let n = steps as f64;
-        logs.push(MaskEpochLog { epoch, alpha: a_sum / n, loss_erm: le_sum / n, loss_irm: li_sum / n, density });
+        let n = epoch_steps as f64;
+        logs.push(MaskEpochLog {
+            epoch,
+            alpha: a_sum / n,
+            loss_erm: le_sum / n,
+            loss_irm: li_sum / n,
+            density,
+            projection_only,
+        });
     }
     Ok(logs)
 }

@@ -4,8 +4,8 @@
 
 use painvrl::config::{Config, Method};
 use painvrl::core::metrics::roc_auc;
-use painvrl::core::{DeviceSpec, EnvironmentInference, UserItems, Validate};
-use painvrl::data::{generate, NegativeSampler, SyntheticConfig};
+use painvrl::core::{Backbone, DeviceSpec, EnvironmentInference, UserItems, Validate};
+use painvrl::data::{generate, NegativeSampler, SyntheticConfig, SyntheticData};
 use painvrl::env::GivenEnvironments;
 use painvrl::graph::{build_backbone, BackboneConfig, TrainGraph};
 use painvrl::mask::{train_mask, Mask, MaskConfig, MaskData};
@@ -43,22 +43,25 @@ fn pareto_mask_separates_planted_invariant_dimensions() {
     assert!(erm_only < 0.75, "the ERM-only mask should not separate the dims as well: {erm_only:.3}");
 }
 
-/// Trains a mask on a freshly initialised LightGCN over the default generator's data (seed 0,
-/// planted environments) with `cfg`; the mask's weights, the content projection after training,
-/// and the log's `projection_only` flags.
-fn train_on_fresh_model(cfg: MaskConfig) -> (Vec<f32>, Vec<f32>, Vec<bool>) {
-    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+/// A freshly initialised LightGCN for `syn`'s data, its variables under `backbone`.
+fn fresh_model(syn: &SyntheticData) -> (VarStore, Box<dyn Backbone>) {
     let ds = &syn.dataset;
-    tch::manual_seed(3);
     let vs = VarStore::new(Device::Cpu);
     let graph = TrainGraph::new(ds.n_users, ds.n_items, &ds.train);
-    let backbone = build_backbone(
-        &(vs.root() / "backbone"),
-        &graph,
-        ds.features.dim(),
-        &BackboneConfig::default().check().unwrap(),
-    )
-    .unwrap();
+    let config = BackboneConfig::default().check().unwrap();
+    let backbone = build_backbone(&(vs.root() / "backbone"), &graph, ds.features.dim(), &config).unwrap();
+    (vs, backbone)
+}
+
+/// The content projection's values.
+fn projection(backbone: &dyn Backbone) -> Vec<f32> {
+    Vec::<f32>::try_from(backbone.content_projection().unwrap().detach().flatten(0, -1)).unwrap()
+}
+
+/// Trains a mask on `backbone` over `syn`'s planted environments with `cfg`; the mask's weights
+/// and the log's `projection_only` flags.
+fn train_with(syn: &SyntheticData, backbone: &dyn Backbone, cfg: MaskConfig) -> (Vec<f32>, Vec<bool>) {
+    let ds = &syn.dataset;
     let sampler = NegativeSampler::new(UserItems::build(ds.n_users, &[&ds.train]), ds.n_items).unwrap();
     let envs = GivenEnvironments { labels: syn.train_envs.clone() }.infer(ds, None, 0).unwrap();
     let x = ds.features.to_tensor(Device::Cpu);
@@ -71,30 +74,39 @@ fn train_on_fresh_model(cfg: MaskConfig) -> (Vec<f32>, Vec<f32>, Vec<bool>) {
         stop: None,
     };
     let mask = Mask::new(Device::Cpu, ds.features.dim(), cfg.kind, cfg.gate_sigma);
-    let log = train_mask(backbone.as_ref(), &mask, &data, &cfg.check().unwrap(), 11).unwrap();
-    let values = Vec::<f32>::try_from(mask.values(false)).unwrap();
-    let projection = Vec::<f32>::try_from(backbone.content_projection().unwrap().detach().flatten(0, -1)).unwrap();
-    (values, projection, log.iter().map(|l| l.projection_only).collect())
+    let log = train_mask(backbone, &mask, &data, &cfg.check().unwrap(), 11).unwrap();
+    (Vec::<f32>::try_from(mask.values(false)).unwrap(), log.iter().map(|l| l.projection_only).collect())
 }
 
 #[test]
 fn projection_only_steps_move_the_projection_and_leave_the_mask_as_its_own_steps_left_it() {
+    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+    // three copies of one initial model (copied, not re-seeded: libtorch's generator is shared
+    // with the tests running beside this one)
+    let (vs, model) = fresh_model(&syn);
+    let (mut vs_then, model_then) = fresh_model(&syn);
+    let (mut vs_frozen, model_frozen) = fresh_model(&syn);
+    vs_then.copy(&vs).unwrap();
+    vs_frozen.copy(&vs).unwrap();
+    let initial = projection(model.as_ref());
     // 6,000 training interactions in two environments of 256 each: 11 steps an epoch, so the
     // mask's 33 steps are 3 epochs and 20 projection-only steps 2 more (the last one partial)
     let base = MaskConfig { batch_size: 256, epochs: 3, min_steps: 0, ..Default::default() };
-    let (mask_alone, projection_alone, log_alone) =
-        train_on_fresh_model(MaskConfig { projection_only_steps: 0, ..base.clone() });
-    let (mask_then, projection_then, log_then) =
-        train_on_fresh_model(MaskConfig { projection_only_steps: 20, ..base.clone() });
+    let (mask_alone, log_alone) =
+        train_with(&syn, model.as_ref(), MaskConfig { projection_only_steps: 0, ..base.clone() });
+    let (mask_then, log_then) =
+        train_with(&syn, model_then.as_ref(), MaskConfig { projection_only_steps: 20, ..base.clone() });
     assert_eq!(log_alone, vec![false; 3]);
     assert_eq!(log_then, vec![false, false, false, true, true]);
     assert_eq!(mask_alone, mask_then, "the mask must not move in the projection-only steps");
     assert!(mask_alone.iter().any(|&m| (m - 0.5).abs() > 1e-3), "the mask's own steps must move it");
-    let moved = projection_alone.iter().zip(&projection_then).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let (alone, then) = (projection(model.as_ref()), projection(model_then.as_ref()));
+    let moved = alone.iter().zip(&then).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(moved > 1e-4, "the projection must train on: largest change {moved}");
-    // with the projection frozen there is nothing to train on: the same run as without the steps
-    let frozen = MaskConfig { train_projection: false, ..base };
-    let (_, projection_frozen, log_frozen) = train_on_fresh_model(MaskConfig { projection_only_steps: 20, ..frozen });
+    // with the projection frozen there is nothing to train on: the mask's epochs only, and the
+    // projection as it started
+    let frozen = MaskConfig { train_projection: false, projection_only_steps: 20, ..base };
+    let (_, log_frozen) = train_with(&syn, model_frozen.as_ref(), frozen);
     assert_eq!(log_frozen, vec![false; 3]);
-    assert_eq!(projection_frozen.len(), projection_alone.len());
+    assert_eq!(projection(model_frozen.as_ref()), initial);
 }

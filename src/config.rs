@@ -181,8 +181,9 @@ pub struct Config {
     /// Start the final model from the model mask learning leaves instead of from scratch: the
     /// pre-trained ID embeddings copied, the converter's projections from the content projection
     /// W as mask learning left it (pre-training's, trained on alongside the mask and then alone
-    /// for `mask.projection_only_steps` when `mask.train_projection`, the default). `report.json` → `diagnostics` records the
-    /// validation metrics of the pre-trained model, of that model and of the final start.
+    /// for `mask.projection_only_steps` when `mask.train_projection`, the default).
+    /// `report.json` → `diagnostics` records the validation metrics of the pre-trained model,
+    /// of that model and of the final start.
     pub final_warm_start: bool,
     /// With the warm start, the converted content the final training starts from, as a multiple
     /// of x W (attention and scalar fusion, any mask; the invariant-only fusion of `invrl` and

@@ -36,8 +36,8 @@ pub struct Diagnostics {
     #[serde(default)]
     pub val_pretrained: BTreeMap<String, f64>,
     /// Validation metrics of the pre-trained model with its content projection as mask learning
-    /// left it (trained with the mask, then alone, under `mask.train_projection`), on the raw features: the
-    /// model the final training's warm start copies.
+    /// left it (trained with the mask, then alone, under `mask.train_projection`), on the raw
+    /// features: the model the final training's warm start copies.
     #[serde(default)]
     pub val_after_mask_learning: BTreeMap<String, f64>,
     /// Validation metrics of the final model before its first step: with the warm start and

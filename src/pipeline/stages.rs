@@ -180,8 +180,8 @@ pub(super) struct Invariance {
 /// Rounds of environment inference → mask learning on the pre-trained model; the variant
 /// representation of one round feeds the next round's inference. The pre-trained model is
 /// frozen (tch's `VarStore::freeze`: no gradients flow into its embeddings) except its content
-/// projection, which trains with the mask (and then alone for `mask.projection_only_steps`) under
-/// the planned `mask.train_projection` and carries InvRL's variance penalty.
+/// projection, which trains with the mask (and then alone for `mask.projection_only_steps`)
+/// under the planned `mask.train_projection` and carries InvRL's variance penalty.
 pub(super) fn learn_invariance(
     cx: &Context,
     inv: &InvariancePlan,
@@ -300,10 +300,10 @@ pub(super) fn final_training(
 }
 
 /// Starts the final model from `pre` as it is now — after mask learning, which trains its
-/// content projection W alongside the mask and then alone under `mask.train_projection`: every backbone
-/// variable whose name and shape match is copied (both backbones come from the same factory),
-/// the final backbone's own content projection is the identity and the converter starts from W
-/// ([`Converter::start_from`]), when the widths allow. The converted content then starts as
+/// content projection W alongside the mask and then alone under `mask.train_projection`: every
+/// backbone variable whose name and shape match is copied (both backbones come from the same
+/// factory), the final backbone's own content projection is the identity and the converter
+/// starts from W ([`Converter::start_from`]), when the widths allow. The converted content then starts as
 /// `scale` × x W for any mask (attention and scalar fusion): with `scale = 1` the final model
 /// starts as `pre` is now (`tests/pipeline.rs` checks this on validation through the report).
 fn warm_start_final(

@@ -51,7 +51,7 @@ impl Adam {
             .into_iter()
             .map(|(name, tensor)| {
                 let g = group_of.get(&(tensor.data_ptr() as usize)).copied().unwrap_or(0);
-                (name, tensor, if g < groups.len() { g } else { 0 })
+                (name, tensor, g)
             })
             .collect();
         Self::with_params(params, groups.to_vec())
@@ -65,13 +65,16 @@ impl Adam {
     /// Optimises the given named tensors, each in the group its index names; `groups[g]` holds
     /// group g's hyperparameters (an index beyond `groups` takes `groups[0]`'s).
     pub fn over_groups(params: Vec<(String, Tensor, usize)>, groups: Vec<GroupHyper>) -> Self {
-        let n = groups.len();
-        Self::with_params(params.into_iter().map(|(s, t, g)| (s, t, if g < n { g } else { 0 })).collect(), groups)
+        Self::with_params(params, groups)
     }
 
+    /// `params` with their group indices; an index beyond `groups` becomes 0.
     fn with_params(params: Vec<(String, Tensor, usize)>, groups: Vec<GroupHyper>) -> Self {
-        let mut params: Vec<Param> =
-            params.into_iter().map(|(name, tensor, group)| Param { name, tensor, group }).collect();
+        let n = groups.len();
+        let mut params: Vec<Param> = params
+            .into_iter()
+            .map(|(name, tensor, group)| Param { name, tensor, group: if group < n { group } else { 0 } })
+            .collect();
         params.sort_by(|a, b| a.name.cmp(&b.name));
         Adam { params, groups, betas: (0.9, 0.999), eps: 1e-8, step: 0, m: BTreeMap::new(), v: BTreeMap::new() }
     }

@@ -2,7 +2,7 @@
 //! model is measured with.
 
 use crate::config::Config;
-use painvrl_core::eval::{evaluate, BlockScorer, EvalConfig};
+use painvrl_core::eval::{evaluate, list_popularity, BlockScorer, EvalConfig};
 use painvrl_core::{Dataset, DatasetCounts, Interactions, Modality, Result, SplitMetrics, UserItems};
 use painvrl_mask::MaskEpochLog;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,11 @@ pub struct Report {
     pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// Users evaluated per split.
     pub users_evaluated: BTreeMap<String, usize>,
+    /// `{split: x}`: the mean ln(1 + training count) of the items in the top-20 lists of each
+    /// split's evaluated users ([`list_popularity`]) — how popular what the model recommends
+    /// is, which a test drawn against popularity rewards low.
+    #[serde(default)]
+    pub list_popularity: BTreeMap<String, f64>,
     /// Final learned mask, one weight per feature dimension in modality order (empty for ERM);
     /// with `conversion_mask = "binary"` the conversion uses its Otsu split.
     pub mask: Vec<f32>,
@@ -58,6 +63,7 @@ impl Report {
             dataset: ds.counts(),
             metrics: BTreeMap::new(),
             users_evaluated: BTreeMap::new(),
+            list_popularity: BTreeMap::new(),
             mask: vec![],
             modalities: ds.features.modalities().to_vec(),
             environments: vec![],
@@ -72,15 +78,25 @@ impl Report {
     }
 
     /// Evaluates `scorer` on every split of the protocol ([`evaluate_splits`]) and records the
-    /// metrics and the users evaluated.
+    /// metrics, the users evaluated and the popularity of their top-20 lists.
     pub fn record_metrics(&mut self, scorer: &dyn BlockScorer, ds: &Dataset, eval: &EvalConfig) -> Result<()> {
         for (name, m) in evaluate_splits(scorer, ds, ds.n_users, eval)? {
             self.users_evaluated.insert(name.into(), m.users_evaluated);
             self.metrics.insert(name.into(), m.values);
         }
+        let popularity = ds.train.item_degrees(ds.n_items);
+        let k = LIST_POPULARITY_K.min(ds.n_items);
+        for (name, relevant, seen) in protocol_splits(ds, ds.n_users) {
+            if let Some(p) = list_popularity(scorer, &relevant, &[&seen], &popularity, k, eval)? {
+                self.list_popularity.insert(name.into(), p);
+            }
+        }
         Ok(())
     }
 }
+
+/// The cut-off of [`Report::list_popularity`] (the catalogue's size when smaller).
+pub const LIST_POPULARITY_K: usize = 20;
 
 /// The evaluation protocol: val and val_ood (a subset of val, when present) exclude train; test
 /// excludes train + val; test_ood (when present) excludes train + val + test. `n_users` may
@@ -91,6 +107,14 @@ pub fn evaluate_splits(
     n_users: usize,
     eval: &EvalConfig,
 ) -> Result<Vec<(&'static str, SplitMetrics)>> {
+    protocol_splits(ds, n_users)
+        .into_iter()
+        .map(|(name, rel, seen)| Ok((name, evaluate(scorer, &rel, &[&seen], eval)?)))
+        .collect()
+}
+
+/// The splits of the protocol ([`evaluate_splits`]): name, relevant items, items excluded.
+fn protocol_splits(ds: &Dataset, n_users: usize) -> Vec<(&'static str, UserItems, UserItems)> {
     let idx = |lists: &[&Interactions]| UserItems::build(n_users, lists);
     let mut splits =
         vec![("val", idx(&[&ds.val]), idx(&[&ds.train])), ("test", idx(&[&ds.test]), idx(&[&ds.train, &ds.val]))];
@@ -100,5 +124,5 @@ pub fn evaluate_splits(
     if let Some(ood) = &ds.val_ood {
         splits.push(("val_ood", idx(&[ood]), idx(&[&ds.train])));
     }
-    splits.into_iter().map(|(name, rel, seen)| Ok((name, evaluate(scorer, &rel, &[&seen], eval)?))).collect()
+    splits
 }

@@ -25,6 +25,12 @@ fn every_method_writes_a_complete_report() {
                 assert!((0.0..=1.0).contains(&m[key]), "{method:?} {split} {key} = {}", m[key]);
             }
         }
+        // the lists' popularity: one value per split, between ln 1 and ln(1 + the top count)
+        let top = f64::from(*ds.train.item_degrees(ds.n_items).iter().max().unwrap()).ln_1p();
+        for split in ["val", "test", "test_ood"] {
+            let p = r.list_popularity[split];
+            assert!((0.0..=top).contains(&p), "{method:?} {split} list popularity {p} outside [0, {top}]");
+        }
         if method == Method::Erm {
             assert!(r.mask.is_empty());
         } else {
@@ -36,6 +42,7 @@ fn every_method_writes_a_complete_report() {
         let text = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
         let back: painvrl::pipeline::Report = serde_json::from_str(&text).unwrap();
         assert_eq!(back.metrics, r.metrics);
+        assert_eq!(back.list_popularity, r.list_popularity);
         assert!(dir.path().join("epochs.jsonl").exists());
         let plots: &[&str] =
             if method == Method::Erm { &["curves.svg"] } else { &["curves.svg", "mask.svg", "pareto.svg"] };

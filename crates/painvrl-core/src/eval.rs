@@ -109,14 +109,71 @@ pub fn evaluate(
     seen: &[&UserItems],
     config: &EvalConfig,
 ) -> Result<SplitMetrics> {
-    let n_items = scorer.n_items();
-    config.validate(n_items)?;
-    let device = scorer.device();
-    let max_k = *config.ks.iter().max().expect("validated non-empty") as i64;
+    config.validate(scorer.n_items())?;
+    let max_k = *config.ks.iter().max().expect("validated non-empty");
     let mut acc = MetricAccumulator::new(&config.ks);
+    let (targets, skipped) = ranking_targets(relevant, seen);
+    (0..skipped).for_each(|_| acc.skip_user());
+    for_each_top_k(scorer, &targets, seen, max_k, config, |(_, rel), ranked| {
+        acc.add_user(&hit_vector(ranked, rel), rel.len())
+    })?;
+    Ok(acc.finish())
+}
 
-    // users to rank, with their relevant items minus anything already seen
-    let mut targets: Vec<(usize, Vec<u32>)> = Vec::new();
+/// How popular the recommended items are: the mean over the users [`evaluate`] ranks (the same
+/// users, the same exclusions) of the mean ln(1 + `popularity[i]`) of the items i in their top
+/// `k`. `popularity` holds one count per item, usually the training split's
+/// ([`crate::Interactions::item_degrees`]); against a test drawn against popularity, the lower
+/// this is, the more such a test rewards the lists. `None` when no user is ranked.
+///
+/// ```
+/// use painvrl_core::{eval::list_popularity, EmbeddingScorer, EvalConfig, Interactions, UserItems};
+/// use tch::Tensor;
+/// // one user, items scored 3, 2, 1; item 0 was seen; the top 1 is item 1, clicked 3 times
+/// let scorer = EmbeddingScorer {
+///     users: Tensor::from_slice(&[1.0f32]).reshape([1, 1]),
+///     items: Tensor::from_slice(&[3.0f32, 2.0, 1.0]).reshape([3, 1]),
+/// };
+/// let train = UserItems::build(1, &[&Interactions::from_pairs([(0, 0)])]);
+/// let test = UserItems::build(1, &[&Interactions::from_pairs([(0, 2)])]);
+/// let p = list_popularity(&scorer, &test, &[&train], &[7, 3, 0], 1, &EvalConfig::default())?;
+/// assert_eq!(p, Some(4f64.ln()));
+/// # Ok::<(), painvrl_core::Error>(())
+/// ```
+pub fn list_popularity(
+    scorer: &dyn BlockScorer,
+    relevant: &UserItems,
+    seen: &[&UserItems],
+    popularity: &[u32],
+    k: usize,
+    config: &EvalConfig,
+) -> Result<Option<f64>> {
+    let n_items = scorer.n_items();
+    EvalConfig { ks: vec![k], ..config.clone() }.validate(n_items)?;
+    if popularity.len() != n_items {
+        return Err(Error::config(
+            "popularity",
+            format!("{} counts for a catalogue of {n_items} items; give one per item", popularity.len()),
+        ));
+    }
+    let (targets, _) = ranking_targets(relevant, seen);
+    let (mut sum, mut users) = (0.0, 0usize);
+    for_each_top_k(scorer, &targets, seen, k, config, |_, ranked| {
+        if !ranked.is_empty() {
+            let logs: f64 = ranked.iter().map(|&i| f64::from(popularity[i as usize]).ln_1p()).sum();
+            sum += logs / ranked.len() as f64;
+            users += 1;
+        }
+    })?;
+    Ok((users > 0).then(|| sum / users as f64))
+}
+
+/// The users of `relevant` to rank, each with its relevant items minus anything already seen,
+/// and how many users were skipped: those with no training history (`seen[0]` empty) or whose
+/// relevant items were all seen.
+fn ranking_targets(relevant: &UserItems, seen: &[&UserItems]) -> (Vec<(usize, Vec<u32>)>, usize) {
+    let mut targets = Vec::new();
+    let mut skipped = 0;
     for u in 0..relevant.n_users() {
         let rel = relevant.items_of(u);
         if rel.is_empty() {
@@ -126,12 +183,27 @@ pub fn evaluate(
         let fresh: Vec<u32> =
             rel.iter().copied().filter(|&i| !seen.iter().any(|s| u < s.n_users() && s.contains(u, i))).collect();
         if !known || fresh.is_empty() {
-            acc.skip_user();
+            skipped += 1;
         } else {
             targets.push((u, fresh));
         }
     }
+    (targets, skipped)
+}
 
+/// Ranks the catalogue for every target, one block of users at a time (−∞ on seen items, one
+/// `topk`), and calls `visit` with the target and its unseen items among the top `k`, best
+/// first. Memory stays O(block × items).
+fn for_each_top_k(
+    scorer: &dyn BlockScorer,
+    targets: &[(usize, Vec<u32>)],
+    seen: &[&UserItems],
+    k: usize,
+    config: &EvalConfig,
+    mut visit: impl FnMut(&(usize, Vec<u32>), &[u32]),
+) -> Result<()> {
+    let n_items = scorer.n_items();
+    let device = scorer.device();
     let block = config.block_size(n_items, targets.len());
     tch::no_grad(|| -> Result<()> {
         for chunk in targets.chunks(block) {
@@ -158,22 +230,21 @@ pub fn evaluate(
                 let neg_inf = Tensor::from(f32::NEG_INFINITY).to_device(device);
                 scores = scores.f_index_put_(&idx, &neg_inf, false)?;
             }
-            let (_, top) = scores.f_topk(max_k.min(n_items as i64), 1, true, true)?;
+            let (_, top) = scores.f_topk(k.min(n_items) as i64, 1, true, true)?;
             let top: Vec<i64> = Vec::<i64>::try_from(top.to_device(Device::Cpu).reshape([-1]))?;
             let width = top.len() / chunk.len();
-            for (r, (u, rel)) in chunk.iter().enumerate() {
+            for (r, target) in chunk.iter().enumerate() {
                 // a seen item only reaches the top-K when fewer unseen items than K exist; drop it
                 let ranked: Vec<u32> = top[r * width..(r + 1) * width]
                     .iter()
                     .map(|&i| i as u32)
-                    .filter(|&i| !seen.iter().any(|s| *u < s.n_users() && s.contains(*u, i)))
+                    .filter(|&i| !seen.iter().any(|s| target.0 < s.n_users() && s.contains(target.0, i)))
                     .collect();
-                acc.add_user(&hit_vector(&ranked, rel), rel.len());
+                visit(target, &ranked);
             }
         }
         Ok(())
-    })?;
-    Ok(acc.finish())
+    })
 }
 
 #[cfg(test)]
@@ -221,6 +292,34 @@ mod tests {
     }
 
     #[test]
+    fn golden_list_popularity_of_two_users() {
+        // the users and rankings of golden_two_users_with_seen_item_on_top, popularity
+        // [9, 3, 0, 1, 7]: user 0's top 2 is items 1, 2 → (ln 4 + ln 1) / 2 = 0.6931472;
+        // user 1's is items 3, 2 → (ln 2 + ln 1) / 2 = 0.3465736; mean 0.5198604
+        let s = scorer(&[1.0, -1.0], &[5.0, 4.0, 3.0, 2.0, 1.0], 1);
+        let train = UserItems::build(2, &[&Interactions::from_pairs([(0, 0), (1, 4)])]);
+        let test = UserItems::build(2, &[&Interactions::from_pairs([(0, 2), (1, 0), (1, 3)])]);
+        let cfg = EvalConfig { block_users: Some(1), ..Default::default() };
+        let p = list_popularity(&s, &test, &[&train], &[9, 3, 0, 1, 7], 2, &cfg).unwrap();
+        assert_abs_diff_eq!(p.unwrap(), 0.519_860_4, epsilon = 1e-6);
+        // no user to rank: no value
+        let none = UserItems::build(2, &[&Interactions::from_pairs([(0, 0)])]);
+        assert_eq!(list_popularity(&s, &none, &[&train], &[9, 3, 0, 1, 7], 2, &cfg).unwrap(), None);
+    }
+
+    #[test]
+    fn list_popularity_refuses_a_wrong_count_or_cutoff() {
+        let s = scorer(&[1.0], &[1.0, 2.0, 3.0], 1);
+        let t = UserItems::build(1, &[&Interactions::from_pairs([(0, 1)])]);
+        let cfg = EvalConfig::default();
+        let e = list_popularity(&s, &t, &[], &[1, 2], 1, &cfg).unwrap_err().to_string();
+        assert!(e.contains("popularity") && e.contains("2 counts") && e.contains("3 items"), "{e}");
+        for k in [0, 4] {
+            assert!(list_popularity(&s, &t, &[], &[1, 2, 3], k, &cfg).unwrap_err().to_string().contains("eval.ks"));
+        }
+    }
+
+    #[test]
     fn nonsense_cutoffs_are_rejected() {
         let s = scorer(&[1.0], &[1.0, 2.0], 1);
         let t = UserItems::build(1, &[&Interactions::from_pairs([(0, 1)])]);
@@ -252,7 +351,9 @@ mod tests {
             let ks = vec![1, 3, 5];
             let cfg = EvalConfig { ks: ks.clone(), block_users: Some(block), ..Default::default() };
             let got = evaluate(&scorer(&u, &i, d as i64), &test, &[&train], &cfg).unwrap();
-            // reference: pure Rust scoring, sorting and metrics
+            // reference: pure Rust scoring, sorting, metrics and list popularity at K = 3
+            let popularity: Vec<u32> = (0..n_items).map(|_| rng.gen_range(0..50)).collect();
+            let mut lists: Vec<f64> = Vec::new();
             let mut acc = MetricAccumulator::new(&ks);
             for uu in 0..n_users {
                 let rel: Vec<u32> = test.items_of(uu).iter().copied().filter(|&x| !train.contains(uu, x)).collect();
@@ -261,8 +362,16 @@ mod tests {
                 let scores: Vec<f32> = (0..n_items).map(|it| (0..d).map(|k| u[uu * d + k] * i[it * d + k]).sum()).collect();
                 let ranked = rank_top_k(&scores, train.items_of(uu), 5);
                 acc.add_user(&hit_vector(&ranked, &rel), rel.len());
+                let top3 = &ranked[..ranked.len().min(3)];
+                lists.push(top3.iter().map(|&x| f64::from(popularity[x as usize]).ln_1p()).sum::<f64>() / top3.len() as f64);
             }
             let want = acc.finish();
+            let got_pop = list_popularity(&scorer(&u, &i, d as i64), &test, &[&train], &popularity, 3, &cfg).unwrap();
+            let want_pop = (!lists.is_empty()).then(|| lists.iter().sum::<f64>() / lists.len() as f64);
+            match (got_pop, want_pop) {
+                (Some(g), Some(w)) => prop_assert!((g - w).abs() < 1e-9, "list popularity {} vs {}", g, w),
+                (g, w) => prop_assert_eq!(g, w),
+            }
             prop_assert_eq!(got.users_evaluated, want.users_evaluated);
             prop_assert_eq!(got.users_skipped, want.users_skipped);
             for (k, v) in &want.values {

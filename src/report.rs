@@ -2,7 +2,7 @@
 //! model is measured with.
 
 use crate::config::Config;
-use painvrl_core::eval::{evaluate, list_popularity, BlockScorer, EvalConfig};
+use painvrl_core::eval::{evaluate, evaluate_with_list_popularity, BlockScorer, EvalConfig};
 use painvrl_core::{Dataset, DatasetCounts, Interactions, Modality, Result, SplitMetrics, UserItems};
 use painvrl_mask::MaskEpochLog;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ pub struct Report {
     /// Users evaluated per split.
     pub users_evaluated: BTreeMap<String, usize>,
     /// `{split: x}`: the mean ln(1 + training count) of the items in the top-20 lists of each
-    /// split's evaluated users ([`list_popularity`]) — how popular what the model recommends
+    /// split's evaluated users ([`painvrl_core::list_popularity`]) — how popular what the model recommends
     /// is, which a test drawn against popularity rewards low.
     #[serde(default)]
     pub list_popularity: BTreeMap<String, f64>,
@@ -78,16 +78,16 @@ impl Report {
     }
 
     /// Evaluates `scorer` on every split of the protocol ([`evaluate_splits`]) and records the
-    /// metrics, the users evaluated and the popularity of their top-20 lists.
+    /// metrics, the users evaluated and, from the same ranking, the popularity of their top-20
+    /// lists.
     pub fn record_metrics(&mut self, scorer: &dyn BlockScorer, ds: &Dataset, eval: &EvalConfig) -> Result<()> {
-        for (name, m) in evaluate_splits(scorer, ds, ds.n_users, eval)? {
+        let popularity = ds.train.item_degrees(ds.n_items);
+        let lists = Some((popularity.as_slice(), LIST_POPULARITY_K.min(ds.n_items)));
+        for (name, relevant, seen) in protocol_splits(ds, ds.n_users) {
+            let (m, p) = evaluate_with_list_popularity(scorer, &relevant, &[&seen], eval, lists)?;
             self.users_evaluated.insert(name.into(), m.users_evaluated);
             self.metrics.insert(name.into(), m.values);
-        }
-        let popularity = ds.train.item_degrees(ds.n_items);
-        let k = LIST_POPULARITY_K.min(ds.n_items);
-        for (name, relevant, seen) in protocol_splits(ds, ds.n_users) {
-            if let Some(p) = list_popularity(scorer, &relevant, &[&seen], &popularity, k, eval)? {
+            if let Some(p) = p {
                 self.list_popularity.insert(name.into(), p);
             }
         }

@@ -15,6 +15,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn every_method_writes_a_complete_report() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = small_synthetic();
+    let top = f64::from(*ds.train.item_degrees(ds.n_items).iter().max().unwrap()).ln_1p();
     for &method in Method::INVARIANCE {
         let dir = tempfile::tempdir().unwrap();
         let r = painvrl::pipeline::run(&ds, &small_config(method), Some(dir.path()), false).unwrap();
@@ -26,7 +27,6 @@ fn every_method_writes_a_complete_report() {
             }
         }
         // the lists' popularity: one value per split, between ln 1 and ln(1 + the top count)
-        let top = f64::from(*ds.train.item_degrees(ds.n_items).iter().max().unwrap()).ln_1p();
         for split in ["val", "test", "test_ood"] {
             let p = r.list_popularity[split];
             assert!((0.0..=top).contains(&p), "{method:?} {split} list popularity {p} outside [0, {top}]");

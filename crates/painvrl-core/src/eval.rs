@@ -109,15 +109,7 @@ pub fn evaluate(
     seen: &[&UserItems],
     config: &EvalConfig,
 ) -> Result<SplitMetrics> {
-    config.validate(scorer.n_items())?;
-    let max_k = *config.ks.iter().max().expect("validated non-empty");
-    let mut acc = MetricAccumulator::new(&config.ks);
-    let (targets, skipped) = ranking_targets(relevant, seen);
-    (0..skipped).for_each(|_| acc.skip_user());
-    for_each_top_k(scorer, &targets, seen, max_k, config, |(_, rel), ranked| {
-        acc.add_user(&hit_vector(ranked, rel), rel.len())
-    })?;
-    Ok(acc.finish())
+    Ok(evaluate_with_list_popularity(scorer, relevant, seen, config, None)?.0)
 }
 
 /// How popular the recommended items are: the mean over the users [`evaluate`] ranks (the same
@@ -148,24 +140,48 @@ pub fn list_popularity(
     k: usize,
     config: &EvalConfig,
 ) -> Result<Option<f64>> {
+    let at_k = EvalConfig { ks: vec![k], ..config.clone() };
+    Ok(evaluate_with_list_popularity(scorer, relevant, seen, &at_k, Some((popularity, k)))?.1)
+}
+
+/// [`evaluate`] and, given `(popularity, k)`, [`list_popularity`] from the same ranking: one
+/// pass over the catalogue for both.
+pub fn evaluate_with_list_popularity(
+    scorer: &dyn BlockScorer,
+    relevant: &UserItems,
+    seen: &[&UserItems],
+    config: &EvalConfig,
+    popularity: Option<(&[u32], usize)>,
+) -> Result<(SplitMetrics, Option<f64>)> {
     let n_items = scorer.n_items();
-    EvalConfig { ks: vec![k], ..config.clone() }.validate(n_items)?;
-    if popularity.len() != n_items {
-        return Err(Error::config(
-            "popularity",
-            format!("{} counts for a catalogue of {n_items} items; give one per item", popularity.len()),
-        ));
+    config.validate(n_items)?;
+    let mut depth = *config.ks.iter().max().expect("validated non-empty");
+    if let Some((counts, k)) = popularity {
+        EvalConfig { ks: vec![k], ..config.clone() }.validate(n_items)?;
+        if counts.len() != n_items {
+            return Err(Error::config(
+                "popularity",
+                format!("{} counts for a catalogue of {n_items} items; give one per item", counts.len()),
+            ));
+        }
+        depth = depth.max(k);
     }
-    let (targets, _) = ranking_targets(relevant, seen);
-    let (mut sum, mut users) = (0.0, 0usize);
-    for_each_top_k(scorer, &targets, seen, k, config, |_, ranked| {
-        if !ranked.is_empty() {
-            let logs: f64 = ranked.iter().map(|&i| f64::from(popularity[i as usize]).ln_1p()).sum();
-            sum += logs / ranked.len() as f64;
-            users += 1;
+    let mut acc = MetricAccumulator::new(&config.ks);
+    let (targets, skipped) = ranking_targets(relevant, seen);
+    (0..skipped).for_each(|_| acc.skip_user());
+    let (mut popularity_sum, mut listed_users) = (0.0, 0usize);
+    for_each_top_k(scorer, &targets, seen, depth, config, |(_, rel), ranked| {
+        acc.add_user(&hit_vector(ranked, rel), rel.len());
+        if let Some((counts, k)) = popularity {
+            let top = &ranked[..ranked.len().min(k)];
+            if !top.is_empty() {
+                let logs: f64 = top.iter().map(|&i| f64::from(counts[i as usize]).ln_1p()).sum();
+                popularity_sum += logs / top.len() as f64;
+                listed_users += 1;
+            }
         }
     })?;
-    Ok((users > 0).then(|| sum / users as f64))
+    Ok((acc.finish(), (listed_users > 0).then(|| popularity_sum / listed_users as f64)))
 }
 
 /// The users of `relevant` to rank, each with its relevant items minus anything already seen,

@@ -26,7 +26,7 @@ pub use checked::{Checked, Validate};
 pub use dataset::{Dataset, DatasetCounts, Interactions, ItemFeatures, Modality, PlantedTruth, UserItems};
 pub use device::{init_runtime, to_device_async, DeviceSpec};
 pub use error::{Error, Result};
-pub use eval::{evaluate, list_popularity, BlockScorer, EmbeddingScorer, EvalConfig};
+pub use eval::{evaluate, evaluate_with_list_popularity, list_popularity, BlockScorer, EmbeddingScorer, EvalConfig};
 pub use metrics::SplitMetrics;
 pub use tch;
 pub use traits::{

@@ -59,6 +59,7 @@ fn benches(c: &mut Criterion) {
     let penalty = InvariancePenalty {
         labels: &envs.labels,
         n_envs: envs.sizes.len(),
+        kind: Default::default(),
         combination: MaskConfig::default().combination(),
     };
     let final_data = TrainData { objective: Some(&penalty), ..data };

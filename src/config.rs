@@ -5,9 +5,9 @@ pub use painvrl_baselines::BaselineConfig as BaselinesConfig;
 use painvrl_convert::{Fusion, MaskUse};
 use painvrl_core::{DeviceSpec, Error, Result, Validate};
 pub use painvrl_data::PopularityOod;
-use painvrl_env::HeteroConfig;
+use painvrl_env::{HeteroConfig, Strategy};
 use painvrl_graph::{BackboneConfig, TrainConfig};
-use painvrl_mask::{GradNormalization, MaskConfig};
+use painvrl_mask::{FinalPenalty, GradNormalization, MaskConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -201,6 +201,13 @@ pub struct Config {
     /// Gradient scaling before the final training's Pareto weighting (its preference vector is
     /// `mask.preference`).
     pub final_normalization: GradNormalization,
+    /// The invariance penalty of the final training: `"irmv1"` (the default, as in mask
+    /// learning) or `"risk-variance"` (V-REx: the variance of the environments' mean risks).
+    pub final_penalty: FinalPenalty,
+    /// The environments the final penalty is taken across, by `envs.strategy`'s names (e.g.
+    /// `"popularity-bands"`: the shift a popularity-drawn test makes); unset: the last round's
+    /// environments, those the mask learnt from.
+    pub final_environments: Option<Strategy>,
     /// Backbone.
     pub backbone: BackboneConfig,
     /// Training loop.
@@ -235,6 +242,8 @@ impl Default for Config {
             final_warm_start_scale: 0.75,
             final_objective: FinalObjective::Pareto,
             final_normalization: GradNormalization::L2,
+            final_penalty: FinalPenalty::Irmv1,
+            final_environments: None,
             backbone: BackboneConfig::default(),
             train: TrainConfig::default(),
             envs: HeteroConfig::default(),

@@ -35,6 +35,10 @@ pub struct Report {
     pub modalities: Vec<Modality>,
     /// Interactions per environment (last round).
     pub environments: Vec<usize>,
+    /// Interactions per environment of the final penalty when `final_environments` sets them
+    /// apart from the mask's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_environments: Option<Vec<usize>>,
     /// Mean Pareto weight α on the ERM gradient per mask epoch.
     pub pareto: Vec<f64>,
     /// Mask-learning log.
@@ -67,6 +71,7 @@ impl Report {
             mask: vec![],
             modalities: ds.features.modalities().to_vec(),
             environments: vec![],
+            final_environments: None,
             pareto: vec![],
             mask_log: vec![],
             timings: BTreeMap::new(),

@@ -352,6 +352,32 @@ fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them()
 }
 
 #[test]
+fn the_final_penalty_can_take_other_environments_than_the_mask() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = small_config(Method::Painvrl);
+    cfg.final_penalty = painvrl::mask::FinalPenalty::RiskVariance;
+    cfg.final_environments = Some(painvrl::env::Strategy::Given);
+    let mut ds = small_synthetic();
+    let planted = ds.truth.train_envs.clone().expect("the generator ships its environments");
+    let r = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
+    // the mask learnt from the inferred environments, the final penalty took the planted ones
+    assert_eq!(r.environments.len(), cfg.envs.n_envs);
+    let mut sizes = vec![0usize; 1 + *planted.iter().max().unwrap() as usize];
+    planted.iter().for_each(|&e| sizes[e as usize] += 1);
+    assert_eq!(r.final_environments.as_ref(), Some(&sizes));
+    assert!(r.metrics["test"]["recall@20"].is_finite());
+    // by default the final penalty takes the mask's environments and the report says nothing
+    let plain = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
+    assert_eq!(plain.final_environments, None);
+    // a source the dataset cannot serve: the field named, before anything is written
+    ds.truth.train_envs = None;
+    let dir = tempfile::tempdir().unwrap();
+    let e = painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap_err().to_string();
+    assert!(e.contains("final_environments") && e.contains("train_env.tsv"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
+}
+
+#[test]
 fn a_stop_handle_ends_its_own_run_and_no_other() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = small_synthetic();

@@ -138,6 +138,10 @@ impl<'a> Run<'a> {
             Some(inv) => Some(stages::environment_inference(inference, ds, inv, device)?),
             None => None,
         };
+        let mut final_inference = match &plan.invariance {
+            Some(inv) => stages::final_environment_inference(ds, inv, device)?,
+            None => None,
+        };
         let default_factory = |p: &nn::Path, g: &TrainGraph, c: usize| build_backbone(p, g, c, &plan.cfg.backbone);
         let make: BackboneFactory = backbone.unwrap_or(&default_factory);
         let t_all = Instant::now();
@@ -154,7 +158,13 @@ impl<'a> Run<'a> {
 
         let model = match (&plan.invariance, inference.as_deref_mut()) {
             (Some(inv), Some(inference)) => {
-                let invariance = stages::learn_invariance(&cx, inv, &mut pre, inference, &mut report)?;
+                let mut invariance = stages::learn_invariance(&cx, inv, &mut pre, inference, &mut report)?;
+                if let Some(final_inference) = final_inference.as_deref_mut() {
+                    let t = Instant::now();
+                    invariance.envs = final_inference.infer(ds, None, plan.cfg.seed.wrapping_add(500))?;
+                    report.final_environments = Some(invariance.envs.sizes.clone());
+                    *report.timings.entry("environments".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+                }
                 cx.check_stop("the final training")?;
                 let t = Instant::now();
                 let model = stages::final_training(&cx, inv, &pre, &invariance, &mut history, &mut report)?;

@@ -7,7 +7,7 @@ use painvrl_convert::{Fusion, MaskUse};
 use painvrl_core::{Checked, Dataset, Result, Validate};
 use painvrl_env::{HeteroConfig, Strategy};
 use painvrl_graph::BackboneConfig;
-use painvrl_mask::{Combination, MaskConfig, MaskKind, PenaltyKind, Weighting};
+use painvrl_mask::{Combination, FinalPenalty, MaskConfig, MaskKind, PenaltyKind, Weighting};
 
 /// A configuration whose every field was checked against one dataset, with its
 /// sub-configurations as [`Checked`] values for the stages; the only way to get one is
@@ -84,6 +84,10 @@ pub struct InvariancePlan {
     /// The invariance penalty's combination with the loss in the final training; `None`: the
     /// recommender's loss alone.
     pub final_penalty: Option<Combination>,
+    /// Which penalty the final training carries (with `final_penalty`).
+    pub final_penalty_kind: FinalPenalty,
+    /// Where the final penalty's environments come from; `None`: the last round's.
+    pub final_environments: Option<EnvironmentSource>,
     /// Start the final model from the model mask learning leaves, its converted content at this
     /// multiple of that model's content x W (`Converter::start_from`); `None`: from scratch.
     pub warm_start: Option<f64>,
@@ -158,6 +162,8 @@ impl Plan {
             mask_use: cfg.conversion_mask,
             fusion,
             final_penalty: None,
+            final_penalty_kind: cfg.final_penalty,
+            final_environments: cfg.final_environments.map(EnvironmentSource::Strategy),
             // invariant-only fusion starts from W itself, (m ⊙ x) W: the scale is the fused
             // methods' (InvRL's start is not a PaInvRL knob)
             warm_start: cfg.final_warm_start.then_some(match fusion {
@@ -216,6 +222,18 @@ mod tests {
         let erm =
             plan_with(Config { method: Method::Painvrl, final_objective: FinalObjective::Erm, ..Default::default() });
         assert_eq!(erm.invariance.unwrap().final_penalty, None);
+        // the final penalty's kind and environments as configured; by default IRMv1 across the
+        // mask's environments
+        assert_eq!((pa.final_penalty_kind, pa.final_environments), (FinalPenalty::Irmv1, None));
+        let rex = plan_with(Config {
+            final_penalty: FinalPenalty::RiskVariance,
+            final_environments: Some(Strategy::PopularityBands),
+            ..Default::default()
+        })
+        .invariance
+        .unwrap();
+        assert_eq!(rex.final_penalty_kind, FinalPenalty::RiskVariance);
+        assert_eq!(rex.final_environments, Some(EnvironmentSource::Strategy(Strategy::PopularityBands)));
     }
 
     #[test]

@@ -137,12 +137,33 @@ pub(super) fn environment_inference(
     inv: &InvariancePlan,
     device: Device,
 ) -> Result<Box<dyn EnvironmentInference>> {
-    if let Some(inference) = supplied {
-        return Ok(inference);
+    match supplied {
+        Some(inference) => Ok(inference),
+        None => inference_of(inv.environments, "envs.strategy", ds, inv, device),
     }
+}
+
+/// The environments of the final penalty when they are not the mask's
+/// (`final_environments`); built before any training, like the mask's.
+pub(super) fn final_environment_inference(
+    ds: &Dataset,
+    inv: &InvariancePlan,
+    device: Device,
+) -> Result<Option<Box<dyn EnvironmentInference>>> {
+    inv.final_environments.map(|source| inference_of(source, "final_environments", ds, inv, device)).transpose()
+}
+
+/// The inference `source` names; errors about the dataset name `field`.
+fn inference_of(
+    source: EnvironmentSource,
+    field: &str,
+    ds: &Dataset,
+    inv: &InvariancePlan,
+    device: Device,
+) -> Result<Box<dyn EnvironmentInference>> {
     let envs = &inv.envs;
     let n_envs = envs.n_envs;
-    Ok(match inv.environments {
+    Ok(match source {
         EnvironmentSource::Random => Box::new(RandomEnvironments { n_envs }),
         EnvironmentSource::Strategy(Strategy::Heterogeneous) => {
             Box::new(HeterogeneousIdentification::new(envs.clone(), device))
@@ -154,7 +175,7 @@ pub(super) fn environment_inference(
             Some(_) => Box::new(TimePeriods { n_envs }),
             None => {
                 return Err(Error::config(
-                    "envs.strategy",
+                    field,
                     "'time-periods' needs timestamps: a rating log (interactions.tsv) or train_time.tsv beside \
                      train.tsv (docs/data-format.md)",
                 ))
@@ -162,7 +183,7 @@ pub(super) fn environment_inference(
         },
         EnvironmentSource::Strategy(Strategy::Given) => Box::new(GivenEnvironments {
             labels: ds.truth.train_envs.clone().ok_or_else(|| {
-                Error::config("envs.strategy", "'given' needs the dataset's train_env.tsv (docs/data-format.md)")
+                Error::config(field, "'given' needs the dataset's train_env.tsv (docs/data-format.md)")
             })?,
         }),
     })
@@ -173,7 +194,8 @@ pub(super) fn environment_inference(
 pub(super) struct Invariance {
     /// The mask the conversion uses (`mask_use` applied).
     pub conversion: Tensor,
-    /// The last round's environments.
+    /// The environments of the final penalty: the last round's (the pipeline swaps in
+    /// `final_environments`' when set).
     pub envs: EnvironmentAssignment,
 }
 
@@ -271,6 +293,7 @@ pub(super) fn final_training(
     let penalty = inv.final_penalty.map(|combination| InvariancePenalty {
         labels: &invariance.envs.labels,
         n_envs: invariance.envs.sizes.len(),
+        kind: inv.final_penalty_kind,
         combination,
     });
     let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };

@@ -7,6 +7,9 @@ pub mod objective;
 pub mod solver;
 pub mod train;
 
-pub use objective::{irmv1_two_half, scale_derivatives, Combination, InvariancePenalty, Weighting};
+pub use objective::{
+    interaction_risks, irmv1_two_half, risk_variance, scale_derivatives, Combination, FinalPenalty, InvariancePenalty,
+    Weighting,
+};
 pub use solver::{min_norm_point, pareto_pair, two_point, GradNormalization, MinNorm};
 pub use train::{train_mask, Mask, MaskConfig, MaskData, MaskEpochLog, MaskKind, PenaltyKind};

@@ -24,6 +24,18 @@ pub enum Weighting {
     Fixed,
 }
 
+/// Which invariance penalty the final training carries across environments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FinalPenalty {
+    /// IRMv1 ([`irmv1_two_half`]): every environment's risk is optimal at the same score scale.
+    #[default]
+    Irmv1,
+    /// V-REx (Krueger et al. 2021; [`risk_variance`]): the variance across environments of
+    /// their mean risk — pulls the environments' risks together, whichever way that moves them.
+    RiskVariance,
+}
+
 /// A [`Weighting`] with what it needs: the gradient normalisation and preference of the Pareto
 /// weighting, the penalty's weight of the fixed one.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,6 +72,8 @@ pub struct InvariancePenalty<'a> {
     pub labels: &'a [u32],
     /// Number of environments.
     pub n_envs: usize,
+    /// Which penalty.
+    pub kind: FinalPenalty,
     /// How the penalty is weighed against the recommender's loss.
     pub combination: Combination,
 }
@@ -109,6 +123,45 @@ pub fn irmv1_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
     (means.get(0) * means.get(1)).sum(Kind::Float)
 }
 
+/// Per-interaction risk `BCE(s⁺, 1) + mean_j BCE(s⁻_j, 0)` (the risk [`scale_derivatives`]
+/// differentiates). `pos` is `[b]`, `neg` is `[b, k]`.
+pub fn interaction_risks(pos: &Tensor, neg: &Tensor) -> Tensor {
+    (-pos).softplus() + neg.softplus().mean_dim([1i64].as_slice(), false, Kind::Float)
+}
+
+/// V-REx's penalty from per-interaction risks `r` `[b]` and their environments: the population
+/// variance, across the environments present in the batch, of each one's mean risk (0 with
+/// fewer than two present).
+pub fn risk_variance(r: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
+    let device = r.device();
+    let mut size = vec![0usize; n_envs];
+    for &e in envs {
+        size[e as usize] += 1;
+    }
+    let present: Vec<usize> = (0..n_envs).filter(|&e| size[e] > 0).collect();
+    if present.len() < 2 {
+        return Tensor::zeros([], (Kind::Float, device));
+    }
+    // [b, P] averaging weights: row r weighs 1/|e| in its environment's column
+    let column: Vec<Option<usize>> = {
+        let mut c = vec![None; n_envs];
+        for (j, &e) in present.iter().enumerate() {
+            c[e] = Some(j);
+        }
+        c
+    };
+    let (b, p) = (envs.len(), present.len());
+    let mut w = vec![0f32; b * p];
+    for (row, &e) in envs.iter().enumerate() {
+        if let Some(j) = column[e as usize] {
+            w[row * p + j] = 1.0 / size[e as usize] as f32;
+        }
+    }
+    let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([b as i64, p as i64]), device);
+    let means = r.to_kind(Kind::Float).reshape([1, b as i64]).matmul(&w).reshape([p as i64]);
+    (&means - means.mean(Kind::Float)).square().mean(Kind::Float)
+}
+
 impl StepObjective for InvariancePenalty<'_> {
     fn backward(
         &self,
@@ -124,7 +177,10 @@ impl StepObjective for InvariancePenalty<'_> {
         let pos = (&u * items.index_select(0, &batch.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let neg = row_dots(&gather_rows(&items, &batch.neg_items), &u);
         let envs: Vec<u32> = positions.iter().map(|&p| self.labels[p]).collect();
-        let penalty = irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs);
+        let penalty = match self.kind {
+            FinalPenalty::Irmv1 => irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs),
+            FinalPenalty::RiskVariance => risk_variance(&interaction_risks(&pos, &neg), &envs, self.n_envs),
+        };
         if !penalty.requires_grad() {
             loss.backward();
             return Ok(Some(1.0));
@@ -229,5 +285,33 @@ mod tests {
         let single = irmv1_two_half(&d, &[0, 0, 0, 0, 1], 2).double_value(&[]);
         assert!((single - (1.0 + 3.0) / 2.0 * (2.0 - 4.0) / 2.0).abs() < 1e-6);
         assert_eq!(irmv1_two_half(&d.narrow(0, 0, 1), &[0], 2).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn interaction_risk_matches_the_mean_bce() {
+        let pos = Tensor::from_slice(&[0.3f32, -1.2]);
+        let neg = Tensor::from_slice(&[0.5f32, -0.4, 2.0, 0.1, -0.7, 1.1]).reshape([2, 3]);
+        let r = interaction_risks(&pos, &neg);
+        let ln1p_exp = |x: f64| (1.0 + x.exp()).ln();
+        for (i, (p, n)) in [(0.3, [0.5, -0.4, 2.0]), (-1.2, [0.1, -0.7, 1.1])].iter().enumerate() {
+            let want = ln1p_exp(-p) + n.iter().map(|&x| ln1p_exp(x)).sum::<f64>() / 3.0;
+            assert!((r.double_value(&[i as i64]) - want).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn risk_variance_golden_values() {
+        // env 0 mean (1 + 3 + 5) / 3 = 3, env 2 mean (2 − 4) / 2 = −1, env 1 absent:
+        // variance of {3, −1} = 4
+        let r = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -4.0, 5.0]);
+        assert!((risk_variance(&r, &[0, 2, 0, 2, 0], 3).double_value(&[]) - 4.0).abs() < 1e-6);
+        // one environment present: nothing to compare
+        assert_eq!(risk_variance(&r, &[1, 1, 1, 1, 1], 3).double_value(&[]), 0.0);
+        // descending it lowers the high-risk environment's risks and raises the low-risk one's
+        let rg = r.copy().set_requires_grad(true);
+        let g = Tensor::run_backward(&[risk_variance(&rg, &[0, 2, 0, 2, 0], 3)], &[&rg], false, false);
+        // ∂/∂r_i = 2 (m_e − m̄) / P / |e|: env 0 rows 2·2/2/3, env 2 rows 2·(−2)/2/2
+        assert!((g[0].double_value(&[0]) - 2.0 / 3.0).abs() < 1e-6);
+        assert!((g[0].double_value(&[1]) + 1.0).abs() < 1e-6);
     }
 }

@@ -44,6 +44,14 @@ pub struct Diagnostics {
     /// `final_warm_start_scale = 1`, those of `val_after_mask_learning`.
     #[serde(default)]
     pub val_final_start: BTreeMap<String, f64>,
+    /// Mean training loss of the final model on each environment of the final penalty, before
+    /// its first step (with the warm start: the model mask learning leaves, content scaled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_env_risk_start: Vec<f64>,
+    /// The same for the final model the training restored: how far the penalty pulled the
+    /// environments' risks together, and which of them it moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_env_risk_end: Vec<f64>,
 }
 
 /// (sd, share < 0.25, share > 0.75) of mask weights.

@@ -366,6 +366,15 @@ fn the_final_penalty_can_take_other_environments_than_the_mask() {
     planted.iter().for_each(|&e| sizes[e as usize] += 1);
     assert_eq!(r.final_environments.as_ref(), Some(&sizes));
     assert!(r.metrics["test"]["recall@20"].is_finite());
+    // the risks across the penalty's environments, before and after the final training
+    for risks in [&r.diagnostics.final_env_risk_start, &r.diagnostics.final_env_risk_end] {
+        assert_eq!(risks.len(), sizes.len());
+        assert!(risks.iter().all(|x| x.is_finite() && *x > 0.0), "{risks:?}");
+    }
+    // without a final penalty there is nothing to report
+    let erm_final = Config { final_objective: painvrl::config::FinalObjective::Erm, ..small_config(Method::Painvrl) };
+    let r = painvrl::pipeline::run(&ds, &erm_final, None, false).unwrap();
+    assert!(r.diagnostics.final_env_risk_start.is_empty() && r.diagnostics.final_env_risk_end.is_empty());
     // by default the final penalty takes the mask's environments and the report says nothing
     let plain = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
     assert_eq!(plain.final_environments, None);

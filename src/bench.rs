@@ -127,12 +127,15 @@ pub fn apply_point(cfg: &Config, point: &GridPoint) -> Result<Config> {
         for (depth, part) in parts.iter().enumerate() {
             let table = node.as_table_mut().ok_or_else(|| Error::config(key.clone(), "is not a configuration key"))?;
             if depth + 1 == parts.len() {
-                let Some(old) = table.get(*part) else {
-                    return Err(Error::config(key.clone(), "is not a configuration key"));
-                };
                 // a scalar for a list-valued key (a grid of its own, e.g. baselines.posthoc_beta)
                 // fixes that list to the one value: one grid point per value
-                let v = if old.is_array() && !v.is_array() { toml::Value::Array(vec![v.clone()]) } else { v.clone() };
+                let v = match table.get(*part) {
+                    Some(old) if old.is_array() && !v.is_array() => toml::Value::Array(vec![v.clone()]),
+                    Some(_) => v.clone(),
+                    // an unset optional key (`final_environments`) is absent from the table
+                    None if is_optional_key(&parts, v) => v.clone(),
+                    None => return Err(Error::config(key.clone(), "is not a configuration key")),
+                };
                 table.insert(part.to_string(), v);
                 break;
             }
@@ -140,6 +143,26 @@ pub fn apply_point(cfg: &Config, point: &GridPoint) -> Result<Config> {
         }
     }
     value.try_into().map_err(|e: toml::de::Error| Error::config(point_label(point), e.message().to_string()))
+}
+
+/// Whether `parts` names a key a configuration leaves out of its TOML while unset (an optional
+/// one, such as `final_environments`): set to `v` in the default configuration, it is not
+/// refused as an unknown field (a value of the wrong type is reported when the point is applied).
+fn is_optional_key(parts: &[&str], v: &toml::Value) -> bool {
+    let Ok(mut probe) = toml::Value::try_from(Config::default()) else { return false };
+    let mut node = &mut probe;
+    for part in &parts[..parts.len() - 1] {
+        match node.as_table_mut().and_then(|t| t.get_mut(*part)) {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    let Some(table) = node.as_table_mut() else { return false };
+    table.insert(parts[parts.len() - 1].to_string(), v.clone());
+    match probe.try_into::<Config>() {
+        Ok(_) => true,
+        Err(e) => !e.message().contains("unknown field"),
+    }
 }
 
 /// One finished run of the benchmark.
@@ -484,6 +507,23 @@ mod tests {
         let bad: GridAxis = "train.nope=1".parse().unwrap();
         let e = apply_point(&Config::default(), &grid_points(&[bad])[0]).unwrap_err().to_string();
         assert!(e.contains("train.nope"), "{e}");
+        assert!(e.contains("is not a configuration key"), "{e}");
+        // an optional key, absent from the configuration's TOML while unset, takes grid values
+        let envs: GridAxis = "final_environments=popularity-bands,time-periods".parse().unwrap();
+        let pts = grid_points(&[envs]);
+        let c = apply_point(&Config::default(), &pts[0]).unwrap();
+        assert_eq!(c.final_environments, Some(painvrl_env::Strategy::PopularityBands));
+        assert_eq!(
+            apply_point(&Config::default(), &pts[1]).unwrap().final_environments,
+            Some(painvrl_env::Strategy::TimePeriods)
+        );
+        // an unknown top-level key is still refused, a nonsense value for an optional one named
+        let e = apply_point(&Config::default(), &grid_points(&["nope=1".parse().unwrap()])[0]).unwrap_err();
+        assert!(e.to_string().contains("nope") && e.to_string().contains("is not a configuration key"), "{e}");
+        let e = apply_point(&Config::default(), &grid_points(&["final_environments=weekly".parse().unwrap()])[0])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("final_environments") && e.contains("weekly"), "{e}");
         assert!("novalues".parse::<GridAxis>().is_err());
     }
 

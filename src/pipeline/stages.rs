@@ -298,22 +298,20 @@ pub(super) fn final_training(
         combination,
     });
     let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };
-    let penalty_risks = |backbone: &dyn Backbone| match &penalty {
-        Some(_) => {
-            let converted = tch::no_grad(content);
-            environment_risks(
-                backbone,
-                &converted,
-                &cx.ds.train,
-                &invariance.envs,
-                &cx.sampler,
-                4096,
-                cfg.seed ^ 0x5eed,
-            )
-        }
+    // the training risk on each of the penalty's environments, on the converted content
+    let penalty_risks = |converted: &Tensor| match &penalty {
+        Some(_) => environment_risks(
+            backbone.as_ref(),
+            converted,
+            &cx.ds.train,
+            &invariance.envs,
+            &cx.sampler,
+            4096,
+            cfg.seed ^ 0x5eed,
+        ),
         None => vec![],
     };
-    report.diagnostics.final_env_risk_start = penalty_risks(backbone.as_ref());
+    report.diagnostics.final_env_risk_start = penalty_risks(&tch::no_grad(content));
     // the start competes with the epochs: a warm start that no epoch improves on validation
     // is kept as it is
     let stage = Stage {
@@ -326,8 +324,8 @@ pub(super) fn final_training(
     let outcome = fit(&mut vs, backbone.as_ref(), &content, &data, &cfg.train, &stage)?;
     report.diagnostics.val_final_start = outcome.start_val.map(|m| m.values).unwrap_or_default();
     history.extend(outcome.history);
-    report.diagnostics.final_env_risk_end = penalty_risks(backbone.as_ref());
     let converted = tch::no_grad(content);
+    report.diagnostics.final_env_risk_end = penalty_risks(&converted);
     let (users, items) = tch::no_grad(|| backbone.embeddings(&converted));
     let cold_start = ColdStart::of(backbone.as_ref(), items.size()[1] as usize)?;
     Ok(TrainedModel {

@@ -138,27 +138,20 @@ pub fn risk_variance(r: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
     for &e in envs {
         size[e as usize] += 1;
     }
-    let present: Vec<usize> = (0..n_envs).filter(|&e| size[e] > 0).collect();
+    let present: Vec<i64> = (0..n_envs).filter(|&e| size[e] > 0).map(|e| e as i64).collect();
     if present.len() < 2 {
         return Tensor::zeros([], (Kind::Float, device));
     }
-    // [b, P] averaging weights: row r weighs 1/|e| in its environment's column
-    let column: Vec<Option<usize>> = {
-        let mut c = vec![None; n_envs];
-        for (j, &e) in present.iter().enumerate() {
-            c[e] = Some(j);
-        }
-        c
-    };
-    let (b, p) = (envs.len(), present.len());
-    let mut w = vec![0f32; b * p];
+    // [b, E] averaging weights: row r weighs 1/|e| in its environment's column
+    let (b, e_all) = (envs.len(), n_envs);
+    let mut w = vec![0f32; b * e_all];
     for (row, &e) in envs.iter().enumerate() {
-        if let Some(j) = column[e as usize] {
-            w[row * p + j] = 1.0 / size[e as usize] as f32;
-        }
+        w[row * e_all + e as usize] = 1.0 / size[e as usize] as f32;
     }
-    let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([b as i64, p as i64]), device);
-    let means = r.to_kind(Kind::Float).reshape([1, b as i64]).matmul(&w).reshape([p as i64]);
+    let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([b as i64, e_all as i64]), device);
+    let present = painvrl_core::to_device_async(&Tensor::from_slice(&present), device);
+    let means =
+        r.to_kind(Kind::Float).reshape([1, b as i64]).matmul(&w).reshape([e_all as i64]).index_select(0, &present);
     (&means - means.mean(Kind::Float)).square().mean(Kind::Float)
 }
 

@@ -74,6 +74,9 @@ fn bad_configuration_fails_before_training() {
     cfg.mask.preference = [1.0, -1.0];
     assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("mask.preference"));
     let mut cfg = small_config(Method::Erm);
+    cfg.train.negative_popularity = -1.0;
+    assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("negative_popularity"));
+    let mut cfg = small_config(Method::Erm);
     cfg.train.eval.ks = vec![10, 500];
     assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("eval.ks"));
 }

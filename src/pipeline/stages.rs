@@ -54,7 +54,8 @@ impl<'a> Context<'a> {
         Ok(Context {
             graph: TrainGraph::new(ds.n_users, ds.n_items, &ds.train),
             val_idx: UserItems::build(ds.n_users, &[plan.cfg.select_on.interactions(ds)?]),
-            sampler: NegativeSampler::new(train_idx.clone(), ds.n_items)?,
+            sampler: NegativeSampler::new(train_idx.clone(), ds.n_items)?
+                .popularity_weighted(plan.cfg.train.negative_popularity)?,
             train_idx,
             features: ds.features.to_tensor(device),
             ds,

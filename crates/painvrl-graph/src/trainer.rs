@@ -56,6 +56,12 @@ pub struct TrainConfig {
     /// many steps instead of every step: each read waits for the GPU to drain its queue. A
     /// non-finite loss is still reported with its exact step. On the CPU every step is checked.
     pub cuda_loss_read_every: usize,
+    /// Exponent α of popularity-weighted negatives: item j is drawn with probability ∝
+    /// (1 + users who have j in training)^α before the user's own items are rejected
+    /// ([`NegativeSampler::popularity_weighted`]). 0, the default, samples uniformly; every
+    /// stage trained with sampled negatives (backbones, the mask, ERM baselines) uses the same
+    /// sampler, so ERM given the same negatives is the same option on `--method erm`.
+    pub negative_popularity: f64,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +79,7 @@ impl Default for TrainConfig {
             eval: EvalConfig::default(),
             progress: true,
             cuda_loss_read_every: 32,
+            negative_popularity: 0.0,
         }
     }
 }
@@ -103,6 +110,12 @@ impl TrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::config(f, format!("{v} is not a non-negative number")));
             }
+        }
+        if !(self.negative_popularity.is_finite() && self.negative_popularity >= 0.0) {
+            return Err(Error::config(
+                "train.negative_popularity",
+                format!("{} is not a finite non-negative exponent", self.negative_popularity),
+            ));
         }
         self.eval.validate(n_items)?;
         let (name, k) =

@@ -207,6 +207,36 @@ pub struct BenchPlan {
     pub out: PathBuf,
     /// The method every other is compared with (paired over seeds).
     pub reference: Option<String>,
+    /// How each method's grid point is chosen (on validation only).
+    pub choice: GridChoice,
+}
+
+/// How `painvrl bench` chooses each (dataset, method)'s grid point; both read validation only.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum GridChoice {
+    /// The best mean `train.select_metric` on the selection split (`select_on`).
+    #[default]
+    BestValidation,
+    /// Among the points whose mean `select_metric` on `val` is at least (1 − tolerance) times
+    /// the method's best, the one with the best mean of the same metric on the OOD validation
+    /// slice `val_ood`: `painvrl pareto`'s operating-point rule applied to a grid.
+    OodWithinTolerance(f64),
+}
+
+impl GridChoice {
+    /// One sentence for `results.md` and `results.json`.
+    pub fn describe(&self, base: &Config) -> String {
+        let metric = &base.train.select_metric;
+        match self {
+            GridChoice::BestValidation => {
+                format!("grid points chosen by the best mean {metric} on {}", base.select_on.split())
+            }
+            GridChoice::OodWithinTolerance(t) => format!(
+                "grid points chosen by the best mean {metric} on val_ood among those within {:.1} % of the best on val",
+                t * 100.0
+            ),
+        }
+    }
 }
 
 /// Mean and sample standard deviation.
@@ -298,22 +328,43 @@ pub fn run(plan: &BenchPlan) -> Result<Vec<RunResult>> {
     Ok(results)
 }
 
-/// The grid point of each (dataset, method) with the best mean selection metric over seeds.
-pub fn chosen_points(results: &[RunResult], base: &Config) -> BTreeMap<(String, String), String> {
+/// The grid point of each (dataset, method), chosen by `choice` from means over seeds.
+pub fn chosen_points(results: &[RunResult], base: &Config, choice: GridChoice) -> BTreeMap<(String, String), String> {
     let metric = &base.train.select_metric;
-    let split = base.select_on.split();
-    let mut by: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
-    for r in results {
-        by.entry((r.dataset.clone(), r.method.clone(), r.point.clone()))
-            .or_default()
-            .push(r.get(split, metric).unwrap_or(f64::NEG_INFINITY));
+    let mean_of = |split: &str| {
+        let mut by: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+        for r in results {
+            by.entry((r.dataset.clone(), r.method.clone(), r.point.clone()))
+                .or_default()
+                .push(r.get(split, metric).unwrap_or(f64::NEG_INFINITY));
+        }
+        by.into_iter().map(|(k, v)| (k, mean_sd(&v).0)).collect::<BTreeMap<_, _>>()
+    };
+    let (gate, score) = match choice {
+        GridChoice::BestValidation => (None, mean_of(base.select_on.split())),
+        GridChoice::OodWithinTolerance(tolerance) => (Some((mean_of("val"), tolerance)), mean_of("val_ood")),
+    };
+    // the best validation mean of each (dataset, method), for the gate
+    let mut best_val: BTreeMap<(String, String), f64> = BTreeMap::new();
+    if let Some((val, _)) = &gate {
+        for ((d, m, _), v) in val {
+            let e = best_val.entry((d.clone(), m.clone())).or_insert(f64::NEG_INFINITY);
+            *e = e.max(*v);
+        }
     }
     let mut best: BTreeMap<(String, String), (String, f64)> = BTreeMap::new();
-    for ((d, m, p), v) in by {
-        let score = mean_sd(&v).0;
-        let e = best.entry((d, m)).or_insert((p.clone(), f64::NEG_INFINITY));
-        if score > e.1 {
-            *e = (p, score);
+    for ((d, m, p), v) in score {
+        let key = (d, m);
+        let admitted = match &gate {
+            None => true,
+            Some((val, tolerance)) => {
+                let v = val.get(&(key.0.clone(), key.1.clone(), p.clone())).copied().unwrap_or(f64::NEG_INFINITY);
+                v >= (1.0 - tolerance) * best_val.get(&key).copied().unwrap_or(f64::INFINITY)
+            }
+        };
+        let e = best.entry(key).or_insert((p.clone(), f64::NEG_INFINITY));
+        if admitted && v > e.1 {
+            *e = (p, v);
         }
     }
     best.into_iter().map(|(k, (p, _))| (k, p)).collect()
@@ -340,8 +391,8 @@ const TABLE_KEYS: [&str; 6] =
     ["test/recall@20", "test/ndcg@20", "test_ood/recall@20", "test_ood/ndcg@20", "val/ndcg@20", "val_ood/recall@20"];
 
 /// Aggregates `results` at each method's chosen point.
-pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>) -> Vec<SummaryRow> {
-    let chosen = chosen_points(results, base);
+pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>, choice: GridChoice) -> Vec<SummaryRow> {
+    let chosen = chosen_points(results, base, choice);
     let mut rows = Vec::new();
     for ((dataset, method), point) in &chosen {
         let runs: Vec<&RunResult> =
@@ -388,8 +439,9 @@ pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>) 
     rows
 }
 
-/// The Markdown tables of `rows`, one per dataset, methods in the order of `order`.
-pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>) -> String {
+/// The Markdown tables of `rows`, one per dataset, methods in the order of `order`; `choice`
+/// says how the grid points were chosen.
+pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>, choice: &str) -> String {
     let mut out = String::new();
     let mut datasets: Vec<&str> = rows.iter().map(|r| r.dataset.as_str()).collect();
     datasets.dedup();
@@ -441,15 +493,22 @@ pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>) 
         }
         out.push('\n');
     }
-    out.push_str("Mean ± sample sd over seeds; Δ: mean paired difference over seeds ± the 95 % t-interval half-width. Grid points chosen on validation only.\n");
+    out.push_str(&format!(
+        "Mean ± sample sd over seeds; Δ: mean paired difference over seeds ± the 95 % t-interval half-width; {} (validation only).\n",
+        choice
+    ));
     out
 }
 
 fn write_results(plan: &BenchPlan, results: &[RunResult]) -> Result<()> {
-    let rows = summarize(results, &plan.base, plan.reference.as_deref());
-    write_json_atomic(&plan.out.join("results.json"), &serde_json::json!({ "runs": results, "summary": rows }))?;
+    let rows = summarize(results, &plan.base, plan.reference.as_deref(), plan.choice);
+    let choice = plan.choice.describe(&plan.base);
+    write_json_atomic(
+        &plan.out.join("results.json"),
+        &serde_json::json!({ "runs": results, "summary": rows, "grid_choice": choice }),
+    )?;
     let order: Vec<String> = plan.methods.iter().map(MethodSpec::label).collect();
-    write_atomic(&plan.out.join("results.md"), markdown(&rows, &order, plan.reference.as_deref()).as_bytes())?;
+    write_atomic(&plan.out.join("results.md"), markdown(&rows, &order, plan.reference.as_deref(), &choice).as_bytes())?;
     for (name, _) in &plan.datasets {
         let series: Vec<crate::plots::Series> = order
             .iter()
@@ -504,6 +563,12 @@ mod tests {
             apply_point(&Config::default(), &grid_points(&[beta])[0]).unwrap().baselines.posthoc_beta,
             vec![0.5]
         );
+        // an integer grid value reaches a float key (the negatives' popularity exponent)
+        let alpha: GridAxis = "train.negative_popularity=0,0.5".parse().unwrap();
+        let pts = grid_points(&[alpha]);
+        let alphas: Vec<f64> =
+            pts.iter().map(|p| apply_point(&Config::default(), p).unwrap().train.negative_popularity).collect();
+        assert_eq!(alphas, vec![0.0, 0.5]);
         let bad: GridAxis = "train.nope=1".parse().unwrap();
         let e = apply_point(&Config::default(), &grid_points(&[bad])[0]).unwrap_err().to_string();
         assert!(e.contains("train.nope"), "{e}");
@@ -553,9 +618,47 @@ mod tests {
         };
         // point a: better on validation, worse on test
         let runs = vec![r("a", 0, 0.30, 0.1), r("a", 1, 0.28, 0.1), r("b", 0, 0.20, 0.9), r("b", 1, 0.22, 0.9)];
-        let chosen = chosen_points(&runs, &Config::default());
+        let chosen = chosen_points(&runs, &Config::default(), GridChoice::BestValidation);
         assert_eq!(chosen[&("d".to_string(), "m".to_string())], "a");
-        let rows = summarize(&runs, &Config::default(), None);
+        let rows = summarize(&runs, &Config::default(), None, GridChoice::BestValidation);
         assert_abs_diff_eq!(rows[0].stats["test/recall@20"].0, 0.1, epsilon = 1e-12);
+    }
+
+    #[test]
+    fn the_tolerance_rule_takes_the_best_ood_validation_point_among_those_near_the_best_validation() {
+        let r = |method: &str, point: &str, seed, val: f64, val_ood: f64| RunResult {
+            dataset: "d".into(),
+            method: method.into(),
+            point: point.into(),
+            seed,
+            metrics: [
+                ("val".to_string(), [("ndcg@20".to_string(), val)].into()),
+                ("val_ood".to_string(), [("ndcg@20".to_string(), val_ood)].into()),
+                ("test".to_string(), [("ndcg@20".to_string(), 9.0)].into()),
+            ]
+            .into(),
+            selected: BTreeMap::new(),
+            seconds: 1.0,
+        };
+        // method m: a is best on validation (mean 0.200); b is 1.5 % below it with the best
+        // val_ood; c has an even better val_ood but is 10 % below. Method n: only one point.
+        let runs = vec![
+            r("m", "a", 0, 0.21, 0.01),
+            r("m", "a", 1, 0.19, 0.03),
+            r("m", "b", 0, 0.198, 0.05),
+            r("m", "b", 1, 0.196, 0.05),
+            r("m", "c", 0, 0.18, 0.30),
+            r("m", "c", 1, 0.18, 0.30),
+            r("n", "a", 0, 0.1, 0.0),
+        ];
+        let key = |m: &str| ("d".to_string(), m.to_string());
+        let base = Config::default();
+        assert_eq!(chosen_points(&runs, &base, GridChoice::BestValidation)[&key("m")], "a");
+        let near = chosen_points(&runs, &base, GridChoice::OodWithinTolerance(0.02));
+        assert_eq!((near[&key("m")].as_str(), near[&key("n")].as_str()), ("b", "a"));
+        // at 1 % b is out; at 15 % c (10 % below) is in
+        assert_eq!(chosen_points(&runs, &base, GridChoice::OodWithinTolerance(0.01))[&key("m")], "a");
+        assert_eq!(chosen_points(&runs, &base, GridChoice::OodWithinTolerance(0.15))[&key("m")], "c");
+        assert!(GridChoice::OodWithinTolerance(0.02).describe(&base).contains("within 2.0 %"));
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use painvrl::bench::{BenchPlan, GridAxis, MethodSpec};
+use painvrl::bench::{BenchPlan, GridAxis, GridChoice, MethodSpec};
 use painvrl::config::{Config, Method};
 use painvrl::core::DeviceSpec;
 use painvrl::data::tsv::read_ratings;
@@ -194,6 +194,11 @@ struct BenchArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     device: Option<String>,
+    /// Choose each method's grid point as `pareto` chooses operating points: the best on the
+    /// OOD validation slice among those within this share of the best on validation (e.g.
+    /// 0.02). Default: the best on validation.
+    #[arg(long)]
+    iid_tolerance: Option<f64>,
 }
 
 /// Arguments of `painvrl synth`.
@@ -447,7 +452,7 @@ fn pareto(args: ParetoArgs) -> Result<()> {
 
 /// `painvrl bench`.
 fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { data, methods, seeds, out, config, grid, reference, device } = args;
+    let BenchArgs { data, methods, seeds, out, config, grid, reference, device, iid_tolerance } = args;
     let mut base = match &config {
         Some(p) => Config::from_toml_file(p)?,
         None => Config::default(),
@@ -459,6 +464,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     if seeds == 0 {
         bail!("--seeds must be at least 1");
     }
+    let choice = match iid_tolerance {
+        None => GridChoice::BestValidation,
+        Some(t) if !(0.0..1.0).contains(&t) => bail!("--iid-tolerance {t} is not in [0, 1)"),
+        Some(_) if !base.ood.val_slice => {
+            bail!("--iid-tolerance chooses on the OOD validation slice, which ood.val_slice = false removes")
+        }
+        Some(t) => GridChoice::OodWithinTolerance(t),
+    };
     let methods: Vec<MethodSpec> = methods.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
     let grid: Vec<GridAxis> = grid.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
     let reference = reference.or_else(|| methods.iter().any(|m| m.label() == "erm").then(|| "erm".into()));
@@ -478,7 +491,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     ctrlc::set_handler(painvrl::core::signal::request_stop).context("installing the signal handler")?;
-    let plan = BenchPlan { datasets, methods, seeds, grid, base, out: out.clone(), reference };
+    let plan = BenchPlan { datasets, methods, seeds, grid, base, out: out.clone(), reference, choice };
     painvrl::bench::run(&plan)?;
     println!("{}", std::fs::read_to_string(out.join("results.md"))?);
     println!("wrote {}", out.display());

@@ -167,6 +167,14 @@ fn cli_rejects_nonsense_options_clearly() {
     assert!(run(&["--device", "tpu"]).contains("device"));
     let o = cli().args(["info", "--data", "/no/such/dir"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
+    // bench refuses a tolerance outside [0, 1) before loading or training anything
+    let o = cli()
+        .args(["bench", "--data", data, "--methods", "popularity", "--iid-tolerance", "1.5", "--out"])
+        .arg(out.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--iid-tolerance 1.5"));
+    assert!(!out.path().join("b").exists());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! OOD sets never depend on the training seed, every baseline runs through the pipeline, and
 //! `bench` resumes without re-running finished runs.
 
-use painvrl::bench::{BenchPlan, MethodSpec};
+use painvrl::bench::{BenchPlan, GridChoice, MethodSpec};
 use painvrl::config::{Config, Method};
 use painvrl::core::{DeviceSpec, Interactions};
 use painvrl::data::{generate, load_dir, prepare_ood, LoadOptions, SyntheticConfig};
@@ -121,6 +121,7 @@ fn bench_skips_finished_runs_reruns_only_the_missing_one_and_refuses_another_con
         base: tiny_config(),
         out: out.path().to_path_buf(),
         reference: Some("erm".into()),
+        choice: GridChoice::default(),
     };
     let first = painvrl::bench::run(&plan).unwrap();
     assert_eq!(first.len(), 4);

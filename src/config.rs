@@ -208,6 +208,10 @@ pub struct Config {
     /// `"popularity-bands"`: the shift a popularity-drawn test makes); unset: the last round's
     /// environments, those the mask learnt from.
     pub final_environments: Option<Strategy>,
+    /// The popularity exponent of the final training's negatives (as `train.negative_popularity`,
+    /// which the other stages keep); unset: `train.negative_popularity`. Lets the mask learn
+    /// against uniform negatives while the final model ranks against popular competitors.
+    pub final_negative_popularity: Option<f64>,
     /// Backbone.
     pub backbone: BackboneConfig,
     /// Training loop.
@@ -244,6 +248,7 @@ impl Default for Config {
             final_normalization: GradNormalization::L2,
             final_penalty: FinalPenalty::Irmv1,
             final_environments: None,
+            final_negative_popularity: None,
             backbone: BackboneConfig::default(),
             train: TrainConfig::default(),
             envs: HeteroConfig::default(),
@@ -288,6 +293,12 @@ impl Config {
         }
         if self.pretrain_epochs == 0 {
             return Err(Error::config("pretrain_epochs", "must be ≥ 1"));
+        }
+        if let Some(a) = self.final_negative_popularity.filter(|a| !(a.is_finite() && *a >= 0.0)) {
+            return Err(Error::config(
+                "final_negative_popularity",
+                format!("{a} is not a finite non-negative exponent"),
+            ));
         }
         if !(self.final_warm_start_scale.is_finite() && self.final_warm_start_scale > 0.0) {
             return Err(Error::config(

@@ -76,6 +76,10 @@ fn bad_configuration_fails_before_training() {
     let mut cfg = small_config(Method::Erm);
     cfg.train.negative_popularity = -1.0;
     assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("negative_popularity"));
+    let mut cfg = small_config(Method::Painvrl);
+    cfg.final_negative_popularity = Some(f64::NAN);
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("final_negative_popularity"), "{e}");
     let mut cfg = small_config(Method::Erm);
     cfg.train.eval.ks = vec![10, 500];
     assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("eval.ks"));
@@ -360,6 +364,40 @@ fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them()
     let e = painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap_err().to_string();
     assert!(e.contains("envs.strategy") && e.contains("train_env.tsv"), "{e}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
+}
+
+#[test]
+fn popularity_weighted_negatives_reach_every_stage_or_the_final_training_alone() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    // the mask and the final stage's training losses (epochs.jsonl) of one run
+    let run = |train_alpha: f64, final_alpha: Option<f64>| {
+        let mut cfg = small_config(Method::Painvrl);
+        cfg.train.negative_popularity = train_alpha;
+        cfg.final_negative_popularity = final_alpha;
+        let dir = tempfile::tempdir().unwrap();
+        let r = painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("epochs.jsonl")).unwrap();
+        let final_losses: Vec<f64> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["module"] == "final")
+            .map(|e| e["loss"].as_f64().unwrap())
+            .collect();
+        assert!(!final_losses.is_empty());
+        (r.mask, final_losses)
+    };
+    let uniform = run(0.0, None);
+    // the final training's own exponent leaves mask learning as it was and trains on other negatives
+    let final_only = run(0.0, Some(1.0));
+    assert_eq!(final_only.0, uniform.0);
+    assert_ne!(final_only.1, uniform.1);
+    // the training exponent reaches mask learning too; the final one can take it back
+    let everywhere = run(1.0, None);
+    assert_ne!(everywhere.0, uniform.0);
+    let mask_only = run(1.0, Some(0.0));
+    assert_eq!(mask_only.0, everywhere.0);
+    assert_ne!(mask_only.1, everywhere.1);
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub(super) struct Context<'a> {
     pub train_idx: UserItems,
     pub val_idx: UserItems,
     pub sampler: NegativeSampler,
+    /// The final training's sampler when `final_negative_popularity` differs from the others'.
+    pub final_sampler: Option<NegativeSampler>,
     pub features: Tensor,
     pub ckpt: Option<Checkpointing>,
     pub stop: StopHandle,
@@ -51,11 +53,16 @@ impl<'a> Context<'a> {
         make: BackboneFactory<'a>,
     ) -> Result<Self> {
         let train_idx = UserItems::build(ds.n_users, &[&ds.train]);
+        let sampler = NegativeSampler::new(train_idx.clone(), ds.n_items)?;
+        let final_sampler = match plan.cfg.final_negative_popularity {
+            Some(a) if a != plan.cfg.train.negative_popularity => Some(sampler.clone().popularity_weighted(a)?),
+            _ => None,
+        };
         Ok(Context {
             graph: TrainGraph::new(ds.n_users, ds.n_items, &ds.train),
             val_idx: UserItems::build(ds.n_users, &[plan.cfg.select_on.interactions(ds)?]),
-            sampler: NegativeSampler::new(train_idx.clone(), ds.n_items)?
-                .popularity_weighted(plan.cfg.train.negative_popularity)?,
+            sampler: sampler.popularity_weighted(plan.cfg.train.negative_popularity)?,
+            final_sampler,
             train_idx,
             features: ds.features.to_tensor(device),
             ds,
@@ -298,7 +305,8 @@ pub(super) fn final_training(
         kind: inv.final_penalty_kind,
         combination,
     });
-    let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), ..cx.train_data() };
+    let sampler = cx.final_sampler.as_ref().unwrap_or(&cx.sampler);
+    let data = TrainData { objective: penalty.as_ref().map(|p| p as &dyn StepObjective), sampler, ..cx.train_data() };
     // the training risk on each of the penalty's environments, on the converted content
     let penalty_risks = |converted: &Tensor| match &penalty {
         Some(_) => environment_risks(
@@ -306,7 +314,7 @@ pub(super) fn final_training(
             converted,
             &cx.ds.train,
             &invariance.envs,
-            &cx.sampler,
+            sampler,
             4096,
             cfg.seed ^ 0x5eed,
         ),

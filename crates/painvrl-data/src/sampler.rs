@@ -40,7 +40,7 @@ impl NegativeSampler {
     pub fn popularity_weighted(mut self, exponent: f64) -> Result<Self> {
         if !(exponent.is_finite() && exponent >= 0.0) {
             return Err(Error::config(
-                "train.negative_popularity",
+                "negative_popularity",
                 format!("{exponent} is not a finite non-negative exponent"),
             ));
         }
@@ -56,7 +56,7 @@ impl NegativeSampler {
         }
         let weights = counts.iter().map(|&n| (1.0 + f64::from(n)).powf(exponent));
         let index = WeightedIndex::new(weights).map_err(|e| {
-            Error::config("train.negative_popularity", format!("exponent {exponent} gives unusable weights: {e}"))
+            Error::config("negative_popularity", format!("exponent {exponent} gives unusable weights: {e}"))
         })?;
         self.popularity = Some(index);
         Ok(self)
@@ -201,7 +201,7 @@ mod tests {
     fn nonsense_exponents_are_refused_by_name() {
         for bad in [-0.5, f64::NAN, f64::INFINITY] {
             let e = nested_history().popularity_weighted(bad).unwrap_err().to_string();
-            assert!(e.contains("train.negative_popularity"), "{e}");
+            assert!(e.contains("negative_popularity"), "{e}");
         }
     }
 

@@ -569,6 +569,9 @@ mod tests {
         let alphas: Vec<f64> =
             pts.iter().map(|p| apply_point(&Config::default(), p).unwrap().train.negative_popularity).collect();
         assert_eq!(alphas, vec![0.0, 0.5]);
+        let final_alpha: GridAxis = "final_negative_popularity=0.5".parse().unwrap();
+        let c = apply_point(&Config::default(), &grid_points(&[final_alpha])[0]).unwrap();
+        assert_eq!(c.final_negative_popularity, Some(0.5));
         let bad: GridAxis = "train.nope=1".parse().unwrap();
         let e = apply_point(&Config::default(), &grid_points(&[bad])[0]).unwrap_err().to_string();
         assert!(e.contains("train.nope"), "{e}");

@@ -104,18 +104,14 @@ impl TrainConfig {
                 return Err(Error::config(f, format!("{v} is not a positive number")));
             }
         }
-        for (f, v) in
-            [("train.weight_decay", self.weight_decay), ("train.weight_decay_content", self.weight_decay_content)]
-        {
+        for (f, v) in [
+            ("train.weight_decay", self.weight_decay),
+            ("train.weight_decay_content", self.weight_decay_content),
+            ("train.negative_popularity", self.negative_popularity),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::config(f, format!("{v} is not a non-negative number")));
             }
-        }
-        if !(self.negative_popularity.is_finite() && self.negative_popularity >= 0.0) {
-            return Err(Error::config(
-                "train.negative_popularity",
-                format!("{} is not a finite non-negative exponent", self.negative_popularity),
-            ));
         }
         self.eval.validate(n_items)?;
         let (name, k) =

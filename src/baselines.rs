@@ -16,7 +16,12 @@ use std::time::Instant;
 
 /// The selection metric of `scorer` (the trainer's `train.select_metric`, e.g. `ndcg@20`) on the
 /// selection split: `relevant` holds its items per user, `train` the excluded training items.
-fn selection_score(scorer: &dyn BlockScorer, relevant: &UserItems, train: &UserItems, cfg: &Config) -> Result<f64> {
+pub(crate) fn selection_score(
+    scorer: &dyn BlockScorer,
+    relevant: &UserItems,
+    train: &UserItems,
+    cfg: &Config,
+) -> Result<f64> {
     let m = evaluate(scorer, relevant, &[train], &cfg.train.eval)?;
     m.values.get(&cfg.train.select_metric).copied().ok_or_else(|| {
         Error::config(
@@ -27,7 +32,7 @@ fn selection_score(scorer: &dyn BlockScorer, relevant: &UserItems, train: &UserI
 }
 
 /// Memory available for the item–item matrices, in bytes (see [`crate::memory::available_mb`]).
-fn memory_limit(cfg: &Config, device: tch::Device) -> Option<u64> {
+pub(crate) fn memory_limit(cfg: &Config, device: tch::Device) -> Option<u64> {
     crate::memory::available_mb(cfg, device).map(|mb| (mb * (1u64 << 20) as f64) as u64)
 }
 
@@ -50,13 +55,8 @@ pub fn run_item_item(ds: &Dataset, cfg: &Config, out: Option<&Path>) -> Result<R
             candidates.push((String::new(), 0.0, Box::new(Popularity::fit(&train, ds.n_items, device))))
         }
         Method::Ease => {
-            for &l in &cfg.baselines.ease_lambda {
-                candidates.push((
-                    "ease_lambda".into(),
-                    l,
-                    Box::new(ItemItem::ease(&train, ds.n_items, l, device, limit)?),
-                ));
-            }
+            let (lambda, model) = crate::blend::ease_on_validation(ds, cfg, &train, &relevant, device)?;
+            candidates.push(("ease_lambda".into(), lambda, Box::new(model)));
         }
         Method::Itemknn => {
             for &k in &cfg.baselines.knn_k {

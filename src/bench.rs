@@ -224,6 +224,31 @@ pub enum GridChoice {
 }
 
 impl GridChoice {
+    /// The index of the point this rule chooses among `points`, each given as its `select_metric`
+    /// on the selection split (for [`GridChoice::BestValidation`]; `val` for the tolerance rule)
+    /// and on `val_ood`; ties keep the first point. `None` when no point qualifies (the tolerance
+    /// rule without any `val_ood` score).
+    pub fn pick(&self, points: &[(f64, Option<f64>)]) -> Option<usize> {
+        let argmax = |scored: &mut dyn Iterator<Item = (usize, f64)>| {
+            scored.filter(|(_, v)| !v.is_nan()).fold(None, |best: Option<(usize, f64)>, (k, v)| match best {
+                Some((_, b)) if v <= b => best,
+                _ => Some((k, v)),
+            })
+        };
+        match *self {
+            GridChoice::BestValidation => argmax(&mut points.iter().map(|p| p.0).enumerate()).map(|(k, _)| k),
+            GridChoice::OodWithinTolerance(tolerance) => {
+                let best_val = points.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+                let admitted = points
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.0 >= (1.0 - tolerance) * best_val)
+                    .filter_map(|(k, p)| p.1.map(|ood| (k, ood)));
+                argmax(&mut admitted.into_iter()).map(|(k, _)| k)
+            }
+        }
+    }
+
     /// One sentence for `results.md` and `results.json`.
     pub fn describe(&self, base: &Config) -> String {
         let metric = &base.train.select_metric;
@@ -538,6 +563,20 @@ fn write_results(plan: &BenchPlan, results: &[RunResult]) -> Result<()> {
 mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;
+
+    #[test]
+    fn pick_follows_each_rule_on_a_hand_built_grid() {
+        // (validation, val_ood): the best on validation is point 1; within 3 % of it (≥ 0.485)
+        // points 1, 2 and 4 qualify, of which 4 has the best val_ood; within 1 % only 1 and 2
+        let points = [(0.40, Some(0.9)), (0.50, Some(0.10)), (0.495, Some(0.20)), (0.49, None), (0.486, Some(0.30))];
+        assert_eq!(GridChoice::BestValidation.pick(&points), Some(1));
+        assert_eq!(GridChoice::OodWithinTolerance(0.03).pick(&points), Some(4));
+        assert_eq!(GridChoice::OodWithinTolerance(0.01).pick(&points), Some(2));
+        // ties keep the first; NaN never wins; nothing to choose from gives None
+        assert_eq!(GridChoice::BestValidation.pick(&[(0.3, None), (f64::NAN, None), (0.3, None)]), Some(0));
+        assert_eq!(GridChoice::OodWithinTolerance(0.5).pick(&[(0.3, None)]), None);
+        assert_eq!(GridChoice::BestValidation.pick(&[]), None);
+    }
 
     #[test]
     fn method_specs_parse_with_and_without_backbone() {

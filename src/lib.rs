@@ -14,6 +14,7 @@
 
 pub mod baselines;
 pub mod bench;
+pub mod blend;
 pub mod config;
 pub mod diagnostics;
 pub mod front;

@@ -36,6 +36,9 @@ enum Command {
     /// Copy a finished run's model with the post-hoc popularity adjustment built in (an
     /// operating point of `pareto`), for recommend, its export and eval.
     Adjust(AdjustArgs),
+    /// Blend a finished run with EASE, `(1 − w)·z_run + w·z_EASE` per user, the weight chosen on
+    /// validation, and save the blend as a model (blend.json holds every weight's metrics).
+    Blend(BlendArgs),
     /// Run every dataset × method × grid point × seed, choose each method's grid point on
     /// validation, and write results.json, results.md and front.svg.
     Bench(BenchArgs),
@@ -141,6 +144,32 @@ struct AdjustArgs {
     /// Output directory for the adjusted model (must not hold one).
     #[arg(long)]
     out: PathBuf,
+}
+
+/// Arguments of `painvrl blend`.
+#[derive(clap::Args)]
+struct BlendArgs {
+    /// Run directory written by `train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// The dataset the run was trained on.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output directory for the blended model and blend.json (must not hold a model).
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML configuration (OOD sets, metrics, `baselines.ease_lambda`); default: the run's own,
+    /// from its report.json.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Weights on EASE to choose from, each in [0, 1].
+    #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")]
+    weights: Vec<f64>,
+    /// Choose the weight as `pareto` chooses operating points: the best on the OOD validation
+    /// slice among the weights within this share of the best on validation (e.g. 0.02).
+    /// Default: the best on validation.
+    #[arg(long)]
+    iid_tolerance: Option<f64>,
 }
 
 /// Arguments of `painvrl pareto`.
@@ -289,6 +318,7 @@ fn real_main() -> Result<()> {
         Command::Eval(args) => eval(args),
         Command::Pareto(args) => pareto(args),
         Command::Adjust(args) => adjust(args),
+        Command::Blend(args) => blend(args),
         Command::Bench(args) => bench(args),
         Command::Synth(args) => synth(args),
         Command::Info(args) => info(args),
@@ -374,6 +404,64 @@ fn adjust(args: AdjustArgs) -> Result<()> {
     let m = painvrl::recommender::adjust_run(&run, &popularity, beta, &out)?;
     println!("wrote {}: {} with the post-hoc popularity adjustment at beta {beta}", out.display(), m.method);
     Ok(())
+}
+
+/// The grid rule `--iid-tolerance` names: the best on validation without it; with it, the best on
+/// the OOD validation slice within that share of the best on validation.
+fn grid_choice(iid_tolerance: Option<f64>, base: &Config) -> Result<GridChoice> {
+    Ok(match iid_tolerance {
+        None => GridChoice::BestValidation,
+        Some(t) if !(0.0..1.0).contains(&t) => bail!("--iid-tolerance {t} is not in [0, 1)"),
+        Some(_) if !base.ood.val_slice => {
+            bail!("--iid-tolerance chooses on the OOD validation slice, which ood.val_slice = false removes")
+        }
+        Some(t) => GridChoice::OodWithinTolerance(t),
+    })
+}
+
+/// `painvrl blend`.
+fn blend(args: BlendArgs) -> Result<()> {
+    let BlendArgs { run, data, out, config, weights, iid_tolerance } = args;
+    let cfg = match &config {
+        Some(p) => Config::from_toml_file(p)?,
+        None => run_config(&run)?,
+    };
+    let choice = grid_choice(iid_tolerance, &cfg)?;
+    painvrl::blend::checked_weights(&weights)?;
+    painvrl::core::init_runtime(cfg.threads, cfg.seed);
+    let (mut ds, _) = load_dir(&data, &LoadOptions::default())?;
+    prepare_ood(&mut ds, &cfg.ood, cfg.split_seed)?;
+    let report = painvrl::blend::blend_run(&run, &ds, &cfg, &weights, choice, &out)?;
+    let metric = |split: &str| {
+        report.chosen().and_then(|p| p.metrics.get(split)).and_then(|m| m.get("recall@20")).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "{}: weight {} on EASE (λ {}), {}; recall@20 val {:.4}, test {:.4}, test_ood {:.4}",
+        report.method,
+        report.weight,
+        report.ease_lambda,
+        report.choice,
+        metric("val"),
+        metric("test"),
+        metric("test_ood")
+    );
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The configuration a run was trained with (report.json's `config`); the defaults when the
+/// run has no report.
+fn run_config(run: &std::path::Path) -> Result<Config> {
+    let path = run.join("report.json");
+    if !path.exists() {
+        return Ok(Config::default());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let config = value.get("config").cloned().with_context(|| format!("{}: no 'config' field", path.display()))?;
+    serde_json::from_value(config)
+        .with_context(|| format!("{}: field 'config' is not a painvrl configuration", path.display()))
 }
 
 /// `painvrl pareto`.
@@ -464,14 +552,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     if seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let choice = match iid_tolerance {
-        None => GridChoice::BestValidation,
-        Some(t) if !(0.0..1.0).contains(&t) => bail!("--iid-tolerance {t} is not in [0, 1)"),
-        Some(_) if !base.ood.val_slice => {
-            bail!("--iid-tolerance chooses on the OOD validation slice, which ood.val_slice = false removes")
-        }
-        Some(t) => GridChoice::OodWithinTolerance(t),
-    };
+    let choice = grid_choice(iid_tolerance, &base)?;
     let methods: Vec<MethodSpec> = methods.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
     let grid: Vec<GridAxis> = grid.iter().map(|g| g.parse()).collect::<Result<_, _>>()?;
     let reference = reference.or_else(|| methods.iter().any(|m| m.label() == "erm").then(|| "erm".into()));

@@ -132,7 +132,7 @@ pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> 
     if out.join("model.json").exists() {
         return Err(Error::config("out", format!("{} already holds a model; choose another directory", out.display())));
     }
-    let mut manifest = read_manifest(run_dir)?;
+    let manifest = read_manifest(run_dir)?;
     if popularity.len() != manifest.n_items {
         return Err(Error::InvalidData(format!(
             "the popularity covers {} items, the model in {} ranks {}",
@@ -141,28 +141,41 @@ pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> 
             manifest.n_items
         )));
     }
+    let (user_col, item_col) = popularity_columns(manifest.n_users, popularity, beta, Device::Cpu);
+    let source = serde_json::json!({ "source": run_dir, "posthoc_beta": beta });
+    rewrite_model(run_dir, out, ("adjustment.json", source), |named, manifest| {
+        for (key, col) in [("users", &user_col), ("items", &item_col)] {
+            let (_, t) = named
+                .iter_mut()
+                .find(|(n, _)| n == key)
+                .ok_or_else(|| Error::InvalidData(format!("the model has no tensor '{key}'")))?;
+            *t = Tensor::cat(&[t.shallow_clone(), col.shallow_clone()], 1);
+        }
+        manifest.method = format!("{}+posthoc", manifest.method);
+        manifest.dim += 1;
+        if let Some(c) = manifest.cold_start.as_mut() {
+            c.trailing_zeros += 1;
+        }
+        Ok(())
+    })
+}
+
+/// Writes into `out` a transformed copy of the model saved in `run_dir`: `transform` edits its
+/// named tensors and manifest, `sidecar` (file name, JSON) records where the copy came from.
+/// `model.json` is written last, so that its presence marks a finished copy.
+pub(crate) fn rewrite_model(
+    run_dir: &Path,
+    out: &Path,
+    sidecar: (&str, serde_json::Value),
+    transform: impl FnOnce(&mut [(String, Tensor)], &mut ModelManifest) -> Result<()>,
+) -> Result<ModelManifest> {
+    let mut manifest = read_manifest(run_dir)?;
     let tpath = run_dir.join("model.safetensors");
     let mut named = Tensor::read_safetensors(&tpath).map_err(|e| Error::parse(&tpath, None, e.to_string()))?;
-    let (user_col, item_col) = popularity_columns(manifest.n_users, popularity, beta, Device::Cpu);
-    for (key, col) in [("users", &user_col), ("items", &item_col)] {
-        let (_, t) = named
-            .iter_mut()
-            .find(|(n, _)| n == key)
-            .ok_or_else(|| Error::parse(&tpath, None, format!("tensor '{key}' is missing")))?;
-        *t = Tensor::cat(&[t.shallow_clone(), col.shallow_clone()], 1);
-    }
-    manifest.method = format!("{}+posthoc", manifest.method);
-    manifest.dim += 1;
-    if let Some(c) = manifest.cold_start.as_mut() {
-        c.trailing_zeros += 1;
-    }
+    transform(&mut named, &mut manifest)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     painvrl_core::io::write_safetensors_atomic(&out.join("model.safetensors"), &named)?;
-    painvrl_core::io::write_json_atomic(
-        &out.join("adjustment.json"),
-        &serde_json::json!({ "source": run_dir, "posthoc_beta": beta }),
-    )?;
-    // last, so that its presence marks a finished copy
+    painvrl_core::io::write_json_atomic(&out.join(sidecar.0), &sidecar.1)?;
     painvrl_core::io::write_json_atomic(&out.join("model.json"), &manifest)?;
     Ok(manifest)
 }

@@ -156,3 +156,97 @@ fn an_adjusted_copy_scores_what_the_post_hoc_adjustment_scores_and_bad_requests_
     let e = painvrl::recommender::adjust_run(dir.path(), &popularity[..89], 0.1, &out.path().join("y"));
     assert!(e.unwrap_err().to_string().contains("89 items"));
 }
+
+#[test]
+fn a_blended_copy_ranks_as_the_blend_of_its_scores_and_bad_requests_are_refused() {
+    use painvrl::core::{BlockScorer, UserItems};
+    let (dir, ds) = trained_run(Method::Erm);
+    let out = tempfile::tempdir().unwrap();
+    let data = out.path().join("data");
+    painvrl::data::write_dataset(&data, &ds, None).unwrap();
+    let blended_dir = out.path().join("blended");
+    let o = Command::new(env!("CARGO_BIN_EXE_painvrl"))
+        .args(["blend", "--weights", "0.4", "--run"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&blended_dir)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: painvrl::blend::BlendReport =
+        serde_json::from_str(&std::fs::read_to_string(blended_dir.join("blend.json")).unwrap()).unwrap();
+    assert_eq!(report.weight, 0.4);
+    let plain = Recommender::load(dir.path(), Device::Cpu).unwrap();
+    let mut blended = Recommender::load(&blended_dir, Device::Cpu).unwrap();
+    assert_eq!(blended.manifest().method, "erm+ease");
+    assert_eq!(blended.manifest().dim, plain.manifest().dim + 90);
+    // the blend computed here in f64: 0.6·z(model) + 0.4·z(EASE), z over the catalogue per user;
+    // the copy's scores may differ from it by a per-user constant only
+    let train = UserItems::build(ds.n_users, &[&ds.train]);
+    let ease = painvrl::reference::ItemItem::ease(&train, 90, report.ease_lambda, Device::Cpu, None).unwrap();
+    let items: Vec<u32> = (0..90).collect();
+    let z = |xs: Vec<f64>| {
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+        xs.into_iter().map(|x| (x - m) / sd).collect::<Vec<_>>()
+    };
+    for user in [0u32, 13, 59] {
+        let model = z(plain.score(user, &items).unwrap().into_iter().map(f64::from).collect());
+        let row = ease.score_block(&tch::Tensor::from_slice(&[user as i64])).to_kind(tch::Kind::Double);
+        let ease_row = z(Vec::<f64>::try_from(row.reshape([-1])).unwrap());
+        let got = blended.score(user, &items).unwrap();
+        let offsets: Vec<f64> = (0..90).map(|i| got[i] as f64 - (0.6 * model[i] + 0.4 * ease_row[i])).collect();
+        for d in &offsets {
+            assert!((d - offsets[0]).abs() < 1e-4, "user {user}: offsets {} and {d}", offsets[0]);
+        }
+    }
+    // the saved copy's metrics are the ones blend.json reports for its weight
+    let m = painvrl::report::evaluate_splits(&blended.scorer(), &ds, ds.n_users, &Default::default()).unwrap();
+    for (split, metrics) in m {
+        assert_eq!(metrics.values["recall@20"], report.chosen().unwrap().metrics[split]["recall@20"], "{split}");
+    }
+    // new items still fit: their EASE block is zero
+    let fresh = ds.features.select_rows(&[3, 5]);
+    assert_eq!(blended.add_items(&fresh).unwrap(), 90..92);
+    // over a grid the weight with the best validation NDCG@20 is chosen (ties keep the smaller)
+    let cfg = small_config(Method::Erm);
+    let grid = painvrl::blend::blend_run(
+        dir.path(),
+        &ds,
+        &cfg,
+        &[1.0, 0.0, 0.5],
+        painvrl::bench::GridChoice::BestValidation,
+        &out.path().join("grid"),
+    )
+    .unwrap();
+    let weights: Vec<f64> = grid.points.iter().map(|p| p.weight).collect();
+    assert_eq!(weights, [0.0, 0.5, 1.0]);
+    let val = |w: f64| grid.points.iter().find(|p| p.weight == w).unwrap().metrics["val"]["ndcg@20"];
+    let best = weights.iter().copied().fold(f64::NEG_INFINITY, |b, w| b.max(val(w)));
+    assert_eq!(grid.weight, *weights.iter().find(|&&w| val(w) == best).unwrap());
+    // bad requests: a weight outside [0, 1], an output that holds a model, another catalogue,
+    // a tolerance outside [0, 1)
+    let blend = |weights: &[f64], ds: &painvrl::core::Dataset, out: &std::path::Path| {
+        painvrl::blend::blend_run(dir.path(), ds, &cfg, weights, painvrl::bench::GridChoice::BestValidation, out)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(blend(&[0.2, 1.5], &ds, &out.path().join("x")).contains("1.5 is not in [0, 1]"));
+    assert!(blend(&[], &ds, &out.path().join("x")).contains("at least one weight"));
+    assert!(blend(&[0.5], &ds, &blended_dir).contains("already holds a model"));
+    let other = generate(&SyntheticConfig { n_users: 60, n_items: 80, ..Default::default() }).unwrap().dataset;
+    assert!(blend(&[0.5], &other, &out.path().join("y")).contains("60 users × 90 items, the dataset 60 × 80"));
+    let o = Command::new(env!("CARGO_BIN_EXE_painvrl"))
+        .args(["blend", "--iid-tolerance", "1.5", "--run"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(out.path().join("z"))
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--iid-tolerance 1.5"));
+    assert!(!out.path().join("z").exists(), "a refused blend writes nothing");
+}

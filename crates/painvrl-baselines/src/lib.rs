@@ -5,7 +5,9 @@
 //! - [`ItemItem::ease`]: EASE, the closed-form item–item model of Steck (WWW 2019);
 //! - [`ItemItem::item_knn`]: cosine item–item similarity keeping each item's top-k neighbours;
 //! - [`PopularityAdjusted`]: post-hoc popularity adjustment of any scorer,
-//!   `score − β·log(1 + training popularity)`.
+//!   `score − β·log(1 + training popularity)`;
+//! - [`StandardizedBlend`]: two scorers' per-user standardized scores mixed by a weight, e.g. a
+//!   trained model with EASE.
 //!
 //! None of them reads content features: they are the ID-only references a multimedia
 //! recommender has to beat.
@@ -178,11 +180,17 @@ impl ItemItem {
     pub fn weights(&self) -> &Tensor {
         &self.weights
     }
+
+    /// The binary training histories `[users.len(), n_items]` of the int64 user ids `users`:
+    /// the left factor of the scores, `score_block(users) = histories(users) · weights()`.
+    pub fn histories(&self, users: &Tensor) -> Tensor {
+        history_rows(&self.train, users, self.n_items(), self.device())
+    }
 }
 
 impl BlockScorer for ItemItem {
     fn score_block(&self, users: &Tensor) -> Tensor {
-        history_rows(&self.train, users, self.n_items(), self.device()).matmul(&self.weights)
+        self.histories(users).matmul(&self.weights)
     }
     fn n_items(&self) -> usize {
         self.weights.size()[0] as usize
@@ -234,6 +242,72 @@ impl BlockScorer for PopularityAdjusted<'_> {
     }
     fn device(&self) -> Device {
         self.inner.device()
+    }
+}
+
+/// Each row of `scores` (`[users, items]`) as its mean and population standard deviation over
+/// the items, both `[users, 1]`; a constant row gets a deviation of 1 so that it standardizes to
+/// zeros instead of NaN.
+pub fn row_moments(scores: &Tensor) -> (Tensor, Tensor) {
+    let mean = scores.mean_dim(1, true, Kind::Float);
+    let sd = scores.std_dim(1, false, true);
+    let sd = sd.where_self(&sd.gt(1e-12), &sd.ones_like());
+    (mean, sd)
+}
+
+/// Two scorers mixed on a common scale: `(1 − w)·z_a(u, i) + w·z_b(u, i)`, where `z_x(u, ·)` is
+/// scorer `x`'s row for user `u` standardized over the whole catalogue ([`row_moments`]). The
+/// standardization makes the weight mean the same thing whatever the scorers' units (a dot
+/// product, a sum of item–item weights); `w = 0` ranks as `a`, `w = 1` as `b`.
+pub struct StandardizedBlend<'a> {
+    a: &'a dyn BlockScorer,
+    b: &'a dyn BlockScorer,
+    weight: f64,
+}
+
+impl<'a> StandardizedBlend<'a> {
+    /// Mixes `a` and `b` with weight `weight ∈ [0, 1]` on `b`; both must rank the same catalogue
+    /// on the same device.
+    pub fn new(a: &'a dyn BlockScorer, b: &'a dyn BlockScorer, weight: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&weight) {
+            return Err(Error::config("blend weight", format!("{weight} is not in [0, 1]")));
+        }
+        if a.n_items() != b.n_items() {
+            return Err(Error::InvalidData(format!(
+                "the blended scorers rank {} and {} items; they must rank the same catalogue",
+                a.n_items(),
+                b.n_items()
+            )));
+        }
+        if a.device() != b.device() {
+            return Err(Error::InvalidData(format!(
+                "the blended scorers live on {:?} and {:?}; put them on one device",
+                a.device(),
+                b.device()
+            )));
+        }
+        Ok(StandardizedBlend { a, b, weight })
+    }
+
+    /// The weight on the second scorer.
+    pub fn weight(&self) -> f64 {
+        self.weight
+    }
+}
+
+impl BlockScorer for StandardizedBlend<'_> {
+    fn score_block(&self, users: &Tensor) -> Tensor {
+        let z = |scores: Tensor| {
+            let (mean, sd) = row_moments(&scores);
+            (scores - mean) / sd
+        };
+        z(self.a.score_block(users)) * (1.0 - self.weight) + z(self.b.score_block(users)) * self.weight
+    }
+    fn n_items(&self) -> usize {
+        self.a.n_items()
+    }
+    fn device(&self) -> Device {
+        self.a.device()
     }
 }
 
@@ -427,6 +501,96 @@ mod tests {
         }
         assert!(PopularityAdjusted::new(&base, &pop, f64::NAN).is_err());
         assert!(PopularityAdjusted::new(&base, &pop[..3], 1.0).is_err());
+    }
+
+    /// A scorer with fixed rows, for the blend's tests.
+    struct Fixed(Tensor);
+    impl BlockScorer for Fixed {
+        fn score_block(&self, users: &Tensor) -> Tensor {
+            self.0.index_select(0, users)
+        }
+        fn n_items(&self) -> usize {
+            self.0.size()[1] as usize
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+
+    fn rows(t: &Tensor) -> Vec<Vec<f64>> {
+        let t = t.to_kind(Kind::Double);
+        (0..t.size()[0]).map(|r| Vec::<f64>::try_from(t.get(r)).unwrap()).collect()
+    }
+
+    #[test]
+    fn blend_mixes_standardized_rows_by_hand() {
+        // a's row 0: 1, 2, 3, 6 → mean 3, population sd √3.5; b's row 0: 10, 0, 0, 10 → mean 5, sd 5
+        let a = Fixed(Tensor::from_slice(&[1f32, 2., 3., 6., 4., 4., 4., 4.]).reshape([2, 4]));
+        let b = Fixed(Tensor::from_slice(&[10f32, 0., 0., 10., 0., 1., 0., 0.]).reshape([2, 4]));
+        let blend = StandardizedBlend::new(&a, &b, 0.25).unwrap();
+        let s = rows(&blend.score_block(&Tensor::from_slice(&[0i64, 1])));
+        let sd_a = 3.5f64.sqrt();
+        for (j, (x, y)) in [(1.0, 10.0), (2.0, 0.0), (3.0, 0.0), (6.0, 10.0)].iter().enumerate() {
+            assert_abs_diff_eq!(s[0][j], 0.75 * (x - 3.0) / sd_a + 0.25 * (y - 5.0) / 5.0, epsilon = 1e-5);
+        }
+        // a's second row is constant: it contributes zeros, not NaN; b's: 0, 1, 0, 0 → sd √3/4
+        let sd_b = (3.0f64 / 16.0).sqrt();
+        for (j, y) in [0.0, 1.0, 0.0, 0.0].iter().enumerate() {
+            assert_abs_diff_eq!(s[1][j], 0.25 * (y - 0.25) / sd_b, epsilon = 1e-5);
+        }
+    }
+
+    #[test]
+    fn blend_refuses_weights_outside_the_unit_interval_and_mismatched_catalogues() {
+        let a = Fixed(Tensor::ones([2, 4], (Kind::Float, Device::Cpu)));
+        let b = Fixed(Tensor::ones([2, 3], (Kind::Float, Device::Cpu)));
+        for w in [-0.1, 1.5, f64::NAN] {
+            let e = StandardizedBlend::new(&a, &a, w).err().expect("refused").to_string();
+            assert!(e.contains("blend weight"), "{e}");
+        }
+        let e = StandardizedBlend::new(&a, &b, 0.5).err().expect("refused").to_string();
+        assert!(e.contains("4 and 3 items"), "{e}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// The blend reads each scorer only through its standardized rows: rescaling and shifting a
+        /// user's row of either scorer (positive factor) leaves the blend's row unchanged, and the
+        /// end weights rank exactly as the scorer they keep.
+        #[test]
+        fn blend_is_invariant_to_each_scorers_per_user_units(
+            raw_a in proptest::collection::vec(-5.0f32..5.0, 12),
+            raw_b in proptest::collection::vec(-5.0f32..5.0, 12),
+            scale in 0.1f32..20.0, shift in -50.0f32..50.0, w in 0.0f64..=1.0,
+        ) {
+            let a = Fixed(Tensor::from_slice(&raw_a).reshape([2, 6]));
+            let b = Fixed(Tensor::from_slice(&raw_b).reshape([2, 6]));
+            // a different positive factor and shift for each user's row
+            let factors = Tensor::from_slice(&[scale, 1.0 / scale]).unsqueeze(1);
+            let shifts = Tensor::from_slice(&[shift, -shift]).unsqueeze(1);
+            let a2 = Fixed(&a.0 * factors + shifts);
+            let users = Tensor::from_slice(&[0i64, 1]);
+            let s = rows(&StandardizedBlend::new(&a, &b, w).unwrap().score_block(&users));
+            let s2 = rows(&StandardizedBlend::new(&a2, &b, w).unwrap().score_block(&users));
+            for (r, r2) in s.iter().zip(&s2) {
+                for (x, y) in r.iter().zip(r2) {
+                    prop_assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+                }
+            }
+            for (weight, kept) in [(0.0, &a), (1.0, &b)] {
+                let blended = rows(&StandardizedBlend::new(&a, &b, weight).unwrap().score_block(&users));
+                let own = rows(&kept.score_block(&users));
+                for (r, o) in blended.iter().zip(&own) {
+                    for i in 0..6 {
+                        for j in 0..6 {
+                            if (o[i] - o[j]).abs() > 1e-3 {
+                                prop_assert_eq!(r[i] > r[j], o[i] > o[j]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -163,7 +163,7 @@ struct BlendArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Weights on EASE to choose from, each in [0, 1].
-    #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")]
+    #[arg(long, value_delimiter = ',', default_values_t = painvrl::blend::default_weights())]
     weights: Vec<f64>,
     /// Choose the weight as `pareto` chooses operating points: the best on the OOD validation
     /// slice among the weights within this share of the best on validation (e.g. 0.02).

@@ -209,6 +209,9 @@ pub struct BenchPlan {
     pub reference: Option<String>,
     /// How each method's grid point is chosen (on validation only).
     pub choice: GridChoice,
+    /// Also blend every trained run with EASE ([`crate::blend`], weight chosen per run by
+    /// `choice`) and report it as the method `<label>+ease`.
+    pub blend_ease: bool,
 }
 
 /// How `painvrl bench` chooses each (dataset, method)'s grid point; both read validation only.
@@ -340,6 +343,22 @@ pub fn run(plan: &BenchPlan) -> Result<Vec<RunResult>> {
                         r.get("test_ood", "recall@20").unwrap_or(f64::NAN),
                     );
                     results.push(r);
+                    if plan.blend_ease && dir.join("model.json").exists() {
+                        let b = blended(ds, &Config { seed, ..cfg.clone() }, &dir, plan.choice)?;
+                        eprintln!(
+                            "  + EASE at weight {}: recall@20 test {:.4} / test_ood {:.4}",
+                            b.selected.get("blend_weight").copied().unwrap_or(f64::NAN),
+                            b.get("test", "recall@20").unwrap_or(f64::NAN),
+                            b.get("test_ood", "recall@20").unwrap_or(f64::NAN),
+                        );
+                        results.push(RunResult {
+                            dataset: name.clone(),
+                            method: format!("{}+ease", spec.label()),
+                            point: label.clone(),
+                            seed,
+                            ..b
+                        });
+                    }
                     // the summary so far, so that an interrupted benchmark still leaves its tables
                     write_results(plan, &results)?;
                 }
@@ -351,6 +370,34 @@ pub fn run(plan: &BenchPlan) -> Result<Vec<RunResult>> {
     }
     // the results files were written after the last run
     Ok(results)
+}
+
+/// The run in `dir` blended with EASE as a result (dataset, method, point and seed left to the
+/// caller): `blend-ease.json` in the run directory when it was written under the same rule, else
+/// measured now and written there.
+fn blended(ds: &Dataset, cfg: &Config, dir: &Path, choice: GridChoice) -> Result<RunResult> {
+    let path = dir.join("blend-ease.json");
+    let earlier: Option<crate::blend::BlendReport> =
+        std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str(&text).ok());
+    let started = Instant::now();
+    let report = match earlier {
+        Some(r) if r.choice == choice.describe(cfg) => r,
+        _ => {
+            let r = crate::blend::blend_report(dir, ds, cfg, &crate::blend::default_weights(), choice)?;
+            painvrl_core::io::write_json_atomic(&path, &r)?;
+            r
+        }
+    };
+    let chosen = report.chosen().ok_or_else(|| Error::InvalidData(format!("{}: no chosen weight", path.display())))?;
+    Ok(RunResult {
+        dataset: String::new(),
+        method: String::new(),
+        point: String::new(),
+        seed: cfg.seed,
+        metrics: chosen.metrics.clone(),
+        selected: [("blend_weight".to_string(), report.weight), ("ease_lambda".to_string(), report.ease_lambda)].into(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The grid point of each (dataset, method), chosen by `choice` from means over seeds.
@@ -532,7 +579,13 @@ fn write_results(plan: &BenchPlan, results: &[RunResult]) -> Result<()> {
         &plan.out.join("results.json"),
         &serde_json::json!({ "runs": results, "summary": rows, "grid_choice": choice }),
     )?;
-    let order: Vec<String> = plan.methods.iter().map(MethodSpec::label).collect();
+    // each method followed by its blend with EASE, when measured
+    let order: Vec<String> = plan
+        .methods
+        .iter()
+        .flat_map(|m| [Some(m.label()), plan.blend_ease.then(|| format!("{}+ease", m.label()))])
+        .flatten()
+        .collect();
     write_atomic(&plan.out.join("results.md"), markdown(&rows, &order, plan.reference.as_deref(), &choice).as_bytes())?;
     for (name, _) in &plan.datasets {
         let series: Vec<crate::plots::Series> = order

@@ -115,10 +115,49 @@ pub fn blend_run(
     choice: GridChoice,
     out: &Path,
 ) -> Result<BlendReport> {
-    let weights = checked_weights(weights)?;
     if out.join("model.json").exists() {
         return Err(Error::config("out", format!("{} already holds a model; choose another directory", out.display())));
     }
+    let (report, model, ease) = evaluate_blends(run_dir, ds, cfg, weights, choice)?;
+    let (users, items) = blended_embeddings(&model, &ease, report.weight, ds.n_users)?;
+    let (n_items, weight) = (ds.n_items, report.weight);
+    let sidecar = serde_json::to_value(&report).map_err(|e| Error::InvalidData(e.to_string()))?;
+    rewrite_model(run_dir, out, ("blend.json", sidecar), |named, manifest| {
+        set(named, "users", users)?;
+        set(named, "items", items)?;
+        manifest.method = format!("{}+ease", manifest.method);
+        if weight > 0.0 {
+            manifest.dim += n_items;
+            if let Some(c) = manifest.cold_start.as_mut() {
+                c.trailing_zeros += n_items;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// What [`blend_run`] measures, without saving a model: every weight's metrics and the chosen
+/// weight (`painvrl bench --blend-ease` records this for each trained run).
+pub fn blend_report(
+    run_dir: &Path,
+    ds: &Dataset,
+    cfg: &Config,
+    weights: &[f64],
+    choice: GridChoice,
+) -> Result<BlendReport> {
+    Ok(evaluate_blends(run_dir, ds, cfg, weights, choice)?.0)
+}
+
+/// Evaluates the blends and chooses the weight; returns the run's scorer and EASE with them.
+fn evaluate_blends(
+    run_dir: &Path,
+    ds: &Dataset,
+    cfg: &Config,
+    weights: &[f64],
+    choice: GridChoice,
+) -> Result<(BlendReport, painvrl_core::EmbeddingScorer, ItemItem)> {
+    let weights = checked_weights(weights)?;
     if matches!(choice, GridChoice::OodWithinTolerance(_)) && ds.val_ood.is_none() {
         return Err(Error::config(
             "iid_tolerance",
@@ -128,8 +167,7 @@ pub fn blend_run(
     let manifest = read_manifest(run_dir)?;
     check_catalogue(&manifest, ds, run_dir)?;
     let device = Device::Cpu;
-    let rec = Recommender::load(run_dir, device)?;
-    let model = rec.scorer();
+    let model = Recommender::load(run_dir, device)?.scorer();
     let train = UserItems::build(ds.n_users, &[&ds.train]);
     let relevant = UserItems::build(ds.n_users, &[cfg.select_on.interactions(ds)?]);
     let (ease_lambda, ease) = ease_on_validation(ds, cfg, &train, &relevant, device)?;
@@ -153,35 +191,15 @@ pub fn blend_run(
     let k = choice.pick(&scored).ok_or_else(|| {
         Error::config("train.select_metric", format!("'{metric}' is not among the evaluated metrics"))
     })?;
-    let weight = points[k].weight;
     let report = BlendReport {
         source: run_dir.to_path_buf(),
-        method: manifest.method.clone(),
+        method: manifest.method,
         ease_lambda,
         choice: choice.describe(cfg),
-        weight,
+        weight: points[k].weight,
         points,
     };
-    let (users, items) = blended_embeddings(&model, &ease, weight, ds.n_users)?;
-    let n_items = ds.n_items;
-    rewrite_model(
-        run_dir,
-        out,
-        ("blend.json", serde_json::to_value(&report).map_err(|e| Error::InvalidData(e.to_string()))?),
-        |named, manifest| {
-            set(named, "users", users)?;
-            set(named, "items", items)?;
-            manifest.method = format!("{}+ease", manifest.method);
-            if weight > 0.0 {
-                manifest.dim += n_items;
-                if let Some(c) = manifest.cold_start.as_mut() {
-                    c.trailing_zeros += n_items;
-                }
-            }
-            Ok(())
-        },
-    )?;
-    Ok(report)
+    Ok((report, model, ease))
 }
 
 fn check_catalogue(manifest: &ModelManifest, ds: &Dataset, run_dir: &Path) -> Result<()> {

@@ -228,6 +228,10 @@ struct BenchArgs {
     /// 0.02). Default: the best on validation.
     #[arg(long)]
     iid_tolerance: Option<f64>,
+    /// Also blend every trained run with EASE (`painvrl blend`, its weight chosen per run by
+    /// the same rule) and report it as the method `<method>+ease`.
+    #[arg(long)]
+    blend_ease: bool,
 }
 
 /// Arguments of `painvrl synth`.
@@ -540,7 +544,7 @@ fn pareto(args: ParetoArgs) -> Result<()> {
 
 /// `painvrl bench`.
 fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { data, methods, seeds, out, config, grid, reference, device, iid_tolerance } = args;
+    let BenchArgs { data, methods, seeds, out, config, grid, reference, device, iid_tolerance, blend_ease } = args;
     let mut base = match &config {
         Some(p) => Config::from_toml_file(p)?,
         None => Config::default(),
@@ -572,7 +576,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     ctrlc::set_handler(painvrl::core::signal::request_stop).context("installing the signal handler")?;
-    let plan = BenchPlan { datasets, methods, seeds, grid, base, out: out.clone(), reference, choice };
+    let plan = BenchPlan { datasets, methods, seeds, grid, base, out: out.clone(), reference, choice, blend_ease };
     painvrl::bench::run(&plan)?;
     println!("{}", std::fs::read_to_string(out.join("results.md"))?);
     println!("wrote {}", out.display());

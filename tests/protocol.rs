@@ -122,6 +122,7 @@ fn bench_skips_finished_runs_reruns_only_the_missing_one_and_refuses_another_con
         out: out.path().to_path_buf(),
         reference: Some("erm".into()),
         choice: GridChoice::default(),
+        blend_ease: false,
     };
     let first = painvrl::bench::run(&plan).unwrap();
     assert_eq!(first.len(), 4);
@@ -142,6 +143,47 @@ fn bench_skips_finished_runs_reruns_only_the_missing_one_and_refuses_another_con
     plan.base.train.lr *= 2.0;
     let e = painvrl::bench::run(&plan).unwrap_err().to_string();
     assert!(e.contains("holds a run of another configuration"), "{e}");
+}
+
+#[test]
+fn bench_blends_trained_runs_with_ease_and_reads_the_blend_back() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let ds = synthetic();
+    let plan = BenchPlan {
+        datasets: vec![("synthetic".into(), ds.clone())],
+        methods: vec!["ease".parse().unwrap(), "erm".parse().unwrap()],
+        seeds: 1,
+        grid: vec![],
+        base: tiny_config(),
+        out: out.path().to_path_buf(),
+        reference: Some("erm".into()),
+        choice: GridChoice::default(),
+        blend_ease: true,
+    };
+    let first = painvrl::bench::run(&plan).unwrap();
+    // ease has no embedding model to blend: ease, erm, erm+ease
+    let methods: Vec<&str> = first.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["ease", "erm", "erm+ease"]);
+    // the blended row is the blend of the saved ERM run at the weight chosen on validation
+    let run = out.path().join("runs/synthetic/erm/default/seed-0");
+    let direct = painvrl::blend::blend_report(
+        &run,
+        &ds,
+        &Config { seed: 0, ..tiny_config() },
+        &painvrl::blend::default_weights(),
+        GridChoice::BestValidation,
+    )
+    .unwrap();
+    assert_eq!(first[2].metrics, direct.chosen().unwrap().metrics);
+    assert_eq!(first[2].selected["blend_weight"], direct.weight);
+    // read back, not re-measured, on a second pass
+    let written = std::fs::metadata(run.join("blend-ease.json")).unwrap().modified().unwrap();
+    let second = painvrl::bench::run(&plan).unwrap();
+    assert_eq!(std::fs::metadata(run.join("blend-ease.json")).unwrap().modified().unwrap(), written);
+    assert_eq!(second[2].metrics, first[2].metrics);
+    let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    assert!(md.contains("| erm+ease |"), "{md}");
 }
 
 #[test]

@@ -63,7 +63,8 @@ impl BlendReport {
 
 /// Fits EASE for each λ of `cfg.baselines.ease_lambda` and keeps the best by
 /// `train.select_metric` on `relevant` (the selection split; `train` items excluded). Ties keep
-/// the earlier λ of the list; only the best model is held in memory at a time.
+/// the earlier λ of the list; at most two EASE matrices (the best so far and the next) are held
+/// at a time.
 pub fn ease_on_validation(
     ds: &Dataset,
     cfg: &Config,
@@ -149,7 +150,8 @@ pub fn blend_report(
     Ok(evaluate_blends(run_dir, ds, cfg, weights, choice)?.0)
 }
 
-/// Evaluates the blends and chooses the weight; returns the run's scorer and EASE with them.
+/// Evaluates the blends on `cfg.device` and chooses the weight; returns the run's scorer and
+/// EASE with them.
 fn evaluate_blends(
     run_dir: &Path,
     ds: &Dataset,
@@ -166,7 +168,7 @@ fn evaluate_blends(
     }
     let manifest = read_manifest(run_dir)?;
     check_catalogue(&manifest, ds, run_dir)?;
-    let device = Device::Cpu;
+    let device = cfg.device.resolve()?;
     let model = Recommender::load(run_dir, device)?.scorer();
     let train = UserItems::build(ds.n_users, &[&ds.train]);
     let relevant = UserItems::build(ds.n_users, &[cfg.select_on.interactions(ds)?]);
@@ -237,7 +239,7 @@ fn blended_embeddings(
     tch::no_grad(|| {
         let mut user_blocks = Vec::new();
         for start in (0..n_users as i64).step_by(BLOCK as usize) {
-            let ids = Tensor::arange_start(start, (start + BLOCK).min(n_users as i64), (Kind::Int64, Device::Cpu));
+            let ids = Tensor::arange_start(start, (start + BLOCK).min(n_users as i64), (Kind::Int64, model.device()));
             let (_, model_sd) = row_moments(&model.score_block(&ids));
             let own = model.users.index_select(0, &ids) / model_sd * (1.0 - weight);
             user_blocks.push(if weight > 0.0 {

@@ -254,13 +254,18 @@ impl GridChoice {
 
     /// One sentence for `results.md` and `results.json`.
     pub fn describe(&self, base: &Config) -> String {
+        self.describe_choosing("grid points", "the best mean", base)
+    }
+
+    /// One sentence saying how `what` is chosen, its score named `best` (e.g. "the best mean").
+    pub fn describe_choosing(&self, what: &str, best: &str, base: &Config) -> String {
         let metric = &base.train.select_metric;
         match self {
             GridChoice::BestValidation => {
-                format!("grid points chosen by the best mean {metric} on {}", base.select_on.split())
+                format!("{what} chosen by {best} {metric} on {}", base.select_on.split())
             }
             GridChoice::OodWithinTolerance(t) => format!(
-                "grid points chosen by the best mean {metric} on val_ood among those within {:.1} % of the best on val",
+                "{what} chosen by {best} {metric} on val_ood among those within {:.1} % of the best on val",
                 t * 100.0
             ),
         }
@@ -381,7 +386,7 @@ fn blended(ds: &Dataset, cfg: &Config, dir: &Path, choice: GridChoice) -> Result
         std::fs::read_to_string(&path).ok().and_then(|text| serde_json::from_str(&text).ok());
     let started = Instant::now();
     let report = match earlier {
-        Some(r) if r.choice == choice.describe(cfg) => r,
+        Some(r) if r.choice == crate::blend::describe_choice(choice, cfg) => r,
         _ => {
             let r = crate::blend::blend_report(dir, ds, cfg, &crate::blend::default_weights(), choice)?;
             painvrl_core::io::write_json_atomic(&path, &r)?;

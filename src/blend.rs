@@ -61,6 +61,11 @@ impl BlendReport {
     }
 }
 
+/// How `choice` chooses the blend's weight, in one sentence (`blend.json`'s `choice`).
+pub fn describe_choice(choice: GridChoice, cfg: &Config) -> String {
+    choice.describe_choosing("the weight on EASE", "the best", cfg)
+}
+
 /// Fits EASE for each λ of `cfg.baselines.ease_lambda` and keeps the best by
 /// `train.select_metric` on `relevant` (the selection split; `train` items excluded). Ties keep
 /// the earlier λ of the list; at most two EASE matrices (the best so far and the next) are held
@@ -197,7 +202,7 @@ fn evaluate_blends(
         source: run_dir.to_path_buf(),
         method: manifest.method,
         ease_lambda,
-        choice: choice.describe(cfg),
+        choice: describe_choice(choice, cfg),
         weight: points[k].weight,
         points,
     };

@@ -252,6 +252,15 @@ impl GridChoice {
         }
     }
 
+    /// The split whose `select_metric` is the first score [`GridChoice::pick`] reads: the
+    /// selection split for the best on validation, `val` (the gate) for the tolerance rule.
+    pub fn gate_split(&self, base: &Config) -> &'static str {
+        match self {
+            GridChoice::BestValidation => base.select_on.split(),
+            GridChoice::OodWithinTolerance(_) => "val",
+        }
+    }
+
     /// One sentence for `results.md` and `results.json`.
     pub fn describe(&self, base: &Config) -> String {
         self.describe_choosing("grid points", "the best mean", base)
@@ -408,43 +417,30 @@ fn blended(ds: &Dataset, cfg: &Config, dir: &Path, choice: GridChoice) -> Result
 /// The grid point of each (dataset, method), chosen by `choice` from means over seeds.
 pub fn chosen_points(results: &[RunResult], base: &Config, choice: GridChoice) -> BTreeMap<(String, String), String> {
     let metric = &base.train.select_metric;
-    let mean_of = |split: &str| {
-        let mut by: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
-        for r in results {
-            by.entry((r.dataset.clone(), r.method.clone(), r.point.clone()))
-                .or_default()
-                .push(r.get(split, metric).unwrap_or(f64::NEG_INFINITY));
-        }
-        by.into_iter().map(|(k, v)| (k, mean_sd(&v).0)).collect::<BTreeMap<_, _>>()
-    };
-    let (gate, score) = match choice {
-        GridChoice::BestValidation => (None, mean_of(base.select_on.split())),
-        GridChoice::OodWithinTolerance(tolerance) => (Some((mean_of("val"), tolerance)), mean_of("val_ood")),
-    };
-    // the best validation mean of each (dataset, method), for the gate
-    let mut best_val: BTreeMap<(String, String), f64> = BTreeMap::new();
-    if let Some((val, _)) = &gate {
-        for ((d, m, _), v) in val {
-            let e = best_val.entry((d.clone(), m.clone())).or_insert(f64::NEG_INFINITY);
-            *e = e.max(*v);
-        }
+    let gate = choice.gate_split(base);
+    // the seeds' scores of one grid point on the gate split and on val_ood
+    type SeedScores = (Vec<f64>, Vec<f64>);
+    // (dataset, method) → grid point → its seeds' scores
+    let mut by: BTreeMap<(String, String), BTreeMap<String, SeedScores>> = BTreeMap::new();
+    for r in results {
+        let seeds = by.entry((r.dataset.clone(), r.method.clone())).or_default().entry(r.point.clone()).or_default();
+        seeds.0.push(r.get(gate, metric).unwrap_or(f64::NEG_INFINITY));
+        seeds.1.push(r.get("val_ood", metric).unwrap_or(f64::NEG_INFINITY));
     }
-    let mut best: BTreeMap<(String, String), (String, f64)> = BTreeMap::new();
-    for ((d, m, p), v) in score {
-        let key = (d, m);
-        let admitted = match &gate {
-            None => true,
-            Some((val, tolerance)) => {
-                let v = val.get(&(key.0.clone(), key.1.clone(), p.clone())).copied().unwrap_or(f64::NEG_INFINITY);
-                v >= (1.0 - tolerance) * best_val.get(&key).copied().unwrap_or(f64::INFINITY)
-            }
-        };
-        let e = best.entry(key).or_insert((p.clone(), f64::NEG_INFINITY));
-        if admitted && v > e.1 {
-            *e = (p, v);
-        }
-    }
-    best.into_iter().map(|(k, (p, _))| (k, p)).collect()
+    by.into_iter()
+        .filter_map(|(key, points)| {
+            let means: Vec<(f64, Option<f64>)> =
+                points.values().map(|(g, ood)| (mean_sd(g).0, Some(mean_sd(ood).0))).collect();
+            // the score the rule maximises; a point must beat −∞ (a missing metric) to be chosen,
+            // else the first point stands
+            let score = |k: usize| match choice {
+                GridChoice::BestValidation => means[k].0,
+                GridChoice::OodWithinTolerance(_) => means[k].1.unwrap_or(f64::NEG_INFINITY),
+            };
+            let k = choice.pick(&means).filter(|&k| score(k) > f64::NEG_INFINITY).unwrap_or(0);
+            points.into_keys().nth(k).map(|point| (key, point))
+        })
+        .collect()
 }
 
 /// Summary row of one (dataset, method) at its chosen grid point.

@@ -13,7 +13,7 @@
 
 use crate::bench::GridChoice;
 use crate::config::Config;
-use crate::recommender::{read_manifest, rewrite_model, ModelManifest, Recommender};
+use crate::recommender::{rewrite_model, ModelManifest, Recommender};
 use crate::report::evaluate_splits;
 use painvrl_baselines::{row_moments, ItemItem, StandardizedBlend};
 use painvrl_core::eval::BlockScorer;
@@ -128,9 +128,8 @@ pub fn blend_run(
     let (users, items) = blended_embeddings(&model, &ease, report.weight, ds.n_users)?;
     let (n_items, weight) = (ds.n_items, report.weight);
     let sidecar = serde_json::to_value(&report).map_err(|e| Error::InvalidData(e.to_string()))?;
-    rewrite_model(run_dir, out, ("blend.json", sidecar), |named, manifest| {
-        set(named, "users", users)?;
-        set(named, "items", items)?;
+    rewrite_model(run_dir, out, ("blend.json", sidecar), |old_users, old_items, manifest| {
+        (*old_users, *old_items) = (users, items);
         manifest.method = format!("{}+ease", manifest.method);
         if weight > 0.0 {
             manifest.dim += n_items;
@@ -171,10 +170,10 @@ fn evaluate_blends(
             "the tolerance rule reads the OOD validation slice and this dataset has none (ood.val_slice)",
         ));
     }
-    let manifest = read_manifest(run_dir)?;
-    check_catalogue(&manifest, ds, run_dir)?;
     let device = cfg.device.resolve()?;
-    let model = Recommender::load(run_dir, device)?.scorer();
+    let run = Recommender::load(run_dir, device)?;
+    check_catalogue(run.manifest(), ds, run_dir)?;
+    let model = run.scorer();
     let train = UserItems::build(ds.n_users, &[&ds.train]);
     let relevant = UserItems::build(ds.n_users, &[cfg.select_on.interactions(ds)?]);
     let (ease_lambda, ease) = ease_on_validation(ds, cfg, &train, &relevant, device)?;
@@ -189,18 +188,15 @@ fn evaluate_blends(
     }
     let metric = &cfg.train.select_metric;
     let read = |p: &BlendPoint, split: &str| p.metrics.get(split).and_then(|m| m.get(metric)).copied();
-    let gate_split = match choice {
-        GridChoice::BestValidation => cfg.select_on.split(),
-        GridChoice::OodWithinTolerance(_) => "val",
-    };
+    let gate = choice.gate_split(cfg);
     let scored: Vec<(f64, Option<f64>)> =
-        points.iter().map(|p| (read(p, gate_split).unwrap_or(f64::NEG_INFINITY), read(p, "val_ood"))).collect();
+        points.iter().map(|p| (read(p, gate).unwrap_or(f64::NEG_INFINITY), read(p, "val_ood"))).collect();
     let k = choice.pick(&scored).ok_or_else(|| {
         Error::config("train.select_metric", format!("'{metric}' is not among the evaluated metrics"))
     })?;
     let report = BlendReport {
         source: run_dir.to_path_buf(),
-        method: manifest.method,
+        method: run.manifest().method.clone(),
         ease_lambda,
         choice: describe_choice(choice, cfg),
         weight: points[k].weight,
@@ -220,15 +216,6 @@ fn check_catalogue(manifest: &ModelManifest, ds: &Dataset, run_dir: &Path) -> Re
             ds.n_items
         )));
     }
-    Ok(())
-}
-
-fn set(named: &mut [(String, Tensor)], key: &str, value: Tensor) -> Result<()> {
-    let slot = named
-        .iter_mut()
-        .find(|(n, _)| n == key)
-        .ok_or_else(|| Error::InvalidData(format!("the model has no tensor '{key}'")))?;
-    slot.1 = value;
     Ok(())
 }
 

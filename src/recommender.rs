@@ -143,14 +143,9 @@ pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> 
     }
     let (user_col, item_col) = popularity_columns(manifest.n_users, popularity, beta, Device::Cpu);
     let source = serde_json::json!({ "source": run_dir, "posthoc_beta": beta });
-    rewrite_model(run_dir, out, ("adjustment.json", source), |named, manifest| {
-        for (key, col) in [("users", &user_col), ("items", &item_col)] {
-            let (_, t) = named
-                .iter_mut()
-                .find(|(n, _)| n == key)
-                .ok_or_else(|| Error::InvalidData(format!("the model has no tensor '{key}'")))?;
-            *t = Tensor::cat(&[t.shallow_clone(), col.shallow_clone()], 1);
-        }
+    rewrite_model(run_dir, out, ("adjustment.json", source), |users, items, manifest| {
+        *users = Tensor::cat(&[users.shallow_clone(), user_col], 1);
+        *items = Tensor::cat(&[items.shallow_clone(), item_col], 1);
         manifest.method = format!("{}+posthoc", manifest.method);
         manifest.dim += 1;
         if let Some(c) = manifest.cold_start.as_mut() {
@@ -161,18 +156,28 @@ pub fn adjust_run(run_dir: &Path, popularity: &[u32], beta: f64, out: &Path) -> 
 }
 
 /// Writes into `out` a transformed copy of the model saved in `run_dir`: `transform` edits its
-/// named tensors and manifest, `sidecar` (file name, JSON) records where the copy came from.
-/// `model.json` is written last, so that its presence marks a finished copy.
+/// user and item vectors and its manifest (every other tensor is copied as is), `sidecar` (file
+/// name, JSON) records where the copy came from. `model.json` is written last, so that its
+/// presence marks a finished copy.
 pub(crate) fn rewrite_model(
     run_dir: &Path,
     out: &Path,
     sidecar: (&str, serde_json::Value),
-    transform: impl FnOnce(&mut [(String, Tensor)], &mut ModelManifest) -> Result<()>,
+    transform: impl FnOnce(&mut Tensor, &mut Tensor, &mut ModelManifest) -> Result<()>,
 ) -> Result<ModelManifest> {
     let mut manifest = read_manifest(run_dir)?;
     let tpath = run_dir.join("model.safetensors");
     let mut named = Tensor::read_safetensors(&tpath).map_err(|e| Error::parse(&tpath, None, e.to_string()))?;
-    transform(&mut named, &mut manifest)?;
+    let position = |key: &str| {
+        named
+            .iter()
+            .position(|(n, _)| n == key)
+            .ok_or_else(|| Error::parse(&tpath, None, format!("tensor '{key}' is missing")))
+    };
+    let (u, i) = (position("users")?, position("items")?);
+    let (mut users, mut items) = (named[u].1.shallow_clone(), named[i].1.shallow_clone());
+    transform(&mut users, &mut items, &mut manifest)?;
+    (named[u].1, named[i].1) = (users, items);
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     painvrl_core::io::write_safetensors_atomic(&out.join("model.safetensors"), &named)?;
     painvrl_core::io::write_json_atomic(&out.join(sidecar.0), &sidecar.1)?;

@@ -202,7 +202,8 @@ pub struct Config {
     /// `mask.preference`).
     pub final_normalization: GradNormalization,
     /// The invariance penalty of the final training: `"irmv1"` (the default, as in mask
-    /// learning) or `"risk-variance"` (V-REx: the variance of the environments' mean risks).
+    /// learning), `"irmv1-centered"` (IRMv1 without the part every environment shares) or
+    /// `"risk-variance"` (V-REx: the variance of the environments' mean risks).
     pub final_penalty: FinalPenalty,
     /// The environments the final penalty is taken across, by `envs.strategy`'s names (e.g.
     /// `"popularity-bands"`: the shift a popularity-drawn test makes); unset: the last round's

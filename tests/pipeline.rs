@@ -114,6 +114,19 @@ fn toml_unknown_keys_are_named() {
 }
 
 #[test]
+fn the_centred_penalty_is_named_in_toml_and_a_wrong_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "final_penalty = \"irmv1-centered\"\n[mask]\npenalty = \"irmv1-centered\"\n").unwrap();
+    let c = Config::from_toml_file(&p).unwrap();
+    assert_eq!(c.final_penalty, painvrl::mask::FinalPenalty::Irmv1Centered);
+    assert_eq!(c.mask.penalty, painvrl::mask::PenaltyKind::Irmv1Centered);
+    std::fs::write(&p, "[mask]\npenalty = \"irmv1-centred\"\n").unwrap();
+    let e = Config::from_toml_file(&p).unwrap_err().to_string();
+    assert!(e.contains("irmv1-centred") && e.contains("irmv1-centered") && e.contains("c.toml"), "{e}");
+}
+
+#[test]
 fn a_nonsense_warm_start_scale_is_named() {
     let ds = small_synthetic();
     for scale in [0.0, -0.5, f64::NAN] {

@@ -31,6 +31,9 @@ pub enum FinalPenalty {
     /// IRMv1 ([`irmv1_two_half`]): every environment's risk is optimal at the same score scale.
     #[default]
     Irmv1,
+    /// IRMv1 centred across environments ([`irmv1_centered_two_half`]): only the differences
+    /// between the environments' optimal score scales.
+    Irmv1Centered,
     /// V-REx (Krueger et al. 2021; [`risk_variance`]): the variance across environments of
     /// their mean risk — pulls the environments' risks together, whichever way that moves them.
     RiskVariance,
@@ -90,37 +93,83 @@ pub fn scale_derivatives(pos: &Tensor, neg: &Tensor) -> Tensor {
 /// derivative over its even-indexed rows times that over its odd-indexed rows; averaged over
 /// those environments (0 when there is none).
 pub fn irmv1_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
-    let device = d.device();
-    let b = envs.len();
-    // rank of each row within its environment (0-based), and each environment's size
-    let mut size = vec![0usize; n_envs];
-    let rank: Vec<usize> = envs
-        .iter()
-        .map(|&e| {
-            size[e as usize] += 1;
-            size[e as usize] - 1
-        })
-        .collect();
-    let valid = size.iter().filter(|&&n| n >= 2).count();
-    if valid == 0 {
-        return Tensor::zeros([], (Kind::Float, device));
+    match HalfMeans::of(d, envs, n_envs, true) {
+        // half 0 already carries the 1 / n_valid of the average
+        Some(h) => (h.means.get(0) * h.means.get(1)).sum(Kind::Float),
+        None => Tensor::zeros([], (Kind::Float, d.device())),
     }
-    // averaging weights of the two halves, [2, b, E]: row r of environment e (rank k) weighs
-    // 1/|half| in half k mod 2; the average over valid environments is folded into half a
-    let (mut w, plane) = (vec![0f32; 2 * b * n_envs], b * n_envs);
-    for (r, (&e, &k)) in envs.iter().zip(&rank).enumerate() {
-        let n = size[e as usize];
-        if n < 2 {
-            continue;
+}
+
+/// IRMv1 centred across environments: the two-half estimator of the spread of the
+/// environments' scale derivatives around their mean, `mean_e (g_e − ḡ)²`, where
+/// [`irmv1_two_half`] estimates `mean_e g_e²`. The two differ by `ḡ²`, the part every
+/// environment shares: a model whose scores are all too timid (or too bold) for a logistic risk
+/// has a large `ḡ²` whatever its environments, and plain IRMv1 then mostly asks for a larger
+/// (smaller) score scale — through the dimensions that carry the most signal, invariant or
+/// not. Centred, the penalty is what IRMv1 reads at the score scale that is optimal on the
+/// pooled batch (to first order), and only differences between environments remain.
+/// Unbiased for the same reason as the plain one: the two halves are independent.
+pub fn irmv1_centered_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
+    match HalfMeans::of(d, envs, n_envs, false) {
+        Some(h) => {
+            let centred = |half: Tensor| {
+                let mean = (&half * &h.valid).sum(Kind::Float) / h.n_valid as f64;
+                (half - mean) * &h.valid
+            };
+            (centred(h.means.get(0)) * centred(h.means.get(1))).sum(Kind::Float) / h.n_valid as f64
         }
-        let (half, count) = if k % 2 == 0 { (0, n.div_ceil(2)) } else { (1, n / 2) };
-        let scale = if half == 0 { (count * valid) as f32 } else { count as f32 };
-        w[half * plane + r * n_envs + e as usize] = 1.0 / scale;
+        None => Tensor::zeros([], (Kind::Float, d.device())),
     }
-    let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([2, b as i64, n_envs as i64]), device);
-    // half means per environment, [2, 1, E]
-    let means = d.to_kind(Kind::Float).reshape([1, 1, b as i64]).matmul(&w);
-    (means.get(0) * means.get(1)).sum(Kind::Float)
+}
+
+/// Per-environment means of `d` over the even- and odd-ranked rows of each environment.
+struct HalfMeans {
+    /// `[2, E]`: half 0 (even ranks) and half 1 (odd ranks); 0 where an environment is invalid.
+    /// With `fold_average`, half 0 is also divided by `n_valid`.
+    means: Tensor,
+    /// `[E]`: 1 for environments with at least two rows in the batch, 0 otherwise.
+    valid: Tensor,
+    /// How many environments are valid (at least 1).
+    n_valid: usize,
+}
+
+impl HalfMeans {
+    /// `None` when no environment has two rows. `fold_average` divides half 0 by the number of
+    /// valid environments, so that the sum of the halves' products is their average.
+    fn of(d: &Tensor, envs: &[u32], n_envs: usize, fold_average: bool) -> Option<HalfMeans> {
+        let device = d.device();
+        let b = envs.len();
+        // rank of each row within its environment (0-based), and each environment's size
+        let mut size = vec![0usize; n_envs];
+        let rank: Vec<usize> = envs
+            .iter()
+            .map(|&e| {
+                size[e as usize] += 1;
+                size[e as usize] - 1
+            })
+            .collect();
+        let n_valid = size.iter().filter(|&&n| n >= 2).count();
+        if n_valid == 0 {
+            return None;
+        }
+        // averaging weights of the two halves, [2, b, E]: row r of environment e (rank k)
+        // weighs 1/|half| in half k mod 2 (and half 0 also 1/n_valid when folding)
+        let (mut w, plane) = (vec![0f32; 2 * b * n_envs], b * n_envs);
+        for (r, (&e, &k)) in envs.iter().zip(&rank).enumerate() {
+            let n = size[e as usize];
+            if n < 2 {
+                continue;
+            }
+            let (half, count) = if k % 2 == 0 { (0, n.div_ceil(2)) } else { (1, n / 2) };
+            let scale = if half == 0 && fold_average { (count * n_valid) as f32 } else { count as f32 };
+            w[half * plane + r * n_envs + e as usize] = 1.0 / scale;
+        }
+        let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([2, b as i64, n_envs as i64]), device);
+        let valid: Vec<f32> = size.iter().map(|&n| if n >= 2 { 1.0 } else { 0.0 }).collect();
+        let valid = painvrl_core::to_device_async(&Tensor::from_slice(&valid), device);
+        let means = d.to_kind(Kind::Float).reshape([1, 1, b as i64]).matmul(&w).reshape([2, n_envs as i64]);
+        Some(HalfMeans { means, valid, n_valid })
+    }
 }
 
 /// Per-interaction risk `BCE(s⁺, 1) + mean_j BCE(s⁻_j, 0)` (the risk [`scale_derivatives`]
@@ -172,6 +221,7 @@ impl StepObjective for InvariancePenalty<'_> {
         let envs: Vec<u32> = positions.iter().map(|&p| self.labels[p]).collect();
         let penalty = match self.kind {
             FinalPenalty::Irmv1 => irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs),
+            FinalPenalty::Irmv1Centered => irmv1_centered_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs),
             FinalPenalty::RiskVariance => risk_variance(&interaction_risks(&pos, &neg), &envs, self.n_envs),
         };
         if !penalty.requires_grad() {
@@ -278,6 +328,24 @@ mod tests {
         let single = irmv1_two_half(&d, &[0, 0, 0, 0, 1], 2).double_value(&[]);
         assert!((single - (1.0 + 3.0) / 2.0 * (2.0 - 4.0) / 2.0).abs() < 1e-6);
         assert_eq!(irmv1_two_half(&d.narrow(0, 0, 1), &[0], 2).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn centred_penalty_golden_values_and_the_shared_part_removed() {
+        // halves per environment: env 0 {1, 5} | {3} → 3 | 3; env 1 {2} | {−4} → 2 | −4;
+        // centred over the two environments: [0.5, −0.5] and [3.5, −3.5]
+        let d = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -4.0, 5.0]);
+        let envs = [0, 1, 0, 1, 0];
+        let p = irmv1_centered_two_half(&d, &envs, 2).double_value(&[]);
+        assert!((p - (0.5 * 3.5 + 0.5 * 3.5) / 2.0).abs() < 1e-6, "{p}");
+        // a derivative every environment shares moves plain IRMv1, not the centred one
+        let shifted = &d + 10.0;
+        let plain = irmv1_two_half(&shifted, &envs, 2).double_value(&[]);
+        assert!((plain - irmv1_two_half(&d, &envs, 2).double_value(&[])).abs() > 1.0);
+        assert!((irmv1_centered_two_half(&shifted, &envs, 2).double_value(&[]) - p).abs() < 1e-4);
+        // one valid environment has no spread; none at all gives 0
+        assert!(irmv1_centered_two_half(&d, &[0, 0, 0, 0, 1], 2).double_value(&[]).abs() < 1e-7);
+        assert_eq!(irmv1_centered_two_half(&d.narrow(0, 0, 1), &[0], 2).double_value(&[]), 0.0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! invariance penalty (IRMv1 or InvRL's gradient variance), and either MGDA Pareto weights
 //! (PaInvRL) or InvRL's fixed weights.
 
-use crate::objective::{irmv1_two_half, scale_derivatives, Combination, Weighting};
+use crate::objective::{irmv1_centered_two_half, irmv1_two_half, scale_derivatives, Combination, Weighting};
 use crate::solver::GradNormalization;
 use painvrl_core::ops::{gather_rows, row_dots};
 use painvrl_core::optim::{Adam, GroupHyper};
@@ -34,6 +34,10 @@ pub enum PenaltyKind {
     /// IRMv1: squared gradient of each environment's risk w.r.t. a dummy score scale, with the
     /// unbiased two-half-batch estimator.
     Irmv1,
+    /// IRMv1 centred across environments ([`crate::irmv1_centered_two_half`]): the spread of
+    /// those gradients around their mean, without the part every environment shares.
+    #[serde(rename = "irmv1-centered")]
+    Irmv1Centered,
     /// InvRL: variance across environments of ∂R_e/∂W (content projection), weighted by the mask.
     Variance,
 }
@@ -199,21 +203,22 @@ pub fn objectives(
         let (sp, sn) = batch_scores(users, items, b);
         let r = risk(&sp, &sn);
         terms.push(match penalty {
-            PenaltyKind::Irmv1 => scale_derivatives(&sp, &sn),
+            PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered => scale_derivatives(&sp, &sn),
             PenaltyKind::Variance => grad_of(&r, proj, true),
         });
         risks.push(r);
     }
     let l_erm = Tensor::stack(&risks, 0).mean(Kind::Float);
     let l_irm = match penalty {
-        PenaltyKind::Irmv1 => {
+        PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered => {
             // batch e holds environment e's rows: one estimate over all of them
             let labels: Vec<u32> = batches
                 .iter()
                 .enumerate()
                 .flat_map(|(e, b)| std::iter::repeat_n(e as u32, b.users.size()[0] as usize))
                 .collect();
-            irmv1_two_half(&Tensor::cat(&terms, 0), &labels, batches.len())
+            let estimate = if penalty == PenaltyKind::Irmv1 { irmv1_two_half } else { irmv1_centered_two_half };
+            estimate(&Tensor::cat(&terms, 0), &labels, batches.len())
         }
         PenaltyKind::Variance => {
             // [E, d_in, c] → variance over E, summed over c, weighted by the mask per input dim
@@ -402,7 +407,7 @@ impl Validate for MaskConfig {
                 return Err(Error::config(format!("mask.{f}"), "must be ≥ 1"));
             }
         }
-        if self.batch_size < 2 && self.penalty == PenaltyKind::Irmv1 {
+        if self.batch_size < 2 && matches!(self.penalty, PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered) {
             return Err(Error::config("mask.batch_size", "IRMv1's two-half estimator needs at least 2"));
         }
         Ok(())
@@ -436,7 +441,7 @@ mod tests {
 
     #[test]
     fn penalty_gradients_agree_with_finite_differences() {
-        for p in [PenaltyKind::Irmv1, PenaltyKind::Variance] {
+        for p in [PenaltyKind::Irmv1, PenaltyKind::Irmv1Centered, PenaltyKind::Variance] {
             let (users, x, proj, batches) = toy();
             let mu = Tensor::from_slice(&[0.3f32, -0.2, 0.1]).set_requires_grad(true);
             let analytic: Vec<f32> = Vec::try_from(

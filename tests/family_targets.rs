@@ -10,6 +10,10 @@
 //! the final training starts from 0.75 of the pre-trained content instead of half of it
 //! (`final_warm_start_scale`, session 10) it is 1.21× on these seeds (1.29× over eight seeds,
 //! docs/method.md). `affinity` has no test: neither target holds there with the defaults.
+//! The mask's ranking here is what these generator settings give, not a property of the
+//! method: at 500 users × 600 items the `exposure` mask inverts (session 18, docs/method.md,
+//! *Unseen generator settings*), because plain IRMv1's shared part, whose sign the pre-trained
+//! scores' calibration sets, decides it.
 //!
 //! Each run is its own process, as many at a time as there are cores, so every run is exactly
 //! what it is when run alone (libtorch's random generator is process-wide).

@@ -123,3 +123,43 @@ fn painvrl_meets_both_targets_on_the_mix_family() {
     // 1.22× OOD), mask AUC 0.932
     assert_targets("mix", 1.10);
 }
+
+/// Mask ROC-AUC against the planted dimensions on the `exposure` family at 500 users × 600 items
+/// (spurious strength 2.5, generator seed 11: settings none of the defaults was chosen on),
+/// with the planted environments, for plain IRMv1 and the centred penalty; one training seed
+/// (0), each run its own process.
+#[test]
+fn the_centred_penalty_ranks_the_mask_where_plain_irmv1_inverts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("exposure-500x600");
+    let mut synth = cli();
+    synth.args(["synth", "--family", "exposure", "--users", "500", "--items", "600"]);
+    synth.args(["--variant-strength", "2.5", "--seed", "11", "--out"]).arg(&data);
+    common::outputs_in_parallel(vec![("painvrl synth".into(), synth)]);
+    let penalties = ["irmv1", "irmv1-centered"];
+    let commands = penalties
+        .iter()
+        .map(|penalty| {
+            let config = dir.path().join(format!("{penalty}.toml"));
+            let text = format!("threads = 1\n[envs]\nstrategy = \"given\"\n[mask]\npenalty = \"{penalty}\"\n");
+            std::fs::write(&config, text).unwrap();
+            let mut cmd = cli();
+            cmd.args(["train", "--method", "painvrl", "--seed", "0", "--data"])
+                .arg(&data)
+                .arg("--config")
+                .arg(&config)
+                .arg("--out")
+                .arg(dir.path().join(penalty));
+            (format!("exposure 500 × 600: mask.penalty = {penalty}"), cmd)
+        })
+        .collect();
+    common::outputs_in_parallel(commands);
+    let auc = |penalty: &str| outcome(&dir.path().join(penalty)).mask_auc.expect("the set ships invariant_dims.json");
+    let (plain, centred) = (auc("irmv1"), auc("irmv1-centered"));
+    // measured (session 18): plain 0.03, centred 0.98; seeds 1 and 2: 0.06 / 0.03 and 1.00 / 1.00
+    eprintln!("exposure 500 × 600, planted environments: mask ROC-AUC plain {plain:.3}, centred {centred:.3}");
+    assert!(centred >= 0.85, "the centred penalty's mask ROC-AUC {centred:.3} < 0.85");
+    // the failure the option exists for; if plain IRMv1 stops inverting here, docs/method.md's
+    // session-18 account of its shared part needs revisiting
+    assert!(plain < 0.5, "plain IRMv1's mask ROC-AUC {plain:.3}: it no longer inverts on this set");
+}

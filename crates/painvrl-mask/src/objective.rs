@@ -1,7 +1,7 @@
-//! The invariance objectives both stages share: IRMv1's penalty (one estimator, from
-//! closed-form per-interaction scale derivatives and the two-half split), how a penalty is
-//! weighed against the accuracy loss ([`Weighting`], [`Combination`]), and PaInvRL's final
-//! training objective ([`InvariancePenalty`]).
+//! The invariance objectives both stages share: IRMv1's penalty (the two-half estimator from
+//! closed-form per-interaction scale derivatives, plain or centred across environments), how
+//! a penalty is weighed against the accuracy loss ([`Weighting`], [`Combination`]), and
+//! PaInvRL's final training objective ([`InvariancePenalty`]).
 //!
 //! The final objective is our design, not taken from the paper: the mask alone does not keep a
 //! final model that is trained for accuracy only from leaning on the variant dimensions again

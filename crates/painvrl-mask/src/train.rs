@@ -50,7 +50,9 @@ pub struct MaskConfig {
     pub kind: MaskKind,
     /// Gate noise σ.
     pub gate_sigma: f64,
-    /// Invariance penalty.
+    /// Invariance penalty: IRMv1 centred across environments by default (session 18: plain
+    /// IRMv1's shared part, set by the pre-trained scores' calibration, decided the mask's
+    /// ranking and inverted it on unseen data).
     pub penalty: PenaltyKind,
     /// Objective weighting.
     pub weighting: Weighting,
@@ -93,7 +95,7 @@ impl Default for MaskConfig {
         MaskConfig {
             kind: MaskKind::Sigmoid,
             gate_sigma: 0.01,
-            penalty: PenaltyKind::Irmv1,
+            penalty: PenaltyKind::Irmv1Centered,
             weighting: Weighting::Pareto,
             normalization: GradNormalization::L2,
             preference: [1.0, 1.0],

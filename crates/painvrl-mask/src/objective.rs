@@ -112,9 +112,10 @@ pub fn irmv1_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
 pub fn irmv1_centered_two_half(d: &Tensor, envs: &[u32], n_envs: usize) -> Tensor {
     match HalfMeans::of(d, envs, n_envs, false) {
         Some(h) => {
+            let valid = painvrl_core::to_device_async(&Tensor::from_slice(&h.valid), d.device());
             let centred = |half: Tensor| {
-                let mean = (&half * &h.valid).sum(Kind::Float) / h.n_valid as f64;
-                (half - mean) * &h.valid
+                let mean = (&half * &valid).sum(Kind::Float) / h.n_valid as f64;
+                (half - mean) * &valid
             };
             (centred(h.means.get(0)) * centred(h.means.get(1))).sum(Kind::Float) / h.n_valid as f64
         }
@@ -127,8 +128,9 @@ struct HalfMeans {
     /// `[2, E]`: half 0 (even ranks) and half 1 (odd ranks); 0 where an environment is invalid.
     /// With `fold_average`, half 0 is also divided by `n_valid`.
     means: Tensor,
-    /// `[E]`: 1 for environments with at least two rows in the batch, 0 otherwise.
-    valid: Tensor,
+    /// Per environment: 1 with at least two rows in the batch, 0 otherwise (on the host: only
+    /// the centred estimator reads it).
+    valid: Vec<f32>,
     /// How many environments are valid (at least 1).
     n_valid: usize,
 }
@@ -165,8 +167,7 @@ impl HalfMeans {
             w[half * plane + r * n_envs + e as usize] = 1.0 / scale;
         }
         let w = painvrl_core::to_device_async(&Tensor::from_slice(&w).reshape([2, b as i64, n_envs as i64]), device);
-        let valid: Vec<f32> = size.iter().map(|&n| if n >= 2 { 1.0 } else { 0.0 }).collect();
-        let valid = painvrl_core::to_device_async(&Tensor::from_slice(&valid), device);
+        let valid = size.iter().map(|&n| if n >= 2 { 1.0 } else { 0.0 }).collect();
         let means = d.to_kind(Kind::Float).reshape([1, 1, b as i64]).matmul(&w).reshape([2, n_envs as i64]);
         Some(HalfMeans { means, valid, n_valid })
     }

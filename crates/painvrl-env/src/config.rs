@@ -45,7 +45,10 @@ pub enum Start {
 pub struct HeteroConfig {
     /// Inference strategy.
     pub strategy: Strategy,
-    /// Number of environments E (EIIL always makes two).
+    /// Number of environments E (EIIL always makes two). Two by default; InvRL used ten. With
+    /// the centred IRMv1 penalty two inferred environments let the mask rank the planted
+    /// dimensions on every `exposure` and `mix` set measured (ROC-AUC 0.94–0.98, ten: 0.69–0.77)
+    /// at level validation and test recall on the real sets (docs/method.md, session 19).
     pub n_envs: usize,
     /// Maximum assign–train iterations.
     pub max_iterations: usize,
@@ -87,7 +90,7 @@ impl Default for HeteroConfig {
     fn default() -> Self {
         HeteroConfig {
             strategy: Strategy::Heterogeneous,
-            n_envs: 10,
+            n_envs: 2,
             max_iterations: 5,
             tolerance: 0.01,
             partition_sample: 2048,

@@ -39,6 +39,18 @@ fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_painvrl"))
 }
 
+/// `painvrl train --method M --seed S --data D --config C --out O`.
+fn train(method: &str, seed: u64, data: &Path, config: &Path, out: &Path) -> Command {
+    let mut cmd = cli();
+    cmd.args(["train", "--method", method, "--seed", &seed.to_string(), "--data"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
 /// Reads the recalls and the mask's ROC-AUC from the report `run` wrote.
 fn outcome(run: &Path) -> Outcome {
     let text = std::fs::read_to_string(run.join("report.json")).unwrap();
@@ -67,14 +79,7 @@ fn train_family(family: &str, dir: &Path) -> Vec<(Outcome, Outcome)> {
     let commands = runs
         .iter()
         .map(|(method, seed, out)| {
-            let mut cmd = cli();
-            cmd.args(["train", "--method", method, "--seed", &seed.to_string(), "--data"])
-                .arg(&data)
-                .arg("--config")
-                .arg(&config)
-                .arg("--out")
-                .arg(out);
-            (format!("{family}: {method} seed {seed}"), cmd)
+            (format!("{family}: {method} seed {seed}"), train(method, *seed, &data, &config, out))
         })
         .collect();
     common::outputs_in_parallel(commands);
@@ -147,14 +152,7 @@ fn mask_aucs(data: &Path, dir: &Path, variants: &[(&str, &str, &str)]) -> Vec<f6
         .map(|(name, method, text)| {
             let config = dir.join(format!("{name}.toml"));
             std::fs::write(&config, text).unwrap();
-            let mut cmd = cli();
-            cmd.args(["train", "--method", method, "--seed", "0", "--data"])
-                .arg(data)
-                .arg("--config")
-                .arg(&config)
-                .arg("--out")
-                .arg(dir.join(name));
-            (format!("exposure 500 × 600: {name}"), cmd)
+            (format!("exposure 500 × 600: {name}"), train(method, 0, data, &config, &dir.join(name)))
         })
         .collect();
     common::outputs_in_parallel(commands);

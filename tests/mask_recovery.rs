@@ -111,3 +111,40 @@ fn projection_only_steps_move_the_projection_and_leave_the_mask_as_its_own_steps
     assert_eq!(log_frozen, vec![false; 3]);
     assert_eq!(projection(model_frozen.as_ref()), initial);
 }
+
+/// The mask's logits μ = logit(weight).
+fn logits(weights: &[f32]) -> Vec<f64> {
+    weights.iter().map(|&w| (w as f64 / (1.0 - w as f64)).ln()).collect()
+}
+
+#[test]
+fn averaged_iterates_are_the_mean_of_the_masks_own_steps() {
+    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+    // 6,000 training interactions in two environments of 3,000: one step an epoch, so
+    // `epochs = j` stops the mask after its j-th step, whose μ is then the j-th iterate of
+    // any longer run with the same seed
+    let base = MaskConfig { batch_size: 3000, min_steps: 0, projection_only_steps: 0, ..Default::default() };
+    let (vs, model) = fresh_model(&syn);
+    let steps = 4;
+    let mut iterates = Vec::new();
+    for j in 1..=steps {
+        let (mut vs_j, model_j) = fresh_model(&syn);
+        vs_j.copy(&vs).unwrap();
+        let (mask, _) = train_with(&syn, model_j.as_ref(), MaskConfig { epochs: j, ..base.clone() });
+        iterates.push(logits(&mask));
+    }
+    // averaged, and with projection-only steps after the mask's, which must not move it
+    let averaged = MaskConfig { epochs: steps, average_iterates: true, projection_only_steps: 3, ..base };
+    let (mask, log) = train_with(&syn, model.as_ref(), averaged);
+    assert_eq!(log.iter().filter(|&&p| !p).count(), steps);
+    let got = logits(&mask);
+    let last = &iterates[steps - 1];
+    let mut largest_gap = 0f64;
+    for (d, &g) in got.iter().enumerate() {
+        let mean = iterates.iter().map(|it| it[d]).sum::<f64>() / steps as f64;
+        assert!((g - mean).abs() < 1e-4, "dimension {d}: μ {g} is not the mean {mean} of the iterates");
+        largest_gap = largest_gap.max((mean - last[d]).abs());
+    }
+    // the check can fail only if the mean differs from the last iterate
+    assert!(largest_gap > 1e-3, "the iterates barely moved ({largest_gap}): the test cannot tell them apart");
+}

@@ -79,6 +79,12 @@ pub struct MaskConfig {
     pub projection_only_steps: usize,
     /// Interactions per environment per step.
     pub batch_size: usize,
+    /// Keep the average of μ over the mask's steps (Polyak–Ruppert) instead of its last value,
+    /// before the projection-only steps adapt the projection to it. With the projection
+    /// training alongside, the mask's ranking is a transient: it forms in the first steps and
+    /// decays as the projection absorbs it, at a speed set by the step's sample; the average
+    /// keeps what the steps agreed on (docs/method.md, "The mask's transient — session 20").
+    pub average_iterates: bool,
     /// Negatives per positive in the environment risks.
     pub negatives: usize,
     /// Learning rate of μ (and of the content projection when it trains).
@@ -105,6 +111,7 @@ impl Default for MaskConfig {
             min_steps: 200,
             projection_only_steps: 200,
             batch_size: 1024,
+            average_iterates: false,
             negatives: 4,
             lr: 1e-2,
             train_projection: true,
@@ -303,11 +310,15 @@ pub fn train_mask(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let combination = cfg.combination();
     let mut logs = Vec::new();
+    let mut mu_sum = mask.mu.zeros_like().detach();
+    let mut mask_done = false;
     for epoch in 0..total_steps.div_ceil(steps) {
         // the mask's steps are whole epochs, so an epoch is either the mask's or the projection's
         let projection_only = epoch * steps >= mask_steps;
-        if projection_only {
+        if projection_only && !mask_done {
             opt.set_lr(MU_GROUP, 0.0);
+            finish_mask(&mask.mu, &mu_sum, mask_steps, cfg.average_iterates);
+            mask_done = true;
         }
         let epoch_steps = steps.min(total_steps - epoch * steps);
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
@@ -355,6 +366,9 @@ pub fn train_mask(
             }
             total.backward();
             opt.step();
+            if !projection_only {
+                tch::no_grad(|| mu_sum += mask.mu.detach());
+            }
             a_sum += alpha;
             le_sum += le;
             li_sum += li;
@@ -382,7 +396,22 @@ pub fn train_mask(
             projection_only,
         });
     }
+    if !mask_done {
+        // no projection-only epochs: the mask's steps were the last
+        finish_mask(&mask.mu, &mu_sum, mask_steps, cfg.average_iterates);
+    }
     Ok(logs)
+}
+
+/// Ends the mask's steps: with `average`, μ becomes `mu_sum / steps`, the average of its
+/// iterates after each of those steps; otherwise it keeps its last value.
+fn finish_mask(mu: &Tensor, mu_sum: &Tensor, steps: usize, average: bool) {
+    if average {
+        tch::no_grad(|| {
+            let mut mu = mu.shallow_clone();
+            mu.copy_(&(mu_sum / steps as f64));
+        });
+    }
 }
 
 impl Validate for MaskConfig {

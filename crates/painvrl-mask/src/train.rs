@@ -310,15 +310,15 @@ pub fn train_mask(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let combination = cfg.combination();
     let mut logs = Vec::new();
-    let mut mu_sum = mask.mu.zeros_like().detach();
-    let mut mask_done = false;
+    // the sum of μ's iterates, kept only when the mask ends as their average
+    let mut mu_sum = cfg.average_iterates.then(|| mask.mu.zeros_like().detach());
     for epoch in 0..total_steps.div_ceil(steps) {
         // the mask's steps are whole epochs, so an epoch is either the mask's or the projection's
         let projection_only = epoch * steps >= mask_steps;
-        if projection_only && !mask_done {
+        if epoch * steps == mask_steps {
+            // the first projection-only epoch
             opt.set_lr(MU_GROUP, 0.0);
-            finish_mask(&mask.mu, &mu_sum, mask_steps, cfg.average_iterates);
-            mask_done = true;
+            finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
         }
         let epoch_steps = steps.min(total_steps - epoch * steps);
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
@@ -366,8 +366,8 @@ pub fn train_mask(
             }
             total.backward();
             opt.step();
-            if !projection_only {
-                tch::no_grad(|| mu_sum += mask.mu.detach());
+            if let (false, Some(sum)) = (projection_only, mu_sum.as_mut()) {
+                tch::no_grad(|| *sum += mask.mu.detach());
             }
             a_sum += alpha;
             le_sum += le;
@@ -396,20 +396,20 @@ pub fn train_mask(
             projection_only,
         });
     }
-    if !mask_done {
+    if total_steps == mask_steps {
         // no projection-only epochs: the mask's steps were the last
-        finish_mask(&mask.mu, &mu_sum, mask_steps, cfg.average_iterates);
+        finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
     }
     Ok(logs)
 }
 
-/// Ends the mask's steps: with `average`, μ becomes `mu_sum / steps`, the average of its
-/// iterates after each of those steps; otherwise it keeps its last value.
-fn finish_mask(mu: &Tensor, mu_sum: &Tensor, steps: usize, average: bool) {
-    if average {
+/// Ends the mask's steps: given the sum of its iterates after each of its `steps` steps, μ
+/// becomes their average; without it μ keeps its last value.
+fn finish_mask(mu: &Tensor, mu_sum: Option<&Tensor>, steps: usize) {
+    if let Some(sum) = mu_sum {
         tch::no_grad(|| {
             let mut mu = mu.shallow_clone();
-            mu.copy_(&(mu_sum / steps as f64));
+            mu.copy_(&(sum / steps as f64));
         });
     }
 }

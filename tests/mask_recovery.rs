@@ -148,3 +148,38 @@ fn averaged_iterates_are_the_mean_of_the_masks_own_steps() {
     // the check can fail only if the mean differs from the last iterate
     assert!(largest_gap > 1e-3, "the iterates barely moved ({largest_gap}): the test cannot tell them apart");
 }
+
+/// The Euclidean norm of each row of the `[rows, width]` matrix stored row-major in `values`.
+fn row_norms(values: &[f32], width: usize) -> Vec<f64> {
+    values.chunks(width).map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt()).collect()
+}
+
+#[test]
+fn fixed_row_norms_let_the_projection_turn_its_rows_but_not_scale_them() {
+    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+    let (vs, fixed_model) = fresh_model(&syn);
+    let (mut vs_free, free_model) = fresh_model(&syn);
+    let (mut vs_after, after_model) = fresh_model(&syn);
+    vs_free.copy(&vs).unwrap();
+    vs_after.copy(&vs).unwrap();
+    let width = fixed_model.content_projection().unwrap().size()[1] as usize;
+    let initial = projection(fixed_model.as_ref());
+    let norms0 = row_norms(&initial, width);
+    let base = MaskConfig { batch_size: 256, epochs: 3, min_steps: 0, projection_only_steps: 0, ..Default::default() };
+    let fixed = MaskConfig { fix_projection_row_norms: true, ..base.clone() };
+    train_with(&syn, fixed_model.as_ref(), fixed.clone());
+    train_with(&syn, free_model.as_ref(), base);
+    let (turned, free) = (projection(fixed_model.as_ref()), projection(free_model.as_ref()));
+    let largest_change = |p: &[f32]| p.iter().zip(&initial).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(largest_change(&turned) > 1e-4, "the projection must still train: {}", largest_change(&turned));
+    let relative_gap = |p: &[f32]| {
+        row_norms(p, width).iter().zip(&norms0).map(|(n, n0)| (n - n0).abs() / n0.max(1e-12)).fold(0f64, f64::max)
+    };
+    assert!(relative_gap(&turned) < 1e-5, "row norms moved by up to {:.2e}", relative_gap(&turned));
+    // the check can fail only because the constraint holds: unconstrained, the norms move
+    assert!(relative_gap(&free) > 1e-3, "free rows kept their norms too ({:.2e})", relative_gap(&free));
+    // the projection-only steps after the mask's are not constrained
+    train_with(&syn, after_model.as_ref(), MaskConfig { projection_only_steps: 20, ..fixed });
+    let after = projection(after_model.as_ref());
+    assert!(relative_gap(&after) > 1e-3, "projection-only steps kept the norms ({:.2e})", relative_gap(&after));
+}

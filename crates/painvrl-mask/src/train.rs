@@ -85,6 +85,12 @@ pub struct MaskConfig {
     /// decays as the projection absorbs it, at a speed set by the step's sample; the average
     /// keeps what the steps agreed on (docs/method.md, "The mask's transient — session 20").
     pub average_iterates: bool,
+    /// While the mask trains, keep each row of the content projection (one per content
+    /// dimension) at its pre-trained norm: the projection may turn a dimension's direction but
+    /// not scale it, so a dimension's weight in the scores is the mask's alone and the
+    /// projection cannot absorb it (docs/method.md, "A projection of fixed row norms —
+    /// session 21"). The projection-only steps after the mask's are not constrained.
+    pub fix_projection_row_norms: bool,
     /// Negatives per positive in the environment risks.
     pub negatives: usize,
     /// Learning rate of μ (and of the content projection when it trains).
@@ -112,6 +118,7 @@ impl Default for MaskConfig {
             projection_only_steps: 200,
             batch_size: 1024,
             average_iterates: false,
+            fix_projection_row_norms: false,
             negatives: 4,
             lr: 1e-2,
             train_projection: true,
@@ -312,6 +319,8 @@ pub fn train_mask(
     let mut logs = Vec::new();
     // the sum of μ's iterates, kept only when the mask ends as their average
     let mut mu_sum = cfg.average_iterates.then(|| mask.mu.zeros_like().detach());
+    // the projection's pre-trained row norms `[d, 1]`, kept only when the mask's steps hold them
+    let row_norms = (train_projection && cfg.fix_projection_row_norms).then(|| row_norms_of(&proj.detach()));
     for epoch in 0..total_steps.div_ceil(steps) {
         // the mask's steps are whole epochs, so an epoch is either the mask's or the projection's
         let projection_only = epoch * steps >= mask_steps;
@@ -366,6 +375,9 @@ pub fn train_mask(
             }
             total.backward();
             opt.step();
+            if let (false, Some(norms)) = (projection_only, row_norms.as_ref()) {
+                rescale_rows(&proj, norms);
+            }
             if let (false, Some(sum)) = (projection_only, mu_sum.as_mut()) {
                 tch::no_grad(|| *sum += mask.mu.detach());
             }
@@ -401,6 +413,22 @@ pub fn train_mask(
         finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
     }
     Ok(logs)
+}
+
+/// The Euclidean norm of each row of `w` `[d, c]`, as `[d, 1]`.
+fn row_norms_of(w: &Tensor) -> Tensor {
+    w.square().sum_dim_intlist([1i64].as_slice(), true, Kind::Float).sqrt()
+}
+
+/// Scales each row of the variable `w` `[d, c]` in place to the norm in `norms` `[d, 1]`; a row
+/// that has become 0 stays 0.
+fn rescale_rows(w: &Tensor, norms: &Tensor) {
+    tch::no_grad(|| {
+        let now = row_norms_of(w);
+        let factor = norms / now.clamp_min(1e-12);
+        let mut w = w.shallow_clone();
+        let _ = w.g_mul_(&factor);
+    });
 }
 
 /// Ends the mask's steps: given the sum of its iterates after each of its `steps` steps, μ

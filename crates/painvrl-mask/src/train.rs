@@ -466,6 +466,12 @@ impl Validate for MaskConfig {
                 return Err(Error::config(format!("mask.{f}"), "must be ≥ 1"));
             }
         }
+        if self.fix_projection_row_norms && !self.train_projection {
+            return Err(Error::config(
+                "mask.fix_projection_row_norms",
+                "constrains a projection that trains; with mask.train_projection = false it is frozen already",
+            ));
+        }
         if self.batch_size < 2 && matches!(self.penalty, PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered) {
             return Err(Error::config("mask.batch_size", "IRMv1's two-half estimator needs at least 2"));
         }
@@ -524,6 +530,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn fixed_row_norms_on_a_frozen_projection_are_rejected() {
+        let cfg = MaskConfig { fix_projection_row_norms: true, train_projection: false, ..Default::default() };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("mask.fix_projection_row_norms"), "{err}");
+        assert!(MaskConfig { train_projection: true, ..cfg }.validate().is_ok());
     }
 
     #[test]

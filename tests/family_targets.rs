@@ -17,6 +17,11 @@
 //! (`final_warm_start_scale`, session 10) it is 1.21× on these seeds (1.29× over eight seeds,
 //! docs/method.md). `affinity` has no test: neither target holds there with the defaults.
 //!
+//! The two target tests train 3 seeds × 2 methods in full and form the acceptance tier
+//! (`mod acceptance`, ignored by the quick-start `cargo test --workspace`; CI runs them with
+//! `cargo test --workspace -- --ignored acceptance::`). The mask tests below train only the
+//! mask and run in the quick tier.
+//!
 //! Each run is its own process, as many at a time as there are cores, so every run is exactly
 //! what it is when run alone (libtorch's random generator is process-wide).
 
@@ -117,20 +122,29 @@ fn assert_targets(family: &str, min_ood_ratio: f64) {
     assert!(auc >= 0.7, "{family}: mask ROC-AUC {auc:.3} against the planted dimensions");
 }
 
-#[test]
-fn painvrl_meets_the_first_target_on_the_exposure_family() {
-    // measured 2026-11-30 (session 18, the centred penalty): erm 0.2729 / 0.0171, painvrl
-    // 0.2880 / 0.0191 (1.06× IID, 1.12× OOD), mask AUC 0.771; with plain IRMv1 (session 10)
-    // painvrl 0.2829 / 0.0207, mask AUC 0.990
-    assert_targets("exposure", 1.10);
-}
+/// The two targets, each 3 seeds × 2 methods of full training: the acceptance tier (CI runs
+/// it; `cargo test --workspace -- --ignored acceptance::` runs it by hand, about 3 minutes on
+/// 2 cores), outside the quick-start test command.
+mod acceptance {
+    use super::assert_targets;
 
-#[test]
-fn painvrl_meets_the_first_target_on_the_mix_family() {
-    // measured 2026-11-30 (session 18, the centred penalty): erm 0.1949 / 0.0684, painvrl
-    // 0.2078 / 0.0864 (1.07× IID, 1.26× OOD), mask AUC 0.766; with plain IRMv1 (session 10)
-    // painvrl 0.1960 / 0.0836, mask AUC 0.932
-    assert_targets("mix", 1.10);
+    #[test]
+    #[ignore = "acceptance tier: cargo test --workspace -- --ignored acceptance::"]
+    fn painvrl_meets_the_first_target_on_the_exposure_family() {
+        // measured 2026-11-30 (session 18, the centred penalty): erm 0.2729 / 0.0171, painvrl
+        // 0.2880 / 0.0191 (1.06× IID, 1.12× OOD), mask AUC 0.771; with plain IRMv1 (session 10)
+        // painvrl 0.2829 / 0.0207, mask AUC 0.990
+        assert_targets("exposure", 1.10);
+    }
+
+    #[test]
+    #[ignore = "acceptance tier: cargo test --workspace -- --ignored acceptance::"]
+    fn painvrl_meets_the_first_target_on_the_mix_family() {
+        // measured 2026-11-30 (session 18, the centred penalty): erm 0.1949 / 0.0684, painvrl
+        // 0.2078 / 0.0864 (1.07× IID, 1.26× OOD), mask AUC 0.766; with plain IRMv1 (session 10)
+        // painvrl 0.1960 / 0.0836, mask AUC 0.932
+        assert_targets("mix", 1.10);
+    }
 }
 
 /// Writes the `exposure` family at 500 users × 600 items (spurious strength 2.5, generator seed
@@ -169,9 +183,10 @@ fn mask_aucs(data: &Path, dir: &Path, variants: &[(&str, &str, &str)]) -> Vec<f6
 fn the_centred_penalty_ranks_the_mask_where_plain_irmv1_inverts_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = unseen_exposure_set(dir.path());
-    // one final epoch: only the mask, learnt before the final training, is under test
+    // only the mask is under test: one final epoch, and no projection-only steps (the mask is
+    // fixed in them; the report's mask and its ROC-AUC are the same with or without them)
     let given = |penalty| {
-        format!("threads = 1\n[train]\nepochs = 1\n[envs]\nstrategy = \"given\"\n[mask]\npenalty = \"{penalty}\"\n")
+        format!("threads = 1\n[train]\nepochs = 1\n[envs]\nstrategy = \"given\"\n[mask]\nprojection_only_steps = 0\npenalty = \"{penalty}\"\n")
     };
     let (plain_toml, centred_toml) = (given("irmv1"), given("irmv1-centered"));
     let variants = [("irmv1", "painvrl", plain_toml.as_str()), ("irmv1-centered", "painvrl", centred_toml.as_str())];
@@ -197,17 +212,22 @@ fn a_mask_step_that_draws_the_whole_training_set_inverts_the_unseen_exposure_mas
     let dir = tempfile::tempdir().unwrap();
     let data = unseen_exposure_set(dir.path());
     let variants = [
-        // one final epoch: the mask is learnt before the final training, which only costs time here
+        // only the mask is under test: one final epoch and no projection-only steps, which
+        // follow the mask's and leave it as it is
         (
             "small-steps",
             "painvrl-random-envs",
-            "threads = 1\n[train]\nepochs = 1\n[envs]\nn_envs = 10\n[mask]\nbatch_size = 205\n",
+            "threads = 1\n[train]\nepochs = 1\n[envs]\nn_envs = 10\n[mask]\nprojection_only_steps = 0\nbatch_size = 205\n",
         ),
-        ("whole-set-steps", "painvrl-random-envs", "threads = 1\n[train]\nepochs = 1\n[envs]\nn_envs = 10\n"),
+        (
+            "whole-set-steps",
+            "painvrl-random-envs",
+            "threads = 1\n[train]\nepochs = 1\n[envs]\nn_envs = 10\n[mask]\nprojection_only_steps = 0\n",
+        ),
         (
             "whole-set-steps-averaged",
             "painvrl-random-envs",
-            "threads = 1\n[train]\nepochs = 1\n[envs]\nn_envs = 10\n[mask]\naverage_iterates = true\n",
+            "threads = 1\n[train]\nepochs = 1\n[envs]\nn_envs = 10\n[mask]\nprojection_only_steps = 0\naverage_iterates = true\n",
         ),
     ];
     let [small, whole, averaged] = mask_aucs(&data, dir.path(), &variants)[..] else { unreachable!() };
@@ -239,8 +259,11 @@ fn with_fixed_projection_rows_the_penalty_ranks_the_mask_and_accuracy_alone_inve
     let mut synth = cli();
     synth.args(["synth", "--family", "exposure", "--out"]).arg(&data);
     common::outputs_in_parallel(vec![("painvrl synth".into(), synth)]);
-    // one final epoch: the mask is learnt before the final training
-    let fixed = "threads = 1\n[train]\nepochs = 1\n[mask]\nfix_projection_row_norms = true\n";
+    // only the mask is under test: one final epoch and no projection-only steps (measured on
+    // seed 0: the same mask to the last digit with the default 200, in 15 s of mask learning
+    // instead of 36)
+    let fixed =
+        "threads = 1\n[train]\nepochs = 1\n[mask]\nprojection_only_steps = 0\nfix_projection_row_norms = true\n";
     let accuracy_alone = format!("{fixed}weighting = \"fixed\"\nirm_weight = 0.0\n");
     let variants = [("penalty", "painvrl", fixed), ("accuracy-alone", "painvrl", accuracy_alone.as_str())];
     let [penalty, alone] = mask_aucs(&data, dir.path(), &variants)[..] else { unreachable!() };

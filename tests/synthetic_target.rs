@@ -76,26 +76,33 @@ fn recalls_in_processes(runs: &[(Method, u64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-#[test]
-fn painvrl_gains_out_of_distribution_on_the_planted_shift() {
-    let seeds = [0, 1, 2, 3, 4];
-    let runs: Vec<(Method, u64)> =
-        [Method::Erm, Method::Painvrl].iter().flat_map(|&m| seeds.iter().map(move |&s| (m, s))).collect();
-    let got = recalls_in_processes(&runs);
-    let mean = |m: usize| {
-        let part = &got[m * seeds.len()..(m + 1) * seeds.len()];
-        let n = seeds.len() as f64;
-        (part.iter().map(|r| r.0).sum::<f64>() / n, part.iter().map(|r| r.1).sum::<f64>() / n)
-    };
-    let ((erm_iid, erm_ood), (pa_iid, pa_ood)) = (mean(0), mean(1));
-    eprintln!("mean: erm IID {erm_iid:.4} OOD {erm_ood:.4}; painvrl IID {pa_iid:.4} OOD {pa_ood:.4}");
-    // measured 2026-11-30, session 18 (the centred mask penalty): erm 0.2196 / 0.0515, painvrl
-    // 0.2092 / 0.0600 (IID / OOD; +16.5 % OOD, −4.7 % IID). Session 13 (projection-only
-    // steps, plain IRMv1): painvrl 0.2157 / 0.0501 (−2.7 % OOD, −1.8 % IID). Session 10
-    // (final_warm_start_scale 0.75): painvrl 0.2104 / 0.0536 (+4.1 % OOD, −4.2 % IID); session
-    // 9, with the final training starting from the halved content (scale ½): 0.2100 / 0.0571
-    // (+10.9 %).
-    // The mean is the claim: issue 8's +5 % OOD is met, its IID bound (3 %) is not
-    assert!(pa_ood >= 1.10 * erm_ood, "painvrl OOD {pa_ood:.4} is not 10 % above erm's {erm_ood:.4}");
-    assert!(pa_iid >= 0.94 * erm_iid, "painvrl IID {pa_iid:.4} is more than 6 % below erm's {erm_iid:.4}");
+/// Ten full runs (2 methods × 5 seeds): the acceptance tier (CI runs it; `cargo test
+/// --workspace -- --ignored acceptance::` runs it by hand), outside the quick-start test command.
+mod acceptance {
+    use super::*;
+
+    #[test]
+    #[ignore = "acceptance tier: cargo test --workspace -- --ignored acceptance::"]
+    fn painvrl_gains_out_of_distribution_on_the_planted_shift() {
+        let seeds = [0, 1, 2, 3, 4];
+        let runs: Vec<(Method, u64)> =
+            [Method::Erm, Method::Painvrl].iter().flat_map(|&m| seeds.iter().map(move |&s| (m, s))).collect();
+        let got = recalls_in_processes(&runs);
+        let mean = |m: usize| {
+            let part = &got[m * seeds.len()..(m + 1) * seeds.len()];
+            let n = seeds.len() as f64;
+            (part.iter().map(|r| r.0).sum::<f64>() / n, part.iter().map(|r| r.1).sum::<f64>() / n)
+        };
+        let ((erm_iid, erm_ood), (pa_iid, pa_ood)) = (mean(0), mean(1));
+        eprintln!("mean: erm IID {erm_iid:.4} OOD {erm_ood:.4}; painvrl IID {pa_iid:.4} OOD {pa_ood:.4}");
+        // measured 2026-11-30, session 18 (the centred mask penalty): erm 0.2196 / 0.0515, painvrl
+        // 0.2092 / 0.0600 (IID / OOD; +16.5 % OOD, −4.7 % IID). Session 13 (projection-only
+        // steps, plain IRMv1): painvrl 0.2157 / 0.0501 (−2.7 % OOD, −1.8 % IID). Session 10
+        // (final_warm_start_scale 0.75): painvrl 0.2104 / 0.0536 (+4.1 % OOD, −4.2 % IID); session
+        // 9, with the final training starting from the halved content (scale ½): 0.2100 / 0.0571
+        // (+10.9 %).
+        // The mean is the claim: issue 8's +5 % OOD is met, its IID bound (3 %) is not
+        assert!(pa_ood >= 1.10 * erm_ood, "painvrl OOD {pa_ood:.4} is not 10 % above erm's {erm_ood:.4}");
+        assert!(pa_iid >= 0.94 * erm_iid, "painvrl IID {pa_iid:.4} is more than 6 % below erm's {erm_iid:.4}");
+    }
 }

@@ -183,3 +183,37 @@ fn fixed_row_norms_let_the_projection_turn_its_rows_but_not_scale_them() {
     let after = projection(after_model.as_ref());
     assert!(relative_gap(&after) > 1e-3, "projection-only steps kept the norms ({:.2e})", relative_gap(&after));
 }
+
+#[test]
+fn a_restored_projection_keeps_the_masks_steps_and_returns_to_the_pretrained_projection() {
+    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+    let (vs, restored_model) = fresh_model(&syn);
+    let (mut vs_kept, kept_model) = fresh_model(&syn);
+    let (mut vs_then, then_model) = fresh_model(&syn);
+    vs_kept.copy(&vs).unwrap();
+    vs_then.copy(&vs).unwrap();
+    let initial = projection(restored_model.as_ref());
+    let kept = MaskConfig {
+        batch_size: 256,
+        epochs: 3,
+        min_steps: 0,
+        projection_only_steps: 0,
+        fix_projection_row_norms: true,
+        ..Default::default()
+    };
+    let restored = MaskConfig { restore_projection_after_mask: true, ..kept.clone() };
+    let (mask_restored, _) = train_with(&syn, restored_model.as_ref(), restored.clone());
+    let (mask_kept, _) = train_with(&syn, kept_model.as_ref(), kept);
+    // the projection trained beside the mask and was put back: the same mask, the initial projection
+    assert_eq!(mask_restored, mask_kept, "restoring the projection must not change the mask");
+    assert!(mask_kept.iter().any(|&m| (m - 0.5).abs() > 1e-3), "the mask's own steps must move it");
+    assert_eq!(projection(restored_model.as_ref()), initial);
+    let largest_change = |p: &[f32]| p.iter().zip(&initial).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    // the check can fail only because of the restore: kept, the projection has moved
+    let moved = largest_change(&projection(kept_model.as_ref()));
+    assert!(moved > 1e-4, "the projection did not train beside the mask (largest change {moved})");
+    // the projection-only steps train on from the restored projection
+    train_with(&syn, then_model.as_ref(), MaskConfig { projection_only_steps: 20, ..restored });
+    let trained_on = largest_change(&projection(then_model.as_ref()));
+    assert!(trained_on > 1e-4, "the projection-only steps did not train (largest change {trained_on})");
+}

@@ -91,6 +91,12 @@ pub struct MaskConfig {
     /// projection cannot absorb it (docs/method.md, "A projection of fixed row norms —
     /// session 21"). The projection-only steps after the mask's are not constrained.
     pub fix_projection_row_norms: bool,
+    /// When the mask's steps end, put the content projection back to its pre-trained value, so
+    /// that the projection-only steps adapt the pre-trained projection to the learnt mask. With
+    /// [`MaskConfig::fix_projection_row_norms`] the mask's ranking is the penalty's, but the
+    /// rows the projection turned meanwhile cost validation accuracy (session 21); this keeps
+    /// the mask and discards the turned rows.
+    pub restore_projection_after_mask: bool,
     /// Negatives per positive in the environment risks.
     pub negatives: usize,
     /// Learning rate of μ (and of the content projection when it trains).
@@ -119,6 +125,7 @@ impl Default for MaskConfig {
             batch_size: 1024,
             average_iterates: false,
             fix_projection_row_norms: false,
+            restore_projection_after_mask: false,
             negatives: 4,
             lr: 1e-2,
             train_projection: true,
@@ -321,6 +328,8 @@ pub fn train_mask(
     let mut mu_sum = cfg.average_iterates.then(|| mask.mu.zeros_like().detach());
     // the projection's pre-trained row norms `[d, 1]`, kept only when the mask's steps hold them
     let row_norms = (train_projection && cfg.fix_projection_row_norms).then(|| row_norms_of(&proj.detach()));
+    // the pre-trained projection, kept only when the mask's steps end by restoring it
+    let pretrained_projection = (train_projection && cfg.restore_projection_after_mask).then(|| proj.detach().copy());
     for epoch in 0..total_steps.div_ceil(steps) {
         // the mask's steps are whole epochs, so an epoch is either the mask's or the projection's
         let projection_only = epoch * steps >= mask_steps;
@@ -328,6 +337,7 @@ pub fn train_mask(
             // the first projection-only epoch
             opt.set_lr(MU_GROUP, 0.0);
             finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
+            restore_projection(&proj, pretrained_projection.as_ref());
         }
         let epoch_steps = steps.min(total_steps - epoch * steps);
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
@@ -411,6 +421,7 @@ pub fn train_mask(
     if total_steps == mask_steps {
         // no projection-only epochs: the mask's steps were the last
         finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
+        restore_projection(&proj, pretrained_projection.as_ref());
     }
     Ok(logs)
 }
@@ -442,6 +453,16 @@ fn finish_mask(mu: &Tensor, mu_sum: Option<&Tensor>, steps: usize) {
     }
 }
 
+/// Copies `pretrained` back into the variable `proj`, when given.
+fn restore_projection(proj: &Tensor, pretrained: Option<&Tensor>) {
+    if let Some(w) = pretrained {
+        tch::no_grad(|| {
+            let mut proj = proj.shallow_clone();
+            proj.copy_(w);
+        });
+    }
+}
+
 impl Validate for MaskConfig {
     /// Checks every field.
     fn validate(&self) -> Result<()> {
@@ -466,11 +487,19 @@ impl Validate for MaskConfig {
                 return Err(Error::config(format!("mask.{f}"), "must be ≥ 1"));
             }
         }
-        if self.fix_projection_row_norms && !self.train_projection {
-            return Err(Error::config(
-                "mask.fix_projection_row_norms",
-                "constrains a projection that trains; with mask.train_projection = false it is frozen already",
-            ));
+        if !self.train_projection {
+            if self.fix_projection_row_norms {
+                return Err(Error::config(
+                    "mask.fix_projection_row_norms",
+                    "constrains a projection that trains; with mask.train_projection = false it is frozen already",
+                ));
+            }
+            if self.restore_projection_after_mask {
+                return Err(Error::config(
+                    "mask.restore_projection_after_mask",
+                    "restores a projection that trains; with mask.train_projection = false it never moves",
+                ));
+            }
         }
         if self.batch_size < 2 && matches!(self.penalty, PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered) {
             return Err(Error::config("mask.batch_size", "IRMv1's two-half estimator needs at least 2"));
@@ -537,6 +566,14 @@ mod tests {
         let cfg = MaskConfig { fix_projection_row_norms: true, train_projection: false, ..Default::default() };
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("mask.fix_projection_row_norms"), "{err}");
+        assert!(MaskConfig { train_projection: true, ..cfg }.validate().is_ok());
+    }
+
+    #[test]
+    fn restoring_a_frozen_projection_is_rejected() {
+        let cfg = MaskConfig { restore_projection_after_mask: true, train_projection: false, ..Default::default() };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("mask.restore_projection_after_mask"), "{err}");
         assert!(MaskConfig { train_projection: true, ..cfg }.validate().is_ok());
     }
 

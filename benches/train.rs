@@ -52,6 +52,7 @@ fn benches(c: &mut Criterion) {
                 envs: &envs,
                 sampler: &sampler,
                 stop: None,
+                planted_invariant: None,
             };
             train_mask(bb.as_ref(), &mask, &data, &cfg, 0).unwrap()
         })

@@ -73,6 +73,7 @@ fn train_with(syn: &SyntheticData, backbone: &dyn Backbone, cfg: MaskConfig) -> 
         envs: &envs,
         sampler: &sampler,
         stop: None,
+        planted_invariant: ds.truth.invariant_dims.as_deref(),
     };
     let mask = Mask::new(Device::Cpu, ds.features.dim(), cfg.kind, cfg.gate_sigma);
     let log = train_mask(backbone, &mask, &data, &cfg.check().unwrap(), 11).unwrap();
@@ -216,4 +217,26 @@ fn a_restored_projection_keeps_the_masks_steps_and_returns_to_the_pretrained_pro
     train_with(&syn, then_model.as_ref(), MaskConfig { projection_only_steps: 20, ..restored });
     let trained_on = largest_change(&projection(then_model.as_ref()));
     assert!(trained_on > 1e-4, "the projection-only steps did not train (largest change {trained_on})");
+}
+
+#[test]
+fn the_planted_mask_replaces_the_learnt_one_when_the_masks_steps_end() {
+    let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
+    let (vs, planted_model) = fresh_model(&syn);
+    let (mut vs_learnt, learnt_model) = fresh_model(&syn);
+    vs_learnt.copy(&vs).unwrap();
+    let learnt =
+        MaskConfig { batch_size: 256, epochs: 2, min_steps: 0, projection_only_steps: 3, ..Default::default() };
+    let (mask_planted, _) =
+        train_with(&syn, planted_model.as_ref(), MaskConfig { planted_logit: 4.0, ..learnt.clone() });
+    let (mask_learnt, _) = train_with(&syn, learnt_model.as_ref(), learnt);
+    // σ(±4) on the generator's planted invariant / variant columns, whatever the steps learnt
+    let (high, low) = (1.0 / (1.0 + (-4f64).exp()), 1.0 / (1.0 + 4f64.exp()));
+    for (d, (&got, &invariant)) in mask_planted.iter().zip(&syn.invariant_mask).enumerate() {
+        let want = if invariant { high } else { low };
+        assert!((got as f64 - want).abs() < 1e-6, "dimension {d}: weight {got}, planted {want}");
+    }
+    assert!(mask_learnt.iter().all(|&m| (0.05..0.95).contains(&m)), "the learnt mask is not the planted one");
+    // the projection-only steps trained the projection to the planted mask: the models differ
+    assert_ne!(projection(planted_model.as_ref()), projection(learnt_model.as_ref()));
 }

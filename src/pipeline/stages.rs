@@ -241,6 +241,7 @@ pub(super) fn learn_invariance(
             envs: &envs,
             sampler: &cx.sampler,
             stop: Some(&cx.stop),
+            planted_invariant: cx.ds.truth.invariant_dims.as_deref(),
         };
         let log = train_mask(
             pre.backbone.as_ref(),

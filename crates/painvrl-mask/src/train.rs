@@ -97,6 +97,13 @@ pub struct MaskConfig {
     /// rows the projection turned meanwhile cost validation accuracy (session 21); this keeps
     /// the mask and discards the turned rows.
     pub restore_projection_after_mask: bool,
+    /// Ablation, an upper bound on what the mask can give the final model: when the mask's
+    /// steps end, μ is replaced by the dataset's planted truth ([`MaskData::planted_invariant`],
+    /// from `invariant_dims.json`), +`planted_logit` on its invariant dimensions and
+    /// −`planted_logit` on the others (4: weights 0.982 / 0.018). Everything else runs as it
+    /// would: the projection trains beside the learnt mask, then the projection-only steps adapt
+    /// it to the planted one. 0, the default, keeps the learnt mask.
+    pub planted_logit: f64,
     /// Negatives per positive in the environment risks.
     pub negatives: usize,
     /// Learning rate of μ (and of the content projection when it trains).
@@ -126,6 +133,7 @@ impl Default for MaskConfig {
             average_iterates: false,
             fix_projection_row_norms: false,
             restore_projection_after_mask: false,
+            planted_logit: 0.0,
             negatives: 4,
             lr: 1e-2,
             train_projection: true,
@@ -270,6 +278,9 @@ pub struct MaskData<'a> {
     pub sampler: &'a NegativeSampler,
     /// This run's stop flag (`None`: only the process-wide one stops it).
     pub stop: Option<&'a StopHandle>,
+    /// The feature columns the dataset declares invariant (`invariant_dims.json`), if it ships
+    /// them; only [`MaskConfig::planted_logit`] reads them.
+    pub planted_invariant: Option<&'a [usize]>,
 }
 
 /// Trains the mask on the pre-trained `backbone`, whose variables stay fixed except its
@@ -283,8 +294,9 @@ pub fn train_mask(
     cfg: &Checked<MaskConfig>,
     seed: u64,
 ) -> Result<Vec<MaskEpochLog>> {
-    let MaskData { features, modalities, train, envs, sampler, stop } = *data;
+    let MaskData { features, modalities, train, envs, sampler, stop, planted_invariant } = *data;
     let device = features.device();
+    let planted = planted_mask_logits(cfg.planted_logit, planted_invariant, mask.mu.size()[0] as usize)?;
     let proj = backbone.content_projection();
     let needs_projection = cfg.penalty == PenaltyKind::Variance;
     let proj = match proj {
@@ -336,7 +348,7 @@ pub fn train_mask(
         if epoch * steps == mask_steps {
             // the first projection-only epoch
             opt.set_lr(MU_GROUP, 0.0);
-            finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
+            finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps, planted.as_deref());
             restore_projection(&proj, pretrained_projection.as_ref());
         }
         let epoch_steps = steps.min(total_steps - epoch * steps);
@@ -420,7 +432,7 @@ pub fn train_mask(
     }
     if total_steps == mask_steps {
         // no projection-only epochs: the mask's steps were the last
-        finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps);
+        finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps, planted.as_deref());
         restore_projection(&proj, pretrained_projection.as_ref());
     }
     Ok(logs)
@@ -442,15 +454,41 @@ fn rescale_rows(w: &Tensor, norms: &Tensor) {
     });
 }
 
-/// Ends the mask's steps: given the sum of its iterates after each of its `steps` steps, μ
-/// becomes their average; without it μ keeps its last value.
-fn finish_mask(mu: &Tensor, mu_sum: Option<&Tensor>, steps: usize) {
-    if let Some(sum) = mu_sum {
-        tch::no_grad(|| {
-            let mut mu = mu.shallow_clone();
-            mu.copy_(&(sum / steps as f64));
-        });
+/// Ends the mask's steps: μ becomes the `planted` logits when given; otherwise, given the sum
+/// of its iterates after each of its `steps` steps, their average; otherwise it keeps its last
+/// value.
+fn finish_mask(mu: &Tensor, mu_sum: Option<&Tensor>, steps: usize, planted: Option<&[f32]>) {
+    let end = match (planted, mu_sum) {
+        (Some(logits), _) => Tensor::from_slice(logits).to_device(mu.device()),
+        (None, Some(sum)) => sum / steps as f64,
+        (None, None) => return,
+    };
+    tch::no_grad(|| {
+        let mut mu = mu.shallow_clone();
+        mu.copy_(&end);
+    });
+}
+
+/// The logits of the planted mask over `dim` feature columns (+`logit` on the `invariant`
+/// ones, −`logit` elsewhere) when `logit` > 0; an error when the dataset declares no invariant
+/// columns or one outside the features.
+fn planted_mask_logits(logit: f64, invariant: Option<&[usize]>, dim: usize) -> Result<Option<Vec<f32>>> {
+    if logit == 0.0 {
+        return Ok(None);
     }
+    let invariant = invariant.ok_or_else(|| {
+        Error::config("mask.planted_logit", "needs the dataset's planted invariant dimensions (invariant_dims.json)")
+    })?;
+    if let Some(&c) = invariant.iter().find(|&&c| c >= dim) {
+        return Err(Error::InvalidData(format!(
+            "invariant_dims.json: column {c} is outside the {dim} feature columns"
+        )));
+    }
+    let mut logits = vec![-logit as f32; dim];
+    for &c in invariant {
+        logits[c] = logit as f32;
+    }
+    Ok(Some(logits))
 }
 
 /// Copies `pretrained` back into the variable `proj`, when given.
@@ -476,6 +514,7 @@ impl Validate for MaskConfig {
         nonneg("gate_sigma", self.gate_sigma)?;
         nonneg("irm_weight", self.irm_weight)?;
         nonneg("reg_lambda", self.reg_lambda)?;
+        nonneg("planted_logit", self.planted_logit)?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::config("mask.lr", "must be positive"));
         }
@@ -567,6 +606,20 @@ mod tests {
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("mask.fix_projection_row_norms"), "{err}");
         assert!(MaskConfig { train_projection: true, ..cfg }.validate().is_ok());
+    }
+
+    #[test]
+    fn the_planted_mask_is_the_declared_columns_and_needs_them() {
+        assert_eq!(planted_mask_logits(0.0, None, 4).unwrap(), None);
+        assert_eq!(planted_mask_logits(2.5, Some(&[0, 2]), 4).unwrap(), Some(vec![2.5, -2.5, 2.5, -2.5]));
+        let missing = planted_mask_logits(4.0, None, 4).unwrap_err().to_string();
+        assert!(missing.contains("mask.planted_logit") && missing.contains("invariant_dims.json"), "{missing}");
+        let outside = planted_mask_logits(4.0, Some(&[1, 4]), 4).unwrap_err().to_string();
+        assert!(outside.contains("column 4") && outside.contains("4 feature columns"), "{outside}");
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let err = MaskConfig { planted_logit: bad, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(err.contains("mask.planted_logit"), "{err}");
+        }
     }
 
     #[test]

@@ -100,7 +100,8 @@ pub struct MaskConfig {
     /// Ablation, an upper bound on what the mask can give the final model: when the mask's
     /// steps end, μ is replaced by the dataset's planted truth ([`MaskData::planted_invariant`],
     /// from `invariant_dims.json`), +`planted_logit` on its invariant dimensions and
-    /// −`planted_logit` on the others (4: weights 0.982 / 0.018). Everything else runs as it
+    /// −`planted_logit` on the others (4: weights 0.982 / 0.018 with the sigmoid mask; the gate
+    /// clamps any logit ≥ ½ to 1 / 0). Everything else runs as it
     /// would: the projection trains beside the learnt mask, then the projection-only steps adapt
     /// it to the planted one. 0, the default, keeps the learnt mask.
     pub planted_logit: f64,

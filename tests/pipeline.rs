@@ -380,6 +380,30 @@ fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them()
 }
 
 #[test]
+fn the_planted_mask_ablation_fails_before_pretraining_without_the_planted_truth() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = small_config(Method::Painvrl);
+    cfg.mask.planted_logit = 4.0;
+    let mut ds = small_synthetic();
+    assert!(cfg.check(&ds).is_ok(), "the generator ships its invariant dimensions");
+    // a column outside the features: the file and the column named (the dataset's own check)
+    let width = ds.features.dim();
+    ds.truth.invariant_dims = Some(vec![0, width]);
+    let e = cfg.check(&ds).unwrap_err().to_string();
+    assert!(e.contains("invariant_dims.json") && e.contains(&format!("dimension {width}")), "{e}");
+    // no planted dimensions: the option named, and nothing trained or written (pre-training
+    // would have written its checkpoint)
+    ds.truth.invariant_dims = None;
+    let dir = tempfile::tempdir().unwrap();
+    let e = painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap_err().to_string();
+    assert!(e.contains("mask.planted_logit") && e.contains("invariant_dims.json"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be written");
+    // the non-invariant methods never read the option
+    let erm = Config { method: Method::Erm, ..cfg };
+    assert!(erm.check(&ds).is_ok());
+}
+
+#[test]
 fn popularity_weighted_negatives_reach_every_stage_or_the_final_training_alone() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = small_synthetic();

@@ -41,6 +41,14 @@ impl Config {
         };
         cfg.validate_own(ds.n_items)?;
         ds.validate()?;
+        if let Some((_, mask)) = &invariance {
+            // the ablation's planted truth, before any training rather than after pre-training
+            painvrl_mask::planted_mask_logits(
+                mask.planted_logit,
+                ds.truth.invariant_dims.as_deref(),
+                ds.features.dim(),
+            )?;
+        }
         Ok(CheckedConfig { cfg, backbone, invariance })
     }
 }

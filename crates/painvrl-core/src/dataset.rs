@@ -272,7 +272,7 @@ impl Dataset {
         if let Some(&c) = self.truth.invariant_dims.as_ref().and_then(|d| d.iter().find(|&&c| c >= self.features.dim()))
         {
             return Err(Error::InvalidData(format!(
-                "dataset '{}': planted invariant dimension {c} is ≥ the {} feature columns",
+                "dataset '{}': invariant_dims.json: planted invariant dimension {c} is ≥ the {} feature columns",
                 self.name,
                 self.features.dim()
             )));

@@ -12,4 +12,4 @@ pub use objective::{
     FinalPenalty, InvariancePenalty, Weighting,
 };
 pub use solver::{min_norm_point, pareto_pair, two_point, GradNormalization, MinNorm};
-pub use train::{train_mask, Mask, MaskConfig, MaskData, MaskEpochLog, MaskKind, PenaltyKind};
+pub use train::{planted_mask_logits, train_mask, Mask, MaskConfig, MaskData, MaskEpochLog, MaskKind, PenaltyKind};

@@ -349,8 +349,14 @@ pub fn train_mask(
         if epoch * steps == mask_steps {
             // the first projection-only epoch
             opt.set_lr(MU_GROUP, 0.0);
-            finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps, planted.as_deref());
-            restore_projection(&proj, pretrained_projection.as_ref());
+            end_mask_steps(
+                &mask.mu,
+                &proj,
+                mu_sum.as_ref(),
+                mask_steps,
+                planted.as_deref(),
+                pretrained_projection.as_ref(),
+            );
         }
         let epoch_steps = steps.min(total_steps - epoch * steps);
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
@@ -398,11 +404,13 @@ pub fn train_mask(
             }
             total.backward();
             opt.step();
-            if let (false, Some(norms)) = (projection_only, row_norms.as_ref()) {
-                rescale_rows(&proj, norms);
-            }
-            if let (false, Some(sum)) = (projection_only, mu_sum.as_mut()) {
-                tch::no_grad(|| *sum += mask.mu.detach());
+            if !projection_only {
+                if let Some(norms) = row_norms.as_ref() {
+                    rescale_rows(&proj, norms);
+                }
+                if let Some(sum) = mu_sum.as_mut() {
+                    tch::no_grad(|| *sum += mask.mu.detach());
+                }
             }
             a_sum += alpha;
             le_sum += le;
@@ -433,8 +441,14 @@ pub fn train_mask(
     }
     if total_steps == mask_steps {
         // no projection-only epochs: the mask's steps were the last
-        finish_mask(&mask.mu, mu_sum.as_ref(), mask_steps, planted.as_deref());
-        restore_projection(&proj, pretrained_projection.as_ref());
+        end_mask_steps(
+            &mask.mu,
+            &proj,
+            mu_sum.as_ref(),
+            mask_steps,
+            planted.as_deref(),
+            pretrained_projection.as_ref(),
+        );
     }
     Ok(logs)
 }
@@ -455,6 +469,21 @@ fn rescale_rows(w: &Tensor, norms: &Tensor) {
     });
 }
 
+/// Everything that happens once when the mask's steps end, whether projection-only epochs
+/// follow or not: μ's final value ([`finish_mask`]) and the projection's
+/// ([`restore_projection`]).
+fn end_mask_steps(
+    mu: &Tensor,
+    proj: &Tensor,
+    mu_sum: Option<&Tensor>,
+    steps: usize,
+    planted: Option<&[f32]>,
+    pretrained_projection: Option<&Tensor>,
+) {
+    finish_mask(mu, mu_sum, steps, planted);
+    restore_projection(proj, pretrained_projection);
+}
+
 /// Ends the mask's steps: μ becomes the `planted` logits when given; otherwise, given the sum
 /// of its iterates after each of its `steps` steps, their average; otherwise it keeps its last
 /// value.
@@ -471,9 +500,11 @@ fn finish_mask(mu: &Tensor, mu_sum: Option<&Tensor>, steps: usize, planted: Opti
 }
 
 /// The logits of the planted mask over `dim` feature columns (+`logit` on the `invariant`
-/// ones, −`logit` elsewhere) when `logit` > 0; an error when the dataset declares no invariant
-/// columns or one outside the features.
-fn planted_mask_logits(logit: f64, invariant: Option<&[usize]>, dim: usize) -> Result<Option<Vec<f32>>> {
+/// ones, −`logit` elsewhere) when `logit` > 0 ([`MaskConfig::planted_logit`]); an error when
+/// the dataset declares no invariant columns or one outside the features. The pipeline calls
+/// it once when it checks a configuration, so that a dataset without them fails before any
+/// training.
+pub fn planted_mask_logits(logit: f64, invariant: Option<&[usize]>, dim: usize) -> Result<Option<Vec<f32>>> {
     if logit == 0.0 {
         return Ok(None);
     }

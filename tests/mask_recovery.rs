@@ -54,6 +54,19 @@ fn fresh_model(syn: &SyntheticData) -> (VarStore, Box<dyn Backbone>) {
     (vs, backbone)
 }
 
+/// `n` copies of one freshly initialised model for `syn` (copied, not re-seeded: libtorch's
+/// generator is shared with the tests running beside this one). Each comes with the store that
+/// holds its variables, which must live as long as the model.
+fn copies_of_one_model(syn: &SyntheticData, n: usize) -> Vec<(VarStore, Box<dyn Backbone>)> {
+    let mut copies = vec![fresh_model(syn)];
+    for _ in 1..n {
+        let (mut vs, model) = fresh_model(syn);
+        vs.copy(&copies[0].0).unwrap();
+        copies.push((vs, model));
+    }
+    copies
+}
+
 /// The content projection's values.
 fn projection(backbone: &dyn Backbone) -> Vec<f32> {
     Vec::<f32>::try_from(backbone.content_projection().unwrap().detach().flatten(0, -1)).unwrap()
@@ -83,34 +96,27 @@ fn train_with(syn: &SyntheticData, backbone: &dyn Backbone, cfg: MaskConfig) -> 
 #[test]
 fn projection_only_steps_move_the_projection_and_leave_the_mask_as_its_own_steps_left_it() {
     let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
-    // three copies of one initial model (copied, not re-seeded: libtorch's generator is shared
-    // with the tests running beside this one)
-    let (vs, model) = fresh_model(&syn);
-    let (mut vs_then, model_then) = fresh_model(&syn);
-    let (mut vs_frozen, model_frozen) = fresh_model(&syn);
-    vs_then.copy(&vs).unwrap();
-    vs_frozen.copy(&vs).unwrap();
-    let initial = projection(model.as_ref());
+    let copies = copies_of_one_model(&syn, 3);
+    let [model, model_then, model_frozen] = [0, 1, 2].map(|k| copies[k].1.as_ref());
+    let initial = projection(model);
     // 6,000 training interactions in two environments of 256 each: 11 steps an epoch, so the
     // mask's 33 steps are 3 epochs and 20 projection-only steps 2 more (the last one partial)
     let base = MaskConfig { batch_size: 256, epochs: 3, min_steps: 0, ..Default::default() };
-    let (mask_alone, log_alone) =
-        train_with(&syn, model.as_ref(), MaskConfig { projection_only_steps: 0, ..base.clone() });
-    let (mask_then, log_then) =
-        train_with(&syn, model_then.as_ref(), MaskConfig { projection_only_steps: 20, ..base.clone() });
+    let (mask_alone, log_alone) = train_with(&syn, model, MaskConfig { projection_only_steps: 0, ..base.clone() });
+    let (mask_then, log_then) = train_with(&syn, model_then, MaskConfig { projection_only_steps: 20, ..base.clone() });
     assert_eq!(log_alone, vec![false; 3]);
     assert_eq!(log_then, vec![false, false, false, true, true]);
     assert_eq!(mask_alone, mask_then, "the mask must not move in the projection-only steps");
     assert!(mask_alone.iter().any(|&m| (m - 0.5).abs() > 1e-3), "the mask's own steps must move it");
-    let (alone, then) = (projection(model.as_ref()), projection(model_then.as_ref()));
+    let (alone, then) = (projection(model), projection(model_then));
     let moved = alone.iter().zip(&then).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(moved > 1e-4, "the projection must train on: largest change {moved}");
     // with the projection frozen there is nothing to train on: the mask's epochs only, and the
     // projection as it started
     let frozen = MaskConfig { train_projection: false, projection_only_steps: 20, ..base };
-    let (_, log_frozen) = train_with(&syn, model_frozen.as_ref(), frozen);
+    let (_, log_frozen) = train_with(&syn, model_frozen, frozen);
     assert_eq!(log_frozen, vec![false; 3]);
-    assert_eq!(projection(model_frozen.as_ref()), initial);
+    assert_eq!(projection(model_frozen), initial);
 }
 
 /// The mask's logits μ = logit(weight).
@@ -125,18 +131,17 @@ fn averaged_iterates_are_the_mean_of_the_masks_own_steps() {
     // `epochs = j` stops the mask after its j-th step, whose μ is then the j-th iterate of
     // any longer run with the same seed
     let base = MaskConfig { batch_size: 3000, min_steps: 0, projection_only_steps: 0, ..Default::default() };
-    let (vs, model) = fresh_model(&syn);
     let steps = 4;
+    let copies = copies_of_one_model(&syn, steps + 1);
     let mut iterates = Vec::new();
-    for j in 1..=steps {
-        let (mut vs_j, model_j) = fresh_model(&syn);
-        vs_j.copy(&vs).unwrap();
+    for (j, (_, model_j)) in copies.iter().enumerate().skip(1) {
         let (mask, _) = train_with(&syn, model_j.as_ref(), MaskConfig { epochs: j, ..base.clone() });
         iterates.push(logits(&mask));
     }
+    let model = copies[0].1.as_ref();
     // averaged, and with projection-only steps after the mask's, which must not move it
     let averaged = MaskConfig { epochs: steps, average_iterates: true, projection_only_steps: 3, ..base };
-    let (mask, log) = train_with(&syn, model.as_ref(), averaged);
+    let (mask, log) = train_with(&syn, model, averaged);
     assert_eq!(log.iter().filter(|&&p| !p).count(), steps);
     let got = logits(&mask);
     let last = &iterates[steps - 1];
@@ -158,19 +163,16 @@ fn row_norms(values: &[f32], width: usize) -> Vec<f64> {
 #[test]
 fn fixed_row_norms_let_the_projection_turn_its_rows_but_not_scale_them() {
     let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
-    let (vs, fixed_model) = fresh_model(&syn);
-    let (mut vs_free, free_model) = fresh_model(&syn);
-    let (mut vs_after, after_model) = fresh_model(&syn);
-    vs_free.copy(&vs).unwrap();
-    vs_after.copy(&vs).unwrap();
+    let copies = copies_of_one_model(&syn, 3);
+    let [fixed_model, free_model, after_model] = [0, 1, 2].map(|k| copies[k].1.as_ref());
     let width = fixed_model.content_projection().unwrap().size()[1] as usize;
-    let initial = projection(fixed_model.as_ref());
+    let initial = projection(fixed_model);
     let norms0 = row_norms(&initial, width);
     let base = MaskConfig { batch_size: 256, epochs: 3, min_steps: 0, projection_only_steps: 0, ..Default::default() };
     let fixed = MaskConfig { fix_projection_row_norms: true, ..base.clone() };
-    train_with(&syn, fixed_model.as_ref(), fixed.clone());
-    train_with(&syn, free_model.as_ref(), base);
-    let (turned, free) = (projection(fixed_model.as_ref()), projection(free_model.as_ref()));
+    train_with(&syn, fixed_model, fixed.clone());
+    train_with(&syn, free_model, base);
+    let (turned, free) = (projection(fixed_model), projection(free_model));
     let largest_change = |p: &[f32]| p.iter().zip(&initial).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(largest_change(&turned) > 1e-4, "the projection must still train: {}", largest_change(&turned));
     let relative_gap = |p: &[f32]| {
@@ -180,20 +182,17 @@ fn fixed_row_norms_let_the_projection_turn_its_rows_but_not_scale_them() {
     // the check can fail only because the constraint holds: unconstrained, the norms move
     assert!(relative_gap(&free) > 1e-3, "free rows kept their norms too ({:.2e})", relative_gap(&free));
     // the projection-only steps after the mask's are not constrained
-    train_with(&syn, after_model.as_ref(), MaskConfig { projection_only_steps: 20, ..fixed });
-    let after = projection(after_model.as_ref());
+    train_with(&syn, after_model, MaskConfig { projection_only_steps: 20, ..fixed });
+    let after = projection(after_model);
     assert!(relative_gap(&after) > 1e-3, "projection-only steps kept the norms ({:.2e})", relative_gap(&after));
 }
 
 #[test]
 fn a_restored_projection_keeps_the_masks_steps_and_returns_to_the_pretrained_projection() {
     let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
-    let (vs, restored_model) = fresh_model(&syn);
-    let (mut vs_kept, kept_model) = fresh_model(&syn);
-    let (mut vs_then, then_model) = fresh_model(&syn);
-    vs_kept.copy(&vs).unwrap();
-    vs_then.copy(&vs).unwrap();
-    let initial = projection(restored_model.as_ref());
+    let copies = copies_of_one_model(&syn, 3);
+    let [restored_model, kept_model, then_model] = [0, 1, 2].map(|k| copies[k].1.as_ref());
+    let initial = projection(restored_model);
     let kept = MaskConfig {
         batch_size: 256,
         epochs: 3,
@@ -203,33 +202,31 @@ fn a_restored_projection_keeps_the_masks_steps_and_returns_to_the_pretrained_pro
         ..Default::default()
     };
     let restored = MaskConfig { restore_projection_after_mask: true, ..kept.clone() };
-    let (mask_restored, _) = train_with(&syn, restored_model.as_ref(), restored.clone());
-    let (mask_kept, _) = train_with(&syn, kept_model.as_ref(), kept);
+    let (mask_restored, _) = train_with(&syn, restored_model, restored.clone());
+    let (mask_kept, _) = train_with(&syn, kept_model, kept);
     // the projection trained beside the mask and was put back: the same mask, the initial projection
     assert_eq!(mask_restored, mask_kept, "restoring the projection must not change the mask");
     assert!(mask_kept.iter().any(|&m| (m - 0.5).abs() > 1e-3), "the mask's own steps must move it");
-    assert_eq!(projection(restored_model.as_ref()), initial);
+    assert_eq!(projection(restored_model), initial);
     let largest_change = |p: &[f32]| p.iter().zip(&initial).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     // the check can fail only because of the restore: kept, the projection has moved
-    let moved = largest_change(&projection(kept_model.as_ref()));
+    let moved = largest_change(&projection(kept_model));
     assert!(moved > 1e-4, "the projection did not train beside the mask (largest change {moved})");
     // the projection-only steps train on from the restored projection
-    train_with(&syn, then_model.as_ref(), MaskConfig { projection_only_steps: 20, ..restored });
-    let trained_on = largest_change(&projection(then_model.as_ref()));
+    train_with(&syn, then_model, MaskConfig { projection_only_steps: 20, ..restored });
+    let trained_on = largest_change(&projection(then_model));
     assert!(trained_on > 1e-4, "the projection-only steps did not train (largest change {trained_on})");
 }
 
 #[test]
 fn the_planted_mask_replaces_the_learnt_one_when_the_masks_steps_end() {
     let syn = generate(&SyntheticConfig { seed: 0, ..Default::default() }).unwrap();
-    let (vs, planted_model) = fresh_model(&syn);
-    let (mut vs_learnt, learnt_model) = fresh_model(&syn);
-    vs_learnt.copy(&vs).unwrap();
+    let copies = copies_of_one_model(&syn, 2);
+    let [planted_model, learnt_model] = [0, 1].map(|k| copies[k].1.as_ref());
     let learnt =
         MaskConfig { batch_size: 256, epochs: 2, min_steps: 0, projection_only_steps: 3, ..Default::default() };
-    let (mask_planted, _) =
-        train_with(&syn, planted_model.as_ref(), MaskConfig { planted_logit: 4.0, ..learnt.clone() });
-    let (mask_learnt, _) = train_with(&syn, learnt_model.as_ref(), learnt);
+    let (mask_planted, _) = train_with(&syn, planted_model, MaskConfig { planted_logit: 4.0, ..learnt.clone() });
+    let (mask_learnt, _) = train_with(&syn, learnt_model, learnt);
     // σ(±4) on the generator's planted invariant / variant columns, whatever the steps learnt
     let (high, low) = (1.0 / (1.0 + (-4f64).exp()), 1.0 / (1.0 + 4f64.exp()));
     for (d, (&got, &invariant)) in mask_planted.iter().zip(&syn.invariant_mask).enumerate() {
@@ -238,5 +235,5 @@ fn the_planted_mask_replaces_the_learnt_one_when_the_masks_steps_end() {
     }
     assert!(mask_learnt.iter().all(|&m| (0.05..0.95).contains(&m)), "the learnt mask is not the planted one");
     // the projection-only steps trained the projection to the planted mask: the models differ
-    assert_ne!(projection(planted_model.as_ref()), projection(learnt_model.as_ref()));
+    assert_ne!(projection(planted_model), projection(learnt_model));
 }

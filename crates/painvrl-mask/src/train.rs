@@ -341,22 +341,19 @@ pub fn train_mask(
     let mut mu_sum = cfg.average_iterates.then(|| mask.mu.zeros_like().detach());
     // the projection's pre-trained row norms `[d, 1]`, kept only when the mask's steps hold them
     let row_norms = (train_projection && cfg.fix_projection_row_norms).then(|| row_norms_of(&proj.detach()));
-    // the pre-trained projection, kept only when the mask's steps end by restoring it
-    let pretrained_projection = (train_projection && cfg.restore_projection_after_mask).then(|| proj.detach().copy());
+    let end_of_mask_steps = EndOfMaskSteps {
+        steps: mask_steps,
+        planted,
+        // the pre-trained projection, kept only when the mask's steps end by restoring it
+        pretrained_projection: (train_projection && cfg.restore_projection_after_mask).then(|| proj.detach().copy()),
+    };
     for epoch in 0..total_steps.div_ceil(steps) {
         // the mask's steps are whole epochs, so an epoch is either the mask's or the projection's
         let projection_only = epoch * steps >= mask_steps;
         if epoch * steps == mask_steps {
             // the first projection-only epoch
             opt.set_lr(MU_GROUP, 0.0);
-            end_mask_steps(
-                &mask.mu,
-                &proj,
-                mu_sum.as_ref(),
-                mask_steps,
-                planted.as_deref(),
-                pretrained_projection.as_ref(),
-            );
+            end_of_mask_steps.apply(&mask.mu, &proj, mu_sum.as_ref());
         }
         let epoch_steps = steps.min(total_steps - epoch * steps);
         let (mut a_sum, mut le_sum, mut li_sum) = (0.0, 0.0, 0.0);
@@ -441,14 +438,7 @@ pub fn train_mask(
     }
     if total_steps == mask_steps {
         // no projection-only epochs: the mask's steps were the last
-        end_mask_steps(
-            &mask.mu,
-            &proj,
-            mu_sum.as_ref(),
-            mask_steps,
-            planted.as_deref(),
-            pretrained_projection.as_ref(),
-        );
+        end_of_mask_steps.apply(&mask.mu, &proj, mu_sum.as_ref());
     }
     Ok(logs)
 }
@@ -469,19 +459,23 @@ fn rescale_rows(w: &Tensor, norms: &Tensor) {
     });
 }
 
-/// Everything that happens once when the mask's steps end, whether projection-only epochs
-/// follow or not: μ's final value ([`finish_mask`]) and the projection's
-/// ([`restore_projection`]).
-fn end_mask_steps(
-    mu: &Tensor,
-    proj: &Tensor,
-    mu_sum: Option<&Tensor>,
+/// What happens once when the mask's steps end, whether projection-only epochs follow or not.
+struct EndOfMaskSteps {
+    /// The mask's steps, over which an averaged μ is taken.
     steps: usize,
-    planted: Option<&[f32]>,
-    pretrained_projection: Option<&Tensor>,
-) {
-    finish_mask(mu, mu_sum, steps, planted);
-    restore_projection(proj, pretrained_projection);
+    /// The planted mask's logits that replace μ (the `planted_logit` ablation).
+    planted: Option<Vec<f32>>,
+    /// The projection to restore (`restore_projection_after_mask`).
+    pretrained_projection: Option<Tensor>,
+}
+
+impl EndOfMaskSteps {
+    /// Sets μ's final value ([`finish_mask`], from the sum of its iterates when kept) and the
+    /// projection's ([`restore_projection`]).
+    fn apply(&self, mu: &Tensor, proj: &Tensor, mu_sum: Option<&Tensor>) {
+        finish_mask(mu, mu_sum, self.steps, self.planted.as_deref());
+        restore_projection(proj, self.pretrained_projection.as_ref());
+    }
 }
 
 /// Ends the mask's steps: μ becomes the `planted` logits when given; otherwise, given the sum

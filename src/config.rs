@@ -176,6 +176,13 @@ pub struct Config {
     pub fusion: Fusion,
     /// How the learned mask enters the conversion: `soft` (as learned) or `binary` (Otsu split).
     pub conversion_mask: MaskUse,
+    /// γ ∈ [0, 1], the weight of the variant half in the model the final training saves and
+    /// evaluates: h = β h_inv + γ (1 − β) h_var. The final training itself runs with γ = 1,
+    /// so that the variant half absorbs what the masked-out dimensions predict; γ < 1 leaves
+    /// that out at inference (0: the invariant half alone). 1, the default, serves the model
+    /// as trained. Attention and scalar fusion only (invariant-only fusion has no variant
+    /// half). It pays only with a sharp mask (docs/method.md, session 23).
+    pub inference_variant_weight: f64,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).
     pub pretrain_epochs: usize,
     /// Start the final model from the model mask learning leaves instead of from scratch: the
@@ -242,6 +249,7 @@ impl Default for Config {
             convert_dim: 64,
             fusion: Fusion::Attention,
             conversion_mask: MaskUse::Soft,
+            inference_variant_weight: 1.0,
             pretrain_epochs: 10,
             final_warm_start: true,
             final_warm_start_scale: 0.75,
@@ -299,6 +307,12 @@ impl Config {
             return Err(Error::config(
                 "final_negative_popularity",
                 format!("{a} is not a finite non-negative exponent"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.inference_variant_weight) {
+            return Err(Error::config(
+                "inference_variant_weight",
+                format!("must be in [0, 1], got {}", self.inference_variant_weight),
             ));
         }
         if !(self.final_warm_start_scale.is_finite() && self.final_warm_start_scale > 0.0) {

@@ -29,6 +29,11 @@ pub struct ModelManifest {
     pub backbone: String,
     /// Item-content encoder: `none` (raw features) or the converter's fusion.
     pub fusion: Option<Fusion>,
+    /// The weight γ of the converter's variant half in the item vectors
+    /// ([`Converter::encode_with_variant_weight`]); new items are embedded with it too.
+    /// Manifests written before it existed load as 1.
+    #[serde(default = "full_variant_weight")]
+    pub variant_weight: f64,
     /// Layout of a new item's vector; `None` when the backbone cannot embed new items.
     #[serde(default)]
     pub cold_start: Option<ColdStartLayout>,
@@ -40,6 +45,11 @@ pub struct ModelManifest {
     pub n_items: usize,
     /// Width of the user and item vectors.
     pub dim: usize,
+}
+
+/// The variant weight of a manifest that does not name one: the model as trained.
+fn full_variant_weight() -> f64 {
+    1.0
 }
 
 /// What a finished run saves: final embeddings and everything needed to embed new items.
@@ -54,6 +64,8 @@ pub struct TrainedModel {
     pub converter: Vec<(String, Tensor)>,
     /// The converter's fusion, when used.
     pub fusion: Option<Fusion>,
+    /// The weight of the converter's variant half in `items` (1 without a converter).
+    pub variant_weight: f64,
     /// How a new item is embedded, when the backbone can ([`ColdStart::of`]).
     pub cold_start: Option<ColdStart>,
 }
@@ -117,7 +129,16 @@ pub fn read_manifest(run_dir: &Path) -> Result<ModelManifest> {
     if v != Some(MODEL_FORMAT_VERSION as u64) {
         return Err(Error::parse(&mpath, None, format!("model format version {v:?}, this build reads version {MODEL_FORMAT_VERSION}; retrain or use a matching painvrl")));
     }
-    serde_json::from_value(version).map_err(|e| Error::parse(&mpath, None, e.to_string()))
+    let manifest: ModelManifest =
+        serde_json::from_value(version).map_err(|e| Error::parse(&mpath, None, e.to_string()))?;
+    if !(0.0..=1.0).contains(&manifest.variant_weight) {
+        return Err(Error::parse(
+            &mpath,
+            None,
+            format!("variant_weight must be in [0, 1], got {}", manifest.variant_weight),
+        ));
+    }
+    Ok(manifest)
 }
 
 /// Writes into `out` a copy of the model saved in `run_dir` whose scores carry the post-hoc
@@ -193,6 +214,7 @@ pub fn save_model(dir: &Path, method: &str, backbone: &str, ds: &Dataset, model:
         method: method.into(),
         backbone: backbone.into(),
         fusion: model.fusion,
+        variant_weight: model.variant_weight,
         cold_start: model.cold_start.as_ref().map(|c| c.layout),
         modalities: ds.features.modalities().to_vec(),
         n_users: ds.n_users,
@@ -400,7 +422,7 @@ impl Recommender {
         let x = features.to_tensor(self.device);
         let emb = tch::no_grad(|| {
             let content = match (&self.converter, &self.mask) {
-                (Some((_, c)), Some(m)) => c.encode(&x, m),
+                (Some((_, c)), Some(m)) => c.encode_with_variant_weight(&x, m, self.manifest.variant_weight),
                 _ => x.shallow_clone(),
             };
             let n = x.size()[0];

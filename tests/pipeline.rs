@@ -64,6 +64,27 @@ fn same_seed_same_result_on_cpu() {
 }
 
 #[test]
+fn the_inference_variant_weight_changes_the_served_model_and_not_the_training() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    let run = |method: Method, gamma: f64| {
+        let cfg = Config { inference_variant_weight: gamma, ..small_config(method) };
+        painvrl::pipeline::run(&ds, &cfg, None, false).unwrap()
+    };
+    let (full, invariant_half) = (run(Method::Painvrl, 1.0), run(Method::Painvrl, 0.0));
+    // the same training: the mask, where the final training started and the risks of the
+    // model it trained (on the content it trained on)
+    assert_eq!(full.mask, invariant_half.mask);
+    assert_eq!(full.diagnostics.val_final_start, invariant_half.diagnostics.val_final_start);
+    assert!(!full.diagnostics.final_env_risk_end.is_empty());
+    assert_eq!(full.diagnostics.final_env_risk_end, invariant_half.diagnostics.final_env_risk_end);
+    // another model served and evaluated
+    assert_ne!(full.metrics, invariant_half.metrics);
+    // invariant-only fusion has no variant half to weigh
+    assert_eq!(run(Method::PainvrlInvariantOnly, 1.0).metrics, run(Method::PainvrlInvariantOnly, 0.0).metrics);
+}
+
+#[test]
 fn bad_configuration_fails_before_training() {
     let ds = small_synthetic();
     let mut cfg = small_config(Method::Painvrl);
@@ -83,6 +104,11 @@ fn bad_configuration_fails_before_training() {
     let mut cfg = small_config(Method::Erm);
     cfg.train.eval.ks = vec![10, 500];
     assert!(painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string().contains("eval.ks"));
+    for gamma in [-0.1, 1.5, f64::NAN] {
+        let cfg = Config { inference_variant_weight: gamma, ..small_config(Method::Painvrl) };
+        let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+        assert!(e.contains("inference_variant_weight") && e.contains("[0, 1]"), "{e}");
+    }
 }
 
 #[test]

@@ -12,6 +12,11 @@ mod common;
 use common::small_config;
 
 fn trained_run(method: Method) -> (tempfile::TempDir, painvrl::core::Dataset) {
+    trained_run_with(method, |_| {})
+}
+
+/// [`trained_run`] with the configuration edited by `edit` first.
+fn trained_run_with(method: Method, edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, painvrl::core::Dataset) {
     let ds = generate(&SyntheticConfig { n_users: 60, n_items: 90, ..Default::default() }).unwrap().dataset;
     // the shared small configuration, shorter still: one pre-training epoch and one EM
     // iteration, the default training batch, small mask batches
@@ -20,6 +25,7 @@ fn trained_run(method: Method) -> (tempfile::TempDir, painvrl::core::Dataset) {
     cfg.train.batch_size = Config::default().train.batch_size;
     cfg.envs.max_iterations = 1;
     cfg.mask.batch_size = 32;
+    edit(&mut cfg);
     let dir = tempfile::tempdir().unwrap();
     painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
     (dir, ds)
@@ -87,6 +93,46 @@ fn new_items_rank_with_the_catalogue_and_bad_rows_are_refused() {
         painvrl::core::ItemFeatures::new(vec![painvrl::core::Modality { name: "a".into(), dim: 3 }], 1, vec![0.0; 3])
             .unwrap();
     assert!(rec.add_items(&wrong).unwrap_err().to_string().contains("modalities"));
+}
+
+#[test]
+fn new_items_are_embedded_at_the_models_variant_weight() {
+    let (dir, ds) = trained_run_with(Method::Painvrl, |c| c.inference_variant_weight = 0.25);
+    let manifest = dir.path().join("model.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(saved["variant_weight"], 0.25);
+    let fresh = ds.features.select_rows(&[3, 5, 8]);
+    // the new items' vectors when the manifest names the variant weight `gamma`
+    let new_vectors = |gamma: Option<f64>| {
+        let mut v = saved.clone();
+        match gamma {
+            Some(g) => v["variant_weight"] = serde_json::json!(g),
+            // a manifest from before the field: the model as trained
+            None => drop(v.as_object_mut().unwrap().remove("variant_weight")),
+        }
+        std::fs::write(&manifest, serde_json::to_string(&v).unwrap()).unwrap();
+        let mut rec = Recommender::load(dir.path(), Device::Cpu).unwrap();
+        let ids = rec.add_items(&fresh).unwrap();
+        let all: Vec<u32> = (0..ids.end).collect();
+        let scores: Vec<f32> =
+            (0..10).flat_map(|u| rec.score(u, &all).unwrap()[ids.start as usize..].to_vec()).collect();
+        scores
+    };
+    let (at_quarter, at_zero, at_one) = (new_vectors(Some(0.25)), new_vectors(Some(0.0)), new_vectors(Some(1.0)));
+    assert_eq!(new_vectors(None), at_one);
+    // the scores are linear in the variant weight: a quarter of the way from 0 to 1
+    let largest_gap = at_zero.iter().zip(&at_one).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(largest_gap > 1e-4, "the variant half moved no score ({largest_gap})");
+    for (k, ((&q, &z), &o)) in at_quarter.iter().zip(&at_zero).zip(&at_one).enumerate() {
+        assert!((q - (0.75 * z + 0.25 * o)).abs() < 1e-5, "score {k}: {q} against {z} and {o}");
+    }
+    // a weight outside [0, 1] is refused, naming the file and the field
+    let mut v = saved.clone();
+    v["variant_weight"] = serde_json::json!(2.0);
+    std::fs::write(&manifest, serde_json::to_string(&v).unwrap()).unwrap();
+    let e = Recommender::load(dir.path(), Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("model.json") && e.contains("variant_weight"), "{e}");
 }
 
 #[test]

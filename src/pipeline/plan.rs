@@ -89,6 +89,9 @@ pub struct InvariancePlan {
     pub mask_use: MaskUse,
     /// Fusion of the invariant and variant projections.
     pub fusion: Fusion,
+    /// The variant half's weight γ in the saved and evaluated model (1 with invariant-only
+    /// fusion, which has none).
+    pub inference_variant_weight: f64,
     /// The invariance penalty's combination with the loss in the final training; `None`: the
     /// recommender's loss alone.
     pub final_penalty: Option<Combination>,
@@ -169,6 +172,10 @@ impl Plan {
             mask,
             mask_use: cfg.conversion_mask,
             fusion,
+            inference_variant_weight: match fusion {
+                Fusion::InvariantOnly => 1.0,
+                Fusion::Attention | Fusion::Scalar => cfg.inference_variant_weight,
+            },
             final_penalty: None,
             final_penalty_kind: cfg.final_penalty,
             final_environments: cfg.final_environments.map(EnvironmentSource::Strategy),

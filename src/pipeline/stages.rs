@@ -135,7 +135,7 @@ pub(super) fn plain_model(cx: &Context, pre: &Trained, report: &mut Report) -> R
             c.layout.trailing_zeros += 1;
         }
     }
-    Ok(TrainedModel { users, items, mask: None, converter: vec![], fusion: None, cold_start })
+    Ok(TrainedModel { users, items, mask: None, converter: vec![], fusion: None, variant_weight: 1.0, cold_start })
 }
 
 /// The environment inference of an invariant run: the caller's, else the plan's. `given`
@@ -336,7 +336,9 @@ pub(super) fn final_training(
     history.extend(outcome.history);
     let converted = tch::no_grad(content);
     report.diagnostics.final_env_risk_end = penalty_risks(&converted);
-    let (users, items) = tch::no_grad(|| backbone.embeddings(&converted));
+    // the model as served: the variant half at its inference weight
+    let served = tch::no_grad(|| converter.encode_with_variant_weight(&cx.features, m, inv.inference_variant_weight));
+    let (users, items) = tch::no_grad(|| backbone.embeddings(&served));
     let cold_start = ColdStart::of(backbone.as_ref(), items.size()[1] as usize)?;
     Ok(TrainedModel {
         users,
@@ -344,6 +346,7 @@ pub(super) fn final_training(
         mask: Some(m.shallow_clone()),
         converter: converter.variables(),
         fusion: Some(inv.fusion),
+        variant_weight: inv.inference_variant_weight,
         cold_start,
     })
 }

@@ -3,6 +3,8 @@
 //!
 //! x_inv = m ⊙ x, x_var = (1 − m) ⊙ x, h_inv = x_inv W_inv, h_var = x_var W_var,
 //! h = β_i h_inv + (1 − β_i) h_var with β_i = σ([h_inv; h_var] · a + b) (or one learned scalar).
+//! At inference the variant half can be turned down, h = β_i h_inv + γ (1 − β_i) h_var
+//! ([`Converter::encode_with_variant_weight`]).
 #![warn(missing_docs)]
 
 use painvrl_core::{Error, Result};
@@ -115,10 +117,20 @@ impl Converter {
 
     /// The fused representation h `[n, d_out]` of features `x` `[n, d_in]` under mask `m` `[d_in]`.
     pub fn encode(&self, x: &Tensor, m: &Tensor) -> Tensor {
+        self.encode_with_variant_weight(x, m, 1.0)
+    }
+
+    /// The fused representation with the variant half weighted by `gamma`:
+    /// h = β h_inv + γ (1 − β) h_var, the fusion weights β as [`Converter::encode`] computes
+    /// them (from the whole variant projection). γ = 1 is [`Converter::encode`]; γ = 0 keeps
+    /// the invariant half alone. Trained with γ = 1, the variant half can absorb what the
+    /// masked-out dimensions predict in training, and a model served with γ < 1 leaves it out
+    /// (the bias branch removed at inference, as MACR and PDA do with popularity).
+    pub fn encode_with_variant_weight(&self, x: &Tensor, m: &Tensor, gamma: f64) -> Tensor {
         let h_inv = invariant(x, m).matmul(&self.w_inv);
         let h_var = variant(x, m).matmul(&self.w_var);
         let beta = self.weights(&h_inv, &h_var);
-        &beta * h_inv + (beta.ones_like() - &beta) * h_var
+        &beta * h_inv + (beta.ones_like() - &beta) * h_var * gamma
     }
 
     /// The shape `[d_in, d_out]` of each projection.
@@ -204,6 +216,28 @@ mod tests {
         // zero-initialised attention gives β = σ(0) = ½ for every item
         let want = (&h_inv + &h_var) * 0.5;
         assert!((c.encode(&x, &m) - want).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn the_variant_weight_scales_the_variant_half_alone() {
+        let vs = VarStore::new(Device::Cpu);
+        let c = Converter::new(&vs.root(), 3, 2, Fusion::Attention).unwrap();
+        // attention that depends on the item, so that β is not ½ everywhere
+        tch::no_grad(|| c.att.shallow_clone().copy_(&Tensor::from_slice(&[0.7f32, -1.3, 0.4, 2.0]).reshape([4, 1])));
+        let x = Tensor::randn([5, 3], (Kind::Float, Device::Cpu));
+        let m = Tensor::from_slice(&[0.9f32, 0.1, 0.5]);
+        let h_inv = invariant(&x, &m).matmul(&c.w_inv);
+        let h_var = variant(&x, &m).matmul(&c.w_var);
+        let beta = c.weights(&h_inv, &h_var);
+        assert!(beta.std(false).double_value(&[]) > 1e-3, "β must differ across items");
+        let close = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) < 1e-6;
+        assert!(close(&c.encode_with_variant_weight(&x, &m, 1.0), &c.encode(&x, &m)));
+        // γ = 0: the invariant half at the weights the whole representation gives it
+        assert!(close(&c.encode_with_variant_weight(&x, &m, 0.0), &(&beta * &h_inv)));
+        for gamma in [0.25, 0.6] {
+            let want = &beta * &h_inv + (beta.ones_like() - &beta) * &h_var * gamma;
+            assert!(close(&c.encode_with_variant_weight(&x, &m, gamma), &want), "γ = {gamma}");
+        }
     }
 
     #[test]

@@ -52,6 +52,25 @@ pub struct Diagnostics {
     /// environments' risks together, and which of them it moved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub final_env_risk_end: Vec<f64>,
+    /// Validation metrics of the final model served at each variant weight of
+    /// [`VARIANT_WEIGHT_GRID`] (`inference_variant_weight`; attention and scalar fusion only).
+    /// The weight does not change the training, so a run with the same seed and another
+    /// weight serves that row's model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_by_variant_weight: Vec<VariantWeightValidation>,
+}
+
+/// The variant weights γ at which [`Diagnostics::val_by_variant_weight`] validates the final
+/// model.
+pub const VARIANT_WEIGHT_GRID: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+
+/// The final model's validation metrics when served at one variant weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantWeightValidation {
+    /// γ in h = β h_inv + γ (1 − β) h_var.
+    pub variant_weight: f64,
+    /// Metrics on the selection split (`select_on`), as the final training validates.
+    pub val: BTreeMap<String, f64>,
 }
 
 /// (sd, share < 0.25, share > 0.75) of mask weights.

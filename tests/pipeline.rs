@@ -80,8 +80,18 @@ fn the_inference_variant_weight_changes_the_served_model_and_not_the_training() 
     assert_eq!(full.diagnostics.final_env_risk_end, invariant_half.diagnostics.final_env_risk_end);
     // another model served and evaluated
     assert_ne!(full.metrics, invariant_half.metrics);
+    // the validation sweep over the weights: the same in both runs, and its rows at 1 and 0
+    // are the two served models' validation metrics
+    let sweep = &full.diagnostics.val_by_variant_weight;
+    assert_eq!(sweep, &invariant_half.diagnostics.val_by_variant_weight);
+    let weights: Vec<f64> = sweep.iter().map(|row| row.variant_weight).collect();
+    assert_eq!(weights, painvrl::diagnostics::VARIANT_WEIGHT_GRID);
+    assert_eq!(sweep[4].val, full.metrics["val"]);
+    assert_eq!(sweep[0].val, invariant_half.metrics["val"]);
     // invariant-only fusion has no variant half to weigh
-    assert_eq!(run(Method::PainvrlInvariantOnly, 1.0).metrics, run(Method::PainvrlInvariantOnly, 0.0).metrics);
+    let invariant_only = run(Method::PainvrlInvariantOnly, 0.0);
+    assert_eq!(run(Method::PainvrlInvariantOnly, 1.0).metrics, invariant_only.metrics);
+    assert!(invariant_only.diagnostics.val_by_variant_weight.is_empty());
 }
 
 #[test]

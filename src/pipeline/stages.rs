@@ -4,10 +4,10 @@
 
 use super::plan::{EnvironmentSource, InvariancePlan, Plan};
 use super::BackboneFactory;
-use crate::diagnostics::environment_risks;
+use crate::diagnostics::{environment_risks, VariantWeightValidation, VARIANT_WEIGHT_GRID};
 use crate::recommender::{ColdStart, TrainedModel};
 use crate::report::Report;
-use painvrl_convert::{binarize, variant, Converter, MaskUse};
+use painvrl_convert::{binarize, variant, Converter, Fusion, MaskUse};
 use painvrl_core::eval::EmbeddingScorer;
 use painvrl_core::signal::StopHandle;
 use painvrl_core::{
@@ -336,6 +336,16 @@ pub(super) fn final_training(
     history.extend(outcome.history);
     let converted = tch::no_grad(content);
     report.diagnostics.final_env_risk_end = penalty_risks(&converted);
+    if inv.fusion != Fusion::InvariantOnly {
+        report.diagnostics.val_by_variant_weight = VARIANT_WEIGHT_GRID
+            .iter()
+            .map(|&gamma| {
+                let served = || converter.encode_with_variant_weight(&cx.features, m, gamma);
+                let val = validate(backbone.as_ref(), &served, &data, &cfg.train)?.values;
+                Ok(VariantWeightValidation { variant_weight: gamma, val })
+            })
+            .collect::<Result<_>>()?;
+    }
     // the model as served: the variant half at its inference weight
     let served = tch::no_grad(|| converter.encode_with_variant_weight(&cx.features, m, inv.inference_variant_weight));
     let (users, items) = tch::no_grad(|| backbone.embeddings(&served));

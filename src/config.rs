@@ -181,7 +181,9 @@ pub struct Config {
     /// so that the variant half absorbs what the masked-out dimensions predict; γ < 1 leaves
     /// that out at inference (0: the invariant half alone). 1, the default, serves the model
     /// as trained. Attention and scalar fusion only (invariant-only fusion has no variant
-    /// half). It pays only with a sharp mask (docs/method.md, session 23).
+    /// half). Lower γ trades IID for OOD recall when the mask separates the dimensions; with
+    /// a mask near ½ everywhere it only shrinks the content (docs/method.md, session 23).
+    /// `report.json` → `diagnostics.val_by_variant_weight` shows the validation side.
     pub inference_variant_weight: f64,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).
     pub pretrain_epochs: usize,

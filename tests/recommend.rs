@@ -103,8 +103,8 @@ fn new_items_are_embedded_at_the_models_variant_weight() {
     let saved: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(saved["variant_weight"], 0.25);
     let fresh = ds.features.select_rows(&[3, 5, 8]);
-    // the new items' vectors when the manifest names the variant weight `gamma`
-    let new_vectors = |gamma: Option<f64>| {
+    // ten users' scores for the new items when the manifest names the variant weight `gamma`
+    let new_item_scores = |gamma: Option<f64>| {
         let mut v = saved.clone();
         match gamma {
             Some(g) => v["variant_weight"] = serde_json::json!(g),
@@ -113,14 +113,12 @@ fn new_items_are_embedded_at_the_models_variant_weight() {
         }
         std::fs::write(&manifest, serde_json::to_string(&v).unwrap()).unwrap();
         let mut rec = Recommender::load(dir.path(), Device::Cpu).unwrap();
-        let ids = rec.add_items(&fresh).unwrap();
-        let all: Vec<u32> = (0..ids.end).collect();
-        let scores: Vec<f32> =
-            (0..10).flat_map(|u| rec.score(u, &all).unwrap()[ids.start as usize..].to_vec()).collect();
-        scores
+        let new_ids: Vec<u32> = rec.add_items(&fresh).unwrap().collect();
+        (0..10).flat_map(|u| rec.score(u, &new_ids).unwrap()).collect::<Vec<f32>>()
     };
-    let (at_quarter, at_zero, at_one) = (new_vectors(Some(0.25)), new_vectors(Some(0.0)), new_vectors(Some(1.0)));
-    assert_eq!(new_vectors(None), at_one);
+    let (at_quarter, at_zero, at_one) =
+        (new_item_scores(Some(0.25)), new_item_scores(Some(0.0)), new_item_scores(Some(1.0)));
+    assert_eq!(new_item_scores(None), at_one);
     // the scores are linear in the variant weight: a quarter of the way from 0 to 1
     let largest_gap = at_zero.iter().zip(&at_one).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(largest_gap > 1e-4, "the variant half moved no score ({largest_gap})");

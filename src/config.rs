@@ -185,6 +185,14 @@ pub struct Config {
     /// a mask near ½ everywhere it only shrinks the content (docs/method.md, session 23).
     /// `report.json` → `diagnostics.val_by_variant_weight` shows the validation side.
     pub inference_variant_weight: f64,
+    /// When set, γ is chosen on validation instead of fixed by `inference_variant_weight`
+    /// (which must then stay 1): the smallest γ of the report's grid (0, ¼, ½, ¾, 1) whose
+    /// validation `train.select_metric` is at least (1 − tolerance) × that of γ = 1, the model
+    /// as trained. A tolerance in [0, 1); 0 picks the best γ on validation, the smallest on
+    /// ties. Leaving out part of the variant half is a bet that what validation loses is
+    /// spurious (docs/method.md, session 24). Attention and scalar fusion only. `report.json`
+    /// → `diagnostics.served_variant_weight` records the choice.
+    pub variant_weight_tolerance: Option<f64>,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).
     pub pretrain_epochs: usize,
     /// Start the final model from the model mask learning leaves instead of from scratch: the
@@ -252,6 +260,7 @@ impl Default for Config {
             fusion: Fusion::Attention,
             conversion_mask: MaskUse::Soft,
             inference_variant_weight: 1.0,
+            variant_weight_tolerance: None,
             pretrain_epochs: 10,
             final_warm_start: true,
             final_warm_start_scale: 0.75,
@@ -316,6 +325,20 @@ impl Config {
                 "inference_variant_weight",
                 format!("must be in [0, 1], got {}", self.inference_variant_weight),
             ));
+        }
+        if let Some(tolerance) = self.variant_weight_tolerance {
+            if !(0.0..1.0).contains(&tolerance) {
+                return Err(Error::config("variant_weight_tolerance", format!("must be in [0, 1), got {tolerance}")));
+            }
+            if self.inference_variant_weight != 1.0 {
+                return Err(Error::config(
+                    "variant_weight_tolerance",
+                    format!(
+                        "chooses γ on validation, so inference_variant_weight must stay 1 (got {}); set one of the two",
+                        self.inference_variant_weight
+                    ),
+                ));
+            }
         }
         if !(self.final_warm_start_scale.is_finite() && self.final_warm_start_scale > 0.0) {
             return Err(Error::config(

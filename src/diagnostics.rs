@@ -4,7 +4,7 @@
 //! `invariant_dims.json`) — how well the environments and the mask recover it.
 
 use painvrl_core::metrics::{nmi, roc_auc};
-use painvrl_core::{Backbone, Dataset, EnvironmentAssignment, Interactions, Result};
+use painvrl_core::{Backbone, Dataset, EnvironmentAssignment, Error, Interactions, Result};
 use painvrl_data::{make_batch, NegativeSampler};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -58,6 +58,10 @@ pub struct Diagnostics {
     /// weight serves that row's model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub val_by_variant_weight: Vec<VariantWeightValidation>,
+    /// The variant weight γ chosen on validation under `variant_weight_tolerance`
+    /// ([`choose_variant_weight`]); absent when γ was fixed by `inference_variant_weight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_variant_weight: Option<f64>,
 }
 
 /// The variant weights γ at which [`Diagnostics::val_by_variant_weight`] validates the final
@@ -71,6 +75,28 @@ pub struct VariantWeightValidation {
     pub variant_weight: f64,
     /// Metrics on the selection split (`select_on`), as the final training validates.
     pub val: BTreeMap<String, f64>,
+}
+
+/// The smallest variant weight among `rows` whose validation `metric` is at least
+/// (1 − `tolerance`) × that of the row at γ = 1 (the model as trained, which always qualifies).
+/// Errors when `rows` has no γ = 1 row or a row lacks `metric`.
+pub fn choose_variant_weight(rows: &[VariantWeightValidation], metric: &str, tolerance: f64) -> Result<f64> {
+    let value = |row: &VariantWeightValidation| {
+        row.val.get(metric).copied().ok_or_else(|| {
+            Error::config("train.select_metric", format!("'{metric}' is not among the validation metrics"))
+        })
+    };
+    let as_trained = rows.iter().find(|row| row.variant_weight == 1.0).ok_or_else(|| {
+        Error::config("variant_weight_tolerance", "the validation grid has no row at γ = 1 to compare with")
+    })?;
+    let floor = (1.0 - tolerance) * value(as_trained)?;
+    let mut chosen = 1.0;
+    for row in rows {
+        if value(row)? >= floor && row.variant_weight < chosen {
+            chosen = row.variant_weight;
+        }
+    }
+    Ok(chosen)
 }
 
 /// (sd, share < 0.25, share > 0.75) of mask weights.
@@ -173,5 +199,59 @@ mod tests {
         assert_eq!((low, high), (0.25, 0.25));
         let (flat, l, h) = mask_spread(&[0.5; 8]);
         assert_eq!((flat, l, h), (0.0, 0.0, 0.0));
+    }
+
+    fn rows(values: &[(f64, f64)]) -> Vec<VariantWeightValidation> {
+        values
+            .iter()
+            .map(|&(gamma, ndcg)| VariantWeightValidation {
+                variant_weight: gamma,
+                val: BTreeMap::from([("ndcg@20".to_string(), ndcg)]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_smallest_weight_within_the_tolerance_of_the_model_as_trained_is_chosen() {
+        // γ = 1 validates at 0.200: a 2 % tolerance admits ≥ 0.196, 5 % admits ≥ 0.190
+        let grid = rows(&[(0.0, 0.150), (0.25, 0.191), (0.5, 0.197), (0.75, 0.201), (1.0, 0.200)]);
+        assert_eq!(choose_variant_weight(&grid, "ndcg@20", 0.02).unwrap(), 0.5);
+        assert_eq!(choose_variant_weight(&grid, "ndcg@20", 0.05).unwrap(), 0.25);
+        assert_eq!(choose_variant_weight(&grid, "ndcg@20", 0.3).unwrap(), 0.0);
+        // no tolerance: the best on validation (0.75 beats 1)
+        assert_eq!(choose_variant_weight(&grid, "ndcg@20", 0.0).unwrap(), 0.75);
+        // a grid whose smaller weights all lose keeps the model as trained
+        let falling = rows(&[(0.0, 0.1), (0.5, 0.15), (1.0, 0.2)]);
+        assert_eq!(choose_variant_weight(&falling, "ndcg@20", 0.02).unwrap(), 1.0);
+        // ties go to the smaller weight
+        let flat = rows(&[(0.0, 0.2), (0.5, 0.2), (1.0, 0.2)]);
+        assert_eq!(choose_variant_weight(&flat, "ndcg@20", 0.0).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn choosing_a_weight_without_the_reference_row_or_the_metric_is_an_error() {
+        let no_reference = rows(&[(0.0, 0.1), (0.5, 0.2)]);
+        let e = choose_variant_weight(&no_reference, "ndcg@20", 0.02).unwrap_err().to_string();
+        assert!(e.contains("γ = 1"), "{e}");
+        let grid = rows(&[(0.0, 0.1), (1.0, 0.2)]);
+        let e = choose_variant_weight(&grid, "recall@20", 0.02).unwrap_err().to_string();
+        assert!(e.contains("recall@20") && e.contains("train.select_metric"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_chosen_weight_qualifies_and_no_smaller_one_does(
+            values in proptest::collection::vec(0.0f64..1.0, 5),
+            tolerance in 0.0f64..0.99,
+        ) {
+            let grid = rows(&VARIANT_WEIGHT_GRID.iter().copied().zip(values.iter().copied()).collect::<Vec<_>>());
+            let chosen = choose_variant_weight(&grid, "ndcg@20", tolerance).unwrap();
+            let floor = (1.0 - tolerance) * values[4];
+            let at = |gamma: f64| values[VARIANT_WEIGHT_GRID.iter().position(|&g| g == gamma).unwrap()];
+            proptest::prop_assert!(at(chosen) >= floor);
+            for &gamma in VARIANT_WEIGHT_GRID.iter().filter(|&&g| g < chosen) {
+                proptest::prop_assert!(at(gamma) < floor, "γ = {} qualifies below {}", gamma, chosen);
+            }
+        }
     }
 }

@@ -88,6 +88,17 @@ fn the_inference_variant_weight_changes_the_served_model_and_not_the_training() 
     assert_eq!(weights, painvrl::diagnostics::VARIANT_WEIGHT_GRID);
     assert_eq!(sweep[4].val, full.metrics["val"]);
     assert_eq!(sweep[0].val, invariant_half.metrics["val"]);
+    assert_eq!(full.diagnostics.served_variant_weight, None);
+    // γ chosen on validation: the sweep's choice is served, and its row is what it validates at
+    let tolerance = 0.5;
+    let cfg = Config { variant_weight_tolerance: Some(tolerance), ..small_config(Method::Painvrl) };
+    let chosen_run = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
+    let chosen = painvrl::diagnostics::choose_variant_weight(sweep, "ndcg@20", tolerance).unwrap();
+    assert!(chosen < 1.0, "at this tolerance the small set's sweep admits a smaller weight: a real choice");
+    assert_eq!(chosen_run.diagnostics.served_variant_weight, Some(chosen));
+    let row = sweep.iter().find(|row| row.variant_weight == chosen).unwrap();
+    assert_eq!(chosen_run.metrics["val"], row.val);
+    assert_eq!(chosen_run.diagnostics.val_by_variant_weight, *sweep);
     // invariant-only fusion has no variant half to weigh
     let invariant_only = run(Method::PainvrlInvariantOnly, 0.0);
     assert_eq!(run(Method::PainvrlInvariantOnly, 1.0).metrics, invariant_only.metrics);
@@ -119,6 +130,15 @@ fn bad_configuration_fails_before_training() {
         let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
         assert!(e.contains("inference_variant_weight") && e.contains("[0, 1]"), "{e}");
     }
+    for tolerance in [-0.01, 1.0, f64::NAN] {
+        let cfg = Config { variant_weight_tolerance: Some(tolerance), ..small_config(Method::Painvrl) };
+        let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+        assert!(e.contains("variant_weight_tolerance") && e.contains("[0, 1)"), "{e}");
+    }
+    let cfg =
+        Config { variant_weight_tolerance: Some(0.02), inference_variant_weight: 0.5, ..small_config(Method::Painvrl) };
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("variant_weight_tolerance") && e.contains("inference_variant_weight"), "{e}");
 }
 
 #[test]

@@ -92,6 +92,9 @@ pub struct InvariancePlan {
     /// The variant half's weight γ in the saved and evaluated model (1 with invariant-only
     /// fusion, which has none).
     pub inference_variant_weight: f64,
+    /// With `Some`, γ is chosen on validation within this relative tolerance of γ = 1
+    /// (`None` with invariant-only fusion).
+    pub variant_weight_tolerance: Option<f64>,
     /// The invariance penalty's combination with the loss in the final training; `None`: the
     /// recommender's loss alone.
     pub final_penalty: Option<Combination>,
@@ -175,6 +178,10 @@ impl Plan {
             inference_variant_weight: match fusion {
                 Fusion::InvariantOnly => 1.0,
                 Fusion::Attention | Fusion::Scalar => cfg.inference_variant_weight,
+            },
+            variant_weight_tolerance: match fusion {
+                Fusion::InvariantOnly => None,
+                Fusion::Attention | Fusion::Scalar => cfg.variant_weight_tolerance,
             },
             final_penalty: None,
             final_penalty_kind: cfg.final_penalty,

@@ -4,7 +4,7 @@
 
 use super::plan::{EnvironmentSource, InvariancePlan, Plan};
 use super::BackboneFactory;
-use crate::diagnostics::{environment_risks, VariantWeightValidation, VARIANT_WEIGHT_GRID};
+use crate::diagnostics::{choose_variant_weight, environment_risks, VariantWeightValidation, VARIANT_WEIGHT_GRID};
 use crate::recommender::{ColdStart, TrainedModel};
 use crate::report::Report;
 use painvrl_convert::{binarize, variant, Converter, Fusion, MaskUse};
@@ -346,8 +346,18 @@ pub(super) fn final_training(
             })
             .collect::<Result<_>>()?;
     }
-    // the model as served: the variant half at its inference weight
-    let served = tch::no_grad(|| converter.encode_with_variant_weight(&cx.features, m, inv.inference_variant_weight));
+    // the model as served: the variant half at its inference weight, fixed or chosen on
+    // validation
+    let variant_weight = match inv.variant_weight_tolerance {
+        Some(tolerance) => {
+            let rows = &report.diagnostics.val_by_variant_weight;
+            let chosen = choose_variant_weight(rows, &cfg.train.select_metric, tolerance)?;
+            report.diagnostics.served_variant_weight = Some(chosen);
+            chosen
+        }
+        None => inv.inference_variant_weight,
+    };
+    let served = tch::no_grad(|| converter.encode_with_variant_weight(&cx.features, m, variant_weight));
     let (users, items) = tch::no_grad(|| backbone.embeddings(&served));
     let cold_start = ColdStart::of(backbone.as_ref(), items.size()[1] as usize)?;
     Ok(TrainedModel {
@@ -356,7 +366,7 @@ pub(super) fn final_training(
         mask: Some(m.shallow_clone()),
         converter: converter.variables(),
         fusion: Some(inv.fusion),
-        variant_weight: inv.inference_variant_weight,
+        variant_weight,
         cold_start,
     })
 }

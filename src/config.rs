@@ -176,6 +176,13 @@ pub struct Config {
     pub fusion: Fusion,
     /// How the learned mask enters the conversion: `soft` (as learned) or `binary` (Otsu split).
     pub conversion_mask: MaskUse,
+    /// Masks to learn and average (≥ 1): each member reruns environment inference and mask
+    /// learning from the pre-trained model with its own seed, and the conversion uses the mean
+    /// of their weights (the final penalty the first member's environments). A mask learnt
+    /// from inferred environments ranks the dimensions differently from seed to seed; the mean
+    /// of several ranks them better where the seeds disagree by chance (docs/method.md, session
+    /// 24). Mask learning's time grows with it.
+    pub mask_ensemble: usize,
     /// γ ∈ [0, 1], the weight of the variant half in the model the final training saves and
     /// evaluates: h = β h_inv + γ (1 − β) h_var. The final training itself runs with γ = 1,
     /// so that the variant half absorbs what the masked-out dimensions predict; γ < 1 leaves
@@ -259,6 +266,7 @@ impl Default for Config {
             convert_dim: 64,
             fusion: Fusion::Attention,
             conversion_mask: MaskUse::Soft,
+            mask_ensemble: 1,
             inference_variant_weight: 1.0,
             variant_weight_tolerance: None,
             pretrain_epochs: 10,
@@ -307,6 +315,9 @@ impl Config {
         }
         if self.method.is_invariant() && self.rounds == 0 {
             return Err(Error::config("rounds", "must be ≥ 1"));
+        }
+        if self.mask_ensemble == 0 {
+            return Err(Error::config("mask_ensemble", "must be ≥ 1 (1: a single mask)"));
         }
         if self.convert_dim == 0 {
             return Err(Error::config("convert_dim", "must be ≥ 1"));

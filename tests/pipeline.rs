@@ -106,6 +106,32 @@ fn the_inference_variant_weight_changes_the_served_model_and_not_the_training() 
 }
 
 #[test]
+fn a_mask_ensemble_averages_members_that_start_from_the_single_masks_seeds() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    let run = |members: usize| {
+        let cfg = Config { mask_ensemble: members, ..small_config(Method::Painvrl) };
+        painvrl::pipeline::run(&ds, &cfg, None, false).unwrap()
+    };
+    let (single, pair) = (run(1), run(2));
+    // the first member is the single mask's run: its environments (the final penalty's too)
+    // and its log are the ones recorded
+    assert_eq!(pair.environments, single.environments);
+    assert_eq!(pair.mask_log, single.mask_log);
+    // the mask is the mean of the two members: the second member, 2 m̄ − m₁, is a mask too,
+    // learnt with other seeds
+    let second: Vec<f64> =
+        pair.mask.iter().zip(&single.mask).map(|(&mean, &first)| 2.0 * f64::from(mean) - f64::from(first)).collect();
+    assert!(second.iter().all(|m| (-1e-5..=1.0 + 1e-5).contains(m)), "{second:?}");
+    assert!(
+        second.iter().zip(&single.mask).any(|(a, &b)| (a - f64::from(b)).abs() > 1e-4),
+        "the members are the same mask"
+    );
+    // and a different mask trains a different final model
+    assert_ne!(pair.metrics, single.metrics);
+}
+
+#[test]
 fn bad_configuration_fails_before_training() {
     let ds = small_synthetic();
     let mut cfg = small_config(Method::Painvrl);
@@ -130,6 +156,9 @@ fn bad_configuration_fails_before_training() {
         let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
         assert!(e.contains("inference_variant_weight") && e.contains("[0, 1]"), "{e}");
     }
+    let cfg = Config { mask_ensemble: 0, ..small_config(Method::Painvrl) };
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("mask_ensemble") && e.contains("≥ 1"), "{e}");
     for tolerance in [-0.01, 1.0, f64::NAN] {
         let cfg = Config { variant_weight_tolerance: Some(tolerance), ..small_config(Method::Painvrl) };
         let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();

@@ -87,6 +87,8 @@ pub struct InvariancePlan {
     pub mask: Checked<MaskConfig>,
     /// How the learned mask enters the conversion.
     pub mask_use: MaskUse,
+    /// Masks learned with different seeds from the same pre-trained model and averaged.
+    pub mask_ensemble: usize,
     /// Fusion of the invariant and variant projections.
     pub fusion: Fusion,
     /// The variant half's weight γ in the saved and evaluated model (1 with invariant-only
@@ -174,6 +176,7 @@ impl Plan {
             envs: envs.clone(),
             mask,
             mask_use: cfg.conversion_mask,
+            mask_ensemble: cfg.mask_ensemble,
             fusion,
             inference_variant_weight: match fusion {
                 Fusion::InvariantOnly => 1.0,

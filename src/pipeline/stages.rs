@@ -208,23 +208,24 @@ pub(super) struct Invariance {
     pub envs: EnvironmentAssignment,
 }
 
-/// Rounds of environment inference → mask learning on the pre-trained model; the variant
-/// representation of one round feeds the next round's inference. The pre-trained model is
-/// frozen (tch's `VarStore::freeze`: no gradients flow into its embeddings) except its content
-/// projection, which trains with the mask (and then alone for `mask.projection_only_steps`)
-/// under the planned `mask.train_projection` and carries InvRL's variance penalty.
-pub(super) fn learn_invariance(
+/// One member of the mask ensemble: its learned weights and the environments of its last round.
+struct MaskMember {
+    weights: Tensor,
+    envs: EnvironmentAssignment,
+}
+
+/// Rounds of environment inference → mask learning with one seed; the variant representation of
+/// one round feeds the next round's inference. Timings accumulate in `report`; the mask's log,
+/// its Pareto weights and the environments' sizes are recorded for the first member (`record`).
+fn learn_mask(
     cx: &Context,
     inv: &InvariancePlan,
-    pre: &mut Trained,
+    pre: &Trained,
     inference: &mut dyn EnvironmentInference,
+    seed: u64,
+    record: bool,
     report: &mut Report,
-) -> Result<Invariance> {
-    let seed = cx.plan.cfg.seed;
-    pre.vs.freeze();
-    if let Some(proj) = pre.backbone.content_projection() {
-        let _ = proj.set_requires_grad(true);
-    }
+) -> Result<MaskMember> {
     let mask = Mask::new(cx.device, cx.ds.features.dim(), inv.mask.kind, inv.mask.gate_sigma);
     let mut variant_repr: Option<Tensor> = None;
     let mut last_envs = None;
@@ -251,14 +252,64 @@ pub(super) fn learn_invariance(
             seed.wrapping_add(1000 + round as u64),
         )?;
         *report.timings.entry("mask".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
-        report.pareto.extend(log.iter().map(|l| l.alpha));
-        report.mask_log.extend(log);
-        report.environments = envs.sizes.clone();
+        if record {
+            report.pareto.extend(log.iter().map(|l| l.alpha));
+            report.mask_log.extend(log);
+            report.environments = envs.sizes.clone();
+        }
         last_envs = Some(envs);
         variant_repr = Some(tch::no_grad(|| variant(&cx.features, &mask.values(false))));
     }
     let envs = last_envs.ok_or_else(|| Error::config("rounds", "must be ≥ 1"))?;
-    let learned = tch::no_grad(|| mask.values(false)).detach();
+    Ok(MaskMember { weights: tch::no_grad(|| mask.values(false)).detach(), envs })
+}
+
+/// Rounds of environment inference → mask learning on the pre-trained model, once per member of
+/// the mask ensemble (`mask_ensemble`); the mask is the members' mean. The pre-trained model is
+/// frozen (tch's `VarStore::freeze`: no gradients flow into its embeddings) except its content
+/// projection, which trains with the mask (and then alone for `mask.projection_only_steps`)
+/// under the planned `mask.train_projection` and carries InvRL's variance penalty. Every member
+/// starts from the pre-trained projection; the model the final training's warm start copies has
+/// the members' mean projection.
+pub(super) fn learn_invariance(
+    cx: &Context,
+    inv: &InvariancePlan,
+    pre: &mut Trained,
+    inference: &mut dyn EnvironmentInference,
+    report: &mut Report,
+) -> Result<Invariance> {
+    let seed = cx.plan.cfg.seed;
+    pre.vs.freeze();
+    let projection = pre.backbone.content_projection();
+    if let Some(proj) = &projection {
+        let _ = proj.set_requires_grad(true);
+    }
+    let ensemble = inv.mask_ensemble;
+    let pretrained_projection = projection.as_ref().filter(|_| ensemble > 1).map(|p| p.detach().copy());
+    let mut members: Vec<MaskMember> = Vec::with_capacity(ensemble);
+    let mut projection_sum: Option<Tensor> = None;
+    for member in 0..ensemble {
+        if let (Some(proj), Some(start)) = (&projection, &pretrained_projection) {
+            tch::no_grad(|| proj.shallow_clone().copy_(start));
+        }
+        // member 0 keeps the run's own seeds: an ensemble of one is the single mask
+        let member_seed = seed.wrapping_add(member as u64 * 0x9e37_79b9);
+        members.push(learn_mask(cx, inv, pre, inference, member_seed, member == 0, report)?);
+        if let (Some(proj), Some(_)) = (&projection, &pretrained_projection) {
+            let learned = proj.detach().copy();
+            projection_sum = Some(match projection_sum {
+                Some(sum) => sum + learned,
+                None => learned,
+            });
+        }
+    }
+    if let (Some(proj), Some(sum)) = (&projection, projection_sum) {
+        tch::no_grad(|| proj.shallow_clone().copy_(&(sum / ensemble as f64)));
+    }
+    let weights: Vec<Tensor> = members.iter().map(|m| m.weights.shallow_clone()).collect();
+    let learned = Tensor::stack(&weights, 0).mean_dim(0, false, tch::Kind::Float);
+    // the environments of the first member, whose seeds are those of a single mask
+    let envs = members.swap_remove(0).envs;
     report.mask = Vec::<f32>::try_from(learned.to_device(Device::Cpu))?;
     report.diagnostics = crate::diagnostics::invariant_run(
         cx.ds,

@@ -176,12 +176,13 @@ pub struct Config {
     pub fusion: Fusion,
     /// How the learned mask enters the conversion: `soft` (as learned) or `binary` (Otsu split).
     pub conversion_mask: MaskUse,
-    /// Masks to learn and average (≥ 1): each member reruns environment inference and mask
-    /// learning from the pre-trained model with its own seed, and the conversion uses the mean
-    /// of their weights (the final penalty the first member's environments). A mask learnt
-    /// from inferred environments ranks the dimensions differently from seed to seed; the mean
-    /// of several ranks them better where the seeds disagree by chance (docs/method.md, session
-    /// 24). Mask learning's time grows with it.
+    /// Masks to learn and average (≥ 1): members after the first pre-train their own model
+    /// with their own seed and learn a mask on it (environment inference included); the
+    /// conversion uses the mean of the members' weights, the final penalty the run's own
+    /// environments, and the final model's warm start the run's own pre-trained model. A mask
+    /// learnt from inferred environments ranks the dimensions differently from seed to seed;
+    /// the mean of several can rank them better where the seeds disagree by chance
+    /// (docs/method.md, session 24). Pre-training and mask learning take that many times longer.
     pub mask_ensemble: usize,
     /// γ ∈ [0, 1], the weight of the variant half in the model the final training saves and
     /// evaluates: h = β h_inv + γ (1 − β) h_var. The final training itself runs with γ = 1,

@@ -103,16 +103,22 @@ pub(super) struct Trained {
 
 /// ERM on all raw features (the whole budget for the non-invariant methods).
 pub(super) fn pretrain(cx: &Context, history: &mut Vec<EpochLog>) -> Result<Trained> {
-    let cfg = &cx.plan.cfg;
+    let (pre, epochs) = pretrain_with_seed(cx, cx.plan.cfg.seed, cx.ckpt.as_ref())?;
+    history.extend(epochs);
+    Ok(pre)
+}
+
+/// [`pretrain`] with its own training seed and checkpoints, for the members of a mask
+/// ensemble; returns the model and its epochs.
+fn pretrain_with_seed(cx: &Context, seed: u64, ckpt: Option<&Checkpointing>) -> Result<(Trained, Vec<EpochLog>)> {
     let mut vs = VarStore::new(cx.device);
     let backbone = (cx.make)(&(vs.root() / "backbone"), &cx.graph, cx.ds.features.dim())?;
     let raw = || cx.features.shallow_clone();
-    let train = painvrl_graph::TrainConfig { epochs: cx.plan.pretrain_epochs, ..cfg.train.clone() };
+    let train = painvrl_graph::TrainConfig { epochs: cx.plan.pretrain_epochs, ..cx.plan.cfg.train.clone() };
     let data = cx.train_data();
-    let stage = Stage { name: "pretrain", seed: cfg.seed, ckpt: cx.ckpt.as_ref(), ..Default::default() };
+    let stage = Stage { name: "pretrain", seed, ckpt, ..Default::default() };
     let outcome = fit(&mut vs, backbone.as_ref(), &raw, &data, &train, &stage)?;
-    history.extend(outcome.history);
-    Ok(Trained { vs, backbone, best_val: outcome.best_val.values })
+    Ok((Trained { vs, backbone, best_val: outcome.best_val.values }, outcome.history))
 }
 
 /// The model of a non-invariant method: the pre-trained embeddings, with the post-hoc
@@ -214,18 +220,22 @@ struct MaskMember {
     envs: EnvironmentAssignment,
 }
 
-/// Rounds of environment inference → mask learning with one seed; the variant representation of
-/// one round feeds the next round's inference. Timings accumulate in `report`; the mask's log,
+/// Rounds of environment inference → mask learning on `pre` with one seed; the variant
+/// representation of one round feeds the next round's inference. Timings accumulate in `report`; the mask's log,
 /// its Pareto weights and the environments' sizes are recorded for the first member (`record`).
 fn learn_mask(
     cx: &Context,
     inv: &InvariancePlan,
-    pre: &Trained,
+    pre: &mut Trained,
     inference: &mut dyn EnvironmentInference,
     seed: u64,
     record: bool,
     report: &mut Report,
 ) -> Result<MaskMember> {
+    pre.vs.freeze();
+    if let Some(proj) = pre.backbone.content_projection() {
+        let _ = proj.set_requires_grad(true);
+    }
     let mask = Mask::new(cx.device, cx.ds.features.dim(), inv.mask.kind, inv.mask.gate_sigma);
     let mut variant_repr: Option<Tensor> = None;
     let mut last_envs = None;
@@ -264,13 +274,13 @@ fn learn_mask(
     Ok(MaskMember { weights: tch::no_grad(|| mask.values(false)).detach(), envs })
 }
 
-/// Rounds of environment inference → mask learning on the pre-trained model, once per member of
-/// the mask ensemble (`mask_ensemble`); the mask is the members' mean. The pre-trained model is
-/// frozen (tch's `VarStore::freeze`: no gradients flow into its embeddings) except its content
-/// projection, which trains with the mask (and then alone for `mask.projection_only_steps`)
-/// under the planned `mask.train_projection` and carries InvRL's variance penalty. Every member
-/// starts from the pre-trained projection; the model the final training's warm start copies has
-/// the members' mean projection.
+/// Rounds of environment inference → mask learning on the pre-trained model; with a mask
+/// ensemble (`mask_ensemble` > 1) also on models pre-trained with other seeds, and the mask is
+/// the members' mean. The pre-trained model is frozen (tch's `VarStore::freeze`: no gradients
+/// flow into its embeddings) except its content projection, which trains with the mask (and
+/// then alone for `mask.projection_only_steps`) under the planned `mask.train_projection` and
+/// carries InvRL's variance penalty. The final training's warm start copies the run's own
+/// pre-trained model as its mask learning left it; the other members' models are dropped.
 pub(super) fn learn_invariance(
     cx: &Context,
     inv: &InvariancePlan,
@@ -279,32 +289,19 @@ pub(super) fn learn_invariance(
     report: &mut Report,
 ) -> Result<Invariance> {
     let seed = cx.plan.cfg.seed;
-    pre.vs.freeze();
-    let projection = pre.backbone.content_projection();
-    if let Some(proj) = &projection {
-        let _ = proj.set_requires_grad(true);
-    }
-    let ensemble = inv.mask_ensemble;
-    let pretrained_projection = projection.as_ref().filter(|_| ensemble > 1).map(|p| p.detach().copy());
-    let mut members: Vec<MaskMember> = Vec::with_capacity(ensemble);
-    let mut projection_sum: Option<Tensor> = None;
-    for member in 0..ensemble {
-        if let (Some(proj), Some(start)) = (&projection, &pretrained_projection) {
-            tch::no_grad(|| proj.shallow_clone().copy_(start));
-        }
-        // member 0 keeps the run's own seeds: an ensemble of one is the single mask
+    let mut members = vec![learn_mask(cx, inv, pre, inference, seed, true, report)?];
+    for member in 1..inv.mask_ensemble {
         let member_seed = seed.wrapping_add(member as u64 * 0x9e37_79b9);
-        members.push(learn_mask(cx, inv, pre, inference, member_seed, member == 0, report)?);
-        if let (Some(proj), Some(_)) = (&projection, &pretrained_projection) {
-            let learned = proj.detach().copy();
-            projection_sum = Some(match projection_sum {
-                Some(sum) => sum + learned,
-                None => learned,
-            });
-        }
+        // the member's initialisation draws from libtorch's global generator
+        tch::manual_seed(member_seed as i64);
+        let t = Instant::now();
+        let (mut member_pre, _) = pretrain_with_seed(cx, member_seed, None)?;
+        *report.timings.entry("mask_ensemble_pretrain".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
+        members.push(learn_mask(cx, inv, &mut member_pre, inference, member_seed, false, report)?);
     }
-    if let (Some(proj), Some(sum)) = (&projection, projection_sum) {
-        tch::no_grad(|| proj.shallow_clone().copy_(&(sum / ensemble as f64)));
+    if inv.mask_ensemble > 1 {
+        // the final model's initialisation then draws the same for any ensemble of this seed
+        tch::manual_seed(seed.wrapping_add(0x5eed) as i64);
     }
     let weights: Vec<Tensor> = members.iter().map(|m| m.weights.shallow_clone()).collect();
     let learned = Tensor::stack(&weights, 0).mean_dim(0, false, tch::Kind::Float);

@@ -35,7 +35,11 @@ pub fn estimate(ds: &Dataset, cfg: &Config) -> MemoryEstimate {
     let invariant = cfg.method.is_invariant();
     let mut params = backbone_params(din);
     if invariant {
-        params += backbone_params(cfg.convert_dim as f64) + 2.0 * din * cfg.convert_dim as f64 + din;
+        let final_model = backbone_params(cfg.convert_dim as f64) + 2.0 * din * cfg.convert_dim as f64 + din;
+        // a mask ensemble's members pre-train, one at a time, a second raw-feature model beside
+        // the run's own, before the final model exists
+        let member = if cfg.mask_ensemble > 1 { backbone_params(din) } else { 0.0 };
+        params += final_model.max(member);
     }
     // parameter, gradient and two Adam moments
     let parameters_mb = f(4.0 * params);

@@ -185,6 +185,13 @@ fn runs_that_cannot_fit_are_refused_before_training() {
     big.train.batch_size *= 8;
     big.backbone.negatives *= 4;
     assert!(painvrl::memory::estimate(&ds, &big).activations_mb > est.activations_mb);
+    // a mask ensemble holds a member's pre-trained model beside the run's own: more than a
+    // narrow final model needs
+    let narrow = Config { convert_dim: 1, ..small_config(Method::Painvrl) };
+    let ensemble = Config { mask_ensemble: 3, ..narrow.clone() };
+    assert!(
+        painvrl::memory::estimate(&ds, &ensemble).parameters_mb > painvrl::memory::estimate(&ds, &narrow).parameters_mb
+    );
 }
 
 #[test]

@@ -221,8 +221,9 @@ struct MaskMember {
 }
 
 /// Rounds of environment inference → mask learning on `pre` with one seed; the variant
-/// representation of one round feeds the next round's inference. Timings accumulate in `report`; the mask's log,
-/// its Pareto weights and the environments' sizes are recorded for the first member (`record`).
+/// representation of one round feeds the next round's inference. Timings accumulate in
+/// `report`; the mask's log, its Pareto weights and the environments' sizes are recorded for
+/// the first member (`record`).
 fn learn_mask(
     cx: &Context,
     inv: &InvariancePlan,

@@ -32,6 +32,10 @@ pub struct Diagnostics {
     pub env_nmi_vs_planted: Option<f64>,
     /// ROC-AUC of the mask's weights for the planted invariant dimensions (0.5: chance).
     pub mask_auc_vs_planted: Option<f64>,
+    /// With a mask ensemble (`mask_ensemble` > 1) and planted dimensions: each member's own
+    /// ROC-AUC, first member first — whether the members agree in the direction they rank.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mask_auc_by_member: Vec<f64>,
     /// Validation metrics of the pre-trained model, at the epoch its training restored.
     #[serde(default)]
     pub val_pretrained: BTreeMap<String, f64>,
@@ -170,7 +174,6 @@ pub fn invariant_run(
     let before = environment_risks(backbone, features, &ds.train, envs, sampler, 4096, seed);
     let masked = features * mask;
     let after = environment_risks(backbone, &masked, &ds.train, envs, sampler, 4096, seed);
-    let planted_mask = ds.truth.invariant_mask(ds.features.dim());
     Ok(Diagnostics {
         mask_sd: Some(msd),
         mask_share_below_0_25: Some(low),
@@ -180,11 +183,18 @@ pub fn invariant_run(
         env_risk_before_mask: before,
         env_risk_after_mask: after,
         env_nmi_vs_planted: ds.truth.train_envs.as_ref().map(|t| nmi(&envs.labels, t)),
-        mask_auc_vs_planted: planted_mask
-            .filter(|m| m.iter().any(|&x| x) && m.iter().any(|&x| !x))
-            .map(|m| roc_auc(mask_values, &m)),
+        mask_auc_vs_planted: mask_auc_vs_planted(ds, mask_values),
         ..Default::default()
     })
+}
+
+/// ROC-AUC of mask weights for the dataset's planted invariant dimensions; `None` without
+/// them, or when they are all or none of the dimensions.
+pub fn mask_auc_vs_planted(ds: &Dataset, mask: &[f32]) -> Option<f64> {
+    ds.truth
+        .invariant_mask(ds.features.dim())
+        .filter(|m| m.iter().any(|&x| x) && m.iter().any(|&x| !x))
+        .map(|m| roc_auc(mask, &m))
 }
 
 #[cfg(test)]

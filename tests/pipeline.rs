@@ -127,6 +127,10 @@ fn a_mask_ensemble_averages_members_whose_first_is_the_single_mask() {
         second.iter().zip(&single.mask).any(|(a, &b)| (a - f64::from(b)).abs() > 1e-4),
         "the members are the same mask"
     );
+    // each member's own ranking of the planted dimensions, the first member's the single mask's
+    assert!(single.diagnostics.mask_auc_by_member.is_empty());
+    assert_eq!(pair.diagnostics.mask_auc_by_member.len(), 2);
+    assert_eq!(Some(pair.diagnostics.mask_auc_by_member[0]), single.diagnostics.mask_auc_vs_planted);
     // the conversion uses the mean: invariant-only fusion starts the final model from the
     // masked content (attention fusion's start does not depend on the mask)
     assert_ne!(run(Method::PainvrlInvariantOnly, 2).metrics, run(Method::PainvrlInvariantOnly, 1).metrics);

@@ -306,6 +306,16 @@ pub(super) fn learn_invariance(
     }
     let weights: Vec<Tensor> = members.iter().map(|m| m.weights.shallow_clone()).collect();
     let learned = Tensor::stack(&weights, 0).mean_dim(0, false, tch::Kind::Float);
+    let member_aucs = match members.len() {
+        1 => vec![],
+        _ => members
+            .iter()
+            .map(|m| Ok(Vec::<f32>::try_from(m.weights.to_device(Device::Cpu))?))
+            .collect::<Result<Vec<_>>>()?
+            .iter()
+            .filter_map(|w| crate::diagnostics::mask_auc_vs_planted(cx.ds, w))
+            .collect(),
+    };
     // the environments of the first member, whose seeds are those of a single mask
     let envs = members.swap_remove(0).envs;
     report.mask = Vec::<f32>::try_from(learned.to_device(Device::Cpu))?;
@@ -318,6 +328,7 @@ pub(super) fn learn_invariance(
         &cx.sampler,
         seed.wrapping_add(3),
     )?;
+    report.diagnostics.mask_auc_by_member = member_aucs;
     report.diagnostics.val_pretrained = pre.best_val.clone();
     let raw = || cx.features.shallow_clone();
     report.diagnostics.val_after_mask_learning =

@@ -181,8 +181,9 @@ pub struct Config {
     /// conversion uses the mean of the members' weights, the final penalty the run's own
     /// environments, and the final model's warm start the run's own pre-trained model. A mask
     /// learnt from inferred environments ranks the dimensions differently from seed to seed;
-    /// the mean of several can rank them better where the seeds disagree by chance
-    /// (docs/method.md, session 24). Pre-training and mask learning take that many times longer.
+    /// the mean of several can rank them better where the seeds disagree by chance. Measured
+    /// in session 24 (docs/method.md): five masks ranked no better on average than one, since
+    /// members also disagree in sign. Pre-training and mask learning take that many times longer.
     pub mask_ensemble: usize,
     /// γ ∈ [0, 1], the weight of the variant half in the model the final training saves and
     /// evaluates: h = β h_inv + γ (1 − β) h_var. The final training itself runs with γ = 1,
@@ -198,7 +199,8 @@ pub struct Config {
     /// validation `train.select_metric` is at least (1 − tolerance) × that of γ = 1, the model
     /// as trained. A tolerance in [0, 1); 0 picks the best γ on validation, the smallest on
     /// ties. Leaving out part of the variant half is a bet that what validation loses is
-    /// spurious (docs/method.md, session 24). Attention and scalar fusion only. `report.json`
+    /// spurious; with learnt masks it bought no OOD recall over 17 seeds (docs/method.md,
+    /// session 24). Attention and scalar fusion only. `report.json`
     /// → `diagnostics.served_variant_weight` records the choice.
     pub variant_weight_tolerance: Option<f64>,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`).

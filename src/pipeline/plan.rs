@@ -87,7 +87,8 @@ pub struct InvariancePlan {
     pub mask: Checked<MaskConfig>,
     /// How the learned mask enters the conversion.
     pub mask_use: MaskUse,
-    /// Masks learned with different seeds from the same pre-trained model and averaged.
+    /// Masks to average: the run's own and, for members after the first, masks learned on
+    /// models pre-trained with their own seeds.
     pub mask_ensemble: usize,
     /// Fusion of the invariant and variant projections.
     pub fusion: Fusion,

@@ -306,16 +306,13 @@ pub(super) fn learn_invariance(
     }
     let weights: Vec<Tensor> = members.iter().map(|m| m.weights.shallow_clone()).collect();
     let learned = Tensor::stack(&weights, 0).mean_dim(0, false, tch::Kind::Float);
-    let member_aucs = match members.len() {
-        1 => vec![],
-        _ => members
-            .iter()
-            .map(|m| Ok(Vec::<f32>::try_from(m.weights.to_device(Device::Cpu))?))
-            .collect::<Result<Vec<_>>>()?
-            .iter()
-            .filter_map(|w| crate::diagnostics::mask_auc_vs_planted(cx.ds, w))
-            .collect(),
-    };
+    let mut member_aucs = vec![];
+    if members.len() > 1 {
+        for member in &members {
+            let weights = Vec::<f32>::try_from(member.weights.to_device(Device::Cpu))?;
+            member_aucs.extend(crate::diagnostics::mask_auc_vs_planted(cx.ds, &weights));
+        }
+    }
     // the environments of the first member, whose seeds are those of a single mask
     let envs = members.swap_remove(0).envs;
     report.mask = Vec::<f32>::try_from(learned.to_device(Device::Cpu))?;

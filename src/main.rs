@@ -253,6 +253,10 @@ struct SynthArgs {
     /// Mean strength of the spurious signal in training (reversed in test_ood).
     #[arg(long, default_value_t = 3.0)]
     variant_strength: f32,
+    /// Draw each user's environment once for all of its clicks (a region, a platform, a
+    /// cohort) instead of one per click.
+    #[arg(long)]
+    per_user_envs: bool,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -585,11 +589,12 @@ fn bench(args: BenchArgs) -> Result<()> {
 
 /// `painvrl synth`.
 fn synth(args: SynthArgs) -> Result<()> {
-    let SynthArgs { family, out, users, items, variant_strength, seed } = args;
+    let SynthArgs { family, out, users, items, variant_strength, per_user_envs, seed } = args;
     let cfg = painvrl::data::SyntheticConfig {
         n_users: users,
         n_items: items,
         variant_strength,
+        per_user_environments: per_user_envs,
         family: family.parse()?,
         seed,
         ..Default::default()

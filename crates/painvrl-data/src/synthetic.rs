@@ -76,6 +76,9 @@ pub struct SyntheticConfig {
     pub variant_dims: usize,
     /// Training environments (each training interaction is drawn from one at random).
     pub n_envs: usize,
+    /// Draw each user's environment once, for all of its train, val and test clicks (a region,
+    /// a platform, a cohort), instead of one per click.
+    pub per_user_environments: bool,
     /// Interactions per user in each of train, val, test and test_ood (train gets 4×).
     pub per_user: usize,
     /// Strength of the preference signal.
@@ -102,6 +105,7 @@ impl Default for SyntheticConfig {
             invariant_dims: 8,
             variant_dims: 8,
             n_envs: 2,
+            per_user_environments: false,
             per_user: 5,
             invariant_strength: 3.0,
             variant_strength: 3.0,
@@ -189,10 +193,12 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
     let mut train_envs = Vec::new();
     for u in 0..cfg.n_users {
         let mut taken = std::collections::HashSet::new();
+        // drawn only when asked for, so that per-click sets keep their random stream
+        let user_env = cfg.per_user_environments.then(|| rng.gen_range(0..n_envs));
         let mut iid = |x: &mut Interactions, n: usize, envs: Option<&mut Vec<u32>>, rng: &mut ChaCha8Rng| {
             let mut labels = Vec::new();
             for _ in 0..n {
-                let e = rng.gen_range(0..n_envs);
+                let e = user_env.unwrap_or_else(|| rng.gen_range(0..n_envs));
                 if let Some(i) = draw(u, env_strength[e], &mut taken, rng) {
                     x.push(u as u32, i);
                     labels.push(e as u32);
@@ -255,6 +261,26 @@ mod tests {
         assert_eq!(a.invariant_mask.iter().filter(|&&x| x).count(), cfg.invariant_dims);
         assert_eq!(a.dataset.test_ood.as_ref().unwrap().len(), 20 * cfg.per_user);
         assert_eq!(a.dataset.truth.train_envs.as_ref(), Some(&a.train_envs));
+    }
+
+    #[test]
+    fn per_user_environments_hold_for_all_of_a_users_clicks() {
+        let labels_by_user = |per_user_environments: bool| {
+            let cfg = SyntheticConfig { n_users: 40, n_items: 80, per_user_environments, ..Default::default() };
+            let syn = generate(&cfg).unwrap();
+            let mut by_user = vec![std::collections::BTreeSet::new(); cfg.n_users];
+            for (&u, &e) in syn.dataset.train.users.iter().zip(&syn.train_envs) {
+                by_user[u as usize].insert(e);
+            }
+            by_user
+        };
+        let per_user = labels_by_user(true);
+        assert!(per_user.iter().all(|envs| envs.len() == 1), "one environment per user");
+        let users_in = |e: u32| per_user.iter().filter(|envs| envs.contains(&e)).count();
+        assert!(users_in(0) > 0 && users_in(1) > 0, "both environments have users");
+        // per click (the default), most users see both environments among 20 clicks
+        let per_click = labels_by_user(false);
+        assert!(per_click.iter().filter(|envs| envs.len() == 2).count() > 30);
     }
 
     #[test]

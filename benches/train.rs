@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use painvrl::core::Validate;
 use painvrl::core::{EnvironmentInference, UserItems};
 use painvrl::data::{load_dir, LoadOptions, NegativeSampler};
-use painvrl::env::RandomEnvironments;
+use painvrl::env::{RandomEnvironments, Unit};
 use painvrl::graph::{build_backbone, fit, BackboneConfig, Stage, TrainConfig, TrainData, TrainGraph};
 use painvrl::mask::{train_mask, InvariancePenalty, Mask, MaskConfig, MaskData, MaskKind};
 use std::path::Path;
@@ -37,7 +37,7 @@ fn benches(c: &mut Criterion) {
             fit(&mut vs, bb.as_ref(), &content, &data, &cfg, &Stage { name: "bench", ..Default::default() }).unwrap()
         })
     });
-    let envs = RandomEnvironments { n_envs: 10 }.infer(&ds, None, 0).unwrap();
+    let envs = RandomEnvironments { n_envs: 10, unit: Unit::Interaction }.infer(&ds, None, 0).unwrap();
     g.bench_function("mask_epoch_irmv1_pareto_e10", |b| {
         b.iter(|| {
             let vs = VarStore::new(Device::Cpu);

@@ -589,3 +589,40 @@ fn a_stop_handle_ends_its_own_run_and_no_other() {
     let r = painvrl::pipeline::Run::new(&ds, &cfg).stop_handle(painvrl::core::signal::StopHandle::new()).execute();
     assert!(r.is_ok(), "{:?}", r.err());
 }
+
+#[test]
+fn environments_can_hold_per_user() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg =
+        painvrl::data::SyntheticConfig { n_users: 80, n_items: 120, per_user_environments: true, ..Default::default() };
+    let ds = painvrl::data::generate(&cfg).unwrap().dataset;
+    let clicks = 4 * cfg.per_user;
+    assert!(ds.train.user_degrees(ds.n_users).iter().all(|&d| d as usize == clicks));
+    // every user has the same number of training clicks, so an environment made of whole
+    // users holds a multiple of it; one label per click almost never does
+    let sizes = |method: Method, unit: painvrl::env::Unit| {
+        let mut c = small_config(method);
+        c.envs.unit = unit;
+        painvrl::pipeline::run(&ds, &c, None, false).unwrap().environments
+    };
+    for method in [Method::Painvrl, Method::PainvrlRandomEnvs] {
+        let by_user = sizes(method, painvrl::env::Unit::User);
+        assert_eq!(by_user.iter().sum::<usize>(), ds.train.len());
+        assert!(by_user.iter().all(|&s| s % clicks == 0), "{method:?}: {by_user:?}");
+        let by_click = sizes(method, painvrl::env::Unit::Interaction);
+        assert!(by_click.iter().any(|&s| s % clicks != 0), "{method:?}: {by_click:?}");
+    }
+    // named in TOML; a wrong name, or a strategy that labels clicks, is refused
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[envs]\nunit = \"user\"\n").unwrap();
+    assert_eq!(Config::from_toml_file(&p).unwrap().envs.unit, painvrl::env::Unit::User);
+    std::fs::write(&p, "[envs]\nunit = \"session\"\n").unwrap();
+    let e = Config::from_toml_file(&p).unwrap_err().to_string();
+    assert!(e.contains("session") && e.contains("c.toml"), "{e}");
+    let mut eiil = small_config(Method::Painvrl);
+    eiil.envs.unit = painvrl::env::Unit::User;
+    eiil.envs.strategy = painvrl::env::Strategy::Eiil;
+    let e = painvrl::pipeline::run(&ds, &eiil, None, false).unwrap_err().to_string();
+    assert!(e.contains("envs.unit") && e.contains("heterogeneous"), "{e}");
+}

@@ -179,7 +179,7 @@ fn inference_of(
     let envs = &inv.envs;
     let n_envs = envs.n_envs;
     Ok(match source {
-        EnvironmentSource::Random => Box::new(RandomEnvironments { n_envs }),
+        EnvironmentSource::Random => Box::new(RandomEnvironments { n_envs, unit: envs.unit }),
         EnvironmentSource::Strategy(Strategy::Heterogeneous) => {
             Box::new(HeterogeneousIdentification::new(envs.clone(), device))
         }

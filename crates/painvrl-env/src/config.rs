@@ -39,12 +39,29 @@ pub enum Start {
     Random,
 }
 
+/// What one environment label covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// Each training interaction on its own (InvRL).
+    #[default]
+    Interaction,
+    /// All of a user's training interactions together: environments such as a region, a
+    /// platform or a cohort, which hold for a user rather than for one click. Heterogeneous
+    /// identification then sums the log-likelihoods of a user's clicks before choosing the
+    /// environment, so one click's noise no longer decides it.
+    User,
+}
+
 /// Options of environment inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HeteroConfig {
     /// Inference strategy.
     pub strategy: Strategy,
+    /// What one label covers: an interaction (default) or all of a user's training
+    /// interactions; `"user"` applies to heterogeneous identification and random environments.
+    pub unit: Unit,
     /// Number of environments E (EIIL always makes two); ten, InvRL's count. Two rank the
     /// synthetic sets' masks better, as random labels do at the same mask-step sample, but lower
     /// validation recall on MovieLens (docs/method.md, "Two environments — session 19").
@@ -89,6 +106,7 @@ impl Default for HeteroConfig {
     fn default() -> Self {
         HeteroConfig {
             strategy: Strategy::Heterogeneous,
+            unit: Unit::Interaction,
             n_envs: 10,
             max_iterations: 5,
             tolerance: 0.01,
@@ -136,6 +154,13 @@ impl Validate for HeteroConfig {
         }
         if !(self.eiil_lr.is_finite() && self.eiil_lr > 0.0) {
             return Err(Error::config("envs.eiil_lr", "must be positive"));
+        }
+        if self.unit == Unit::User && self.strategy != Strategy::Heterogeneous {
+            return Err(Error::config(
+                "envs.unit",
+                "'user' applies to heterogeneous identification (and the random-environment ablation); \
+                 EIIL, bands, time periods and given labels label each interaction",
+            ));
         }
         if self.strategy == Strategy::Eiil && self.eiil_steps == 0 {
             return Err(Error::config("envs.eiil_steps", "must be ≥ 1"));

@@ -129,7 +129,7 @@ impl EnvironmentInference for Eiil {
 mod tests {
     use super::*;
     use crate::test_support::serial;
-    use crate::{nmi, RandomEnvironments, Strategy};
+    use crate::{nmi, RandomEnvironments, Strategy, Unit};
     use painvrl_core::Validate;
 
     #[test]
@@ -156,7 +156,7 @@ mod tests {
         .unwrap();
         let cfg = HeteroConfig { strategy: Strategy::Eiil, epochs: 10, ..Default::default() };
         let got = Eiil::new(cfg.check().unwrap(), Device::Cpu).infer(&syn.dataset, None, 1).unwrap();
-        let base = RandomEnvironments { n_envs: 2 }.infer(&syn.dataset, None, 1).unwrap();
+        let base = RandomEnvironments { n_envs: 2, unit: Unit::Interaction }.infer(&syn.dataset, None, 1).unwrap();
         let (h, r) = (nmi(&got.labels, &syn.train_envs), nmi(&base.labels, &syn.train_envs));
         eprintln!("NMI EIIL {h:.4} random {r:.4}; sizes {:?}", got.sizes);
         assert_eq!(got.sizes.iter().sum::<usize>(), syn.dataset.train.len());

@@ -9,8 +9,9 @@ mod eiil;
 mod hetero;
 mod models;
 mod simple;
+mod units;
 
-pub use config::{HeteroConfig, Start, Strategy};
+pub use config::{HeteroConfig, Start, Strategy, Unit};
 pub use eiil::{eiil_penalty, Eiil};
 pub use hetero::HeterogeneousIdentification;
 pub use simple::{ActivityBands, GivenEnvironments, PopularityBands, RandomEnvironments, TimePeriods};
@@ -36,8 +37,20 @@ pub(crate) mod test_support {
     /// measured with an independent NumPy reimplementation), and the planted variant
     /// representation `(1 − m) ⊙ x` the pipeline would pass from a perfect mask.
     pub(crate) fn planted(seed: u64) -> (painvrl_data::SyntheticData, Tensor) {
-        let cfg =
-            painvrl_data::SyntheticConfig { n_users: 200, n_items: 300, env_spread: 1.0, seed, ..Default::default() };
+        planted_per(seed, false)
+    }
+
+    /// [`planted`] with each user's environment drawn once for all of its clicks when
+    /// `per_user_environments`.
+    pub(crate) fn planted_per(seed: u64, per_user_environments: bool) -> (painvrl_data::SyntheticData, Tensor) {
+        let cfg = painvrl_data::SyntheticConfig {
+            n_users: 200,
+            n_items: 300,
+            env_spread: 1.0,
+            per_user_environments,
+            seed,
+            ..Default::default()
+        };
         let syn = painvrl_data::generate(&cfg).unwrap();
         let keep: Vec<f32> = syn.invariant_mask.iter().map(|&inv| if inv { 0.0 } else { 1.0 }).collect();
         let variant = syn.dataset.features.to_tensor(Device::Cpu) * Tensor::from_slice(&keep);

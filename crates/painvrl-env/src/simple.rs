@@ -3,6 +3,8 @@
 //! clicking user's training activity, or when the click happened — the usual suspects of a
 //! popularity, activity or temporal shift.
 
+use crate::units::Units;
+use crate::Unit;
 use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,6 +14,9 @@ use tch::Tensor;
 pub struct RandomEnvironments {
     /// Number of environments.
     pub n_envs: usize,
+    /// What one label covers: each interaction draws its own, or each user one for all of its
+    /// training interactions.
+    pub unit: Unit,
 }
 
 impl EnvironmentInference for RandomEnvironments {
@@ -24,8 +29,9 @@ impl EnvironmentInference for RandomEnvironments {
             return Err(Error::config("envs.n_envs", "need at least 2 environments"));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let labels = (0..data.train.len()).map(|_| rng.gen_range(0..self.n_envs as u32)).collect();
-        Ok(EnvironmentAssignment::from_labels(labels, self.n_envs))
+        let units = Units::new(self.unit, data);
+        let labels: Vec<u32> = (0..units.count).map(|_| rng.gen_range(0..self.n_envs as u32)).collect();
+        Ok(EnvironmentAssignment::from_labels(units.expand(&labels), self.n_envs))
     }
 }
 

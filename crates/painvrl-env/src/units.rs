@@ -4,7 +4,7 @@
 
 use crate::Unit;
 use painvrl_core::Dataset;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// The unit of every training interaction, numbered densely.
 pub(crate) struct Units {
@@ -69,7 +69,7 @@ impl Units {
                 for &k in of {
                     counts[k as usize] += 1.0;
                 }
-                self.sum(per_interaction) / Tensor::from_slice(&counts).to_kind(Kind::Float)
+                self.sum(per_interaction) / Tensor::from_slice(&counts)
             }
         }
     }

@@ -132,9 +132,10 @@ fn assert_targets(family: &str, painvrl_config: &str, min_ood_ratio: f64, min_ma
     assert!(auc >= min_mask_auc, "{family}: mask ROC-AUC {auc:.3} < {min_mask_auc} against the planted dimensions");
 }
 
-/// The two targets, each 3 seeds × 2 methods of full training: the acceptance tier (CI runs
-/// it; `cargo test --workspace -- --ignored acceptance::` runs it by hand, about 3 minutes on
-/// 2 cores), outside the quick-start test command.
+/// The targets with the defaults and with two environments and γ chosen on validation, each
+/// 3 seeds × 2 methods of full training: the acceptance tier (CI runs it; `cargo test
+/// --workspace -- --ignored acceptance::` runs it by hand, about 5 minutes on 2 cores),
+/// outside the quick-start test command.
 mod acceptance {
     use super::{assert_targets, ONE_THREAD};
 

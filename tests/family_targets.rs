@@ -134,7 +134,7 @@ fn assert_targets(family: &str, painvrl_config: &str, min_ood_ratio: f64, min_ma
 
 /// The targets with the defaults and with two environments and γ chosen on validation, each
 /// 3 seeds × 2 methods of full training: the acceptance tier (CI runs it; `cargo test
-/// --workspace -- --ignored acceptance::` runs it by hand, about 5 minutes on 2 cores),
+/// --workspace -- --ignored acceptance::` runs it by hand, 169 s on 2 cores in session 26),
 /// outside the quick-start test command.
 mod acceptance {
     use super::{assert_targets, ONE_THREAD};

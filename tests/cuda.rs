@@ -70,7 +70,7 @@ fn pipeline_on(spec: DeviceSpec) -> BTreeMap<String, f64> {
     let ds = painvrl::data::generate(&Default::default()).unwrap().dataset;
     let mut out = BTreeMap::new();
     for method in [Method::Erm, Method::Painvrl, Method::Ease] {
-        let mut cfg = Config { method, device: spec, threads: 1, pretrain_epochs: 2, ..Default::default() };
+        let mut cfg = Config { method, device: spec, threads: 1, pretrain_epochs: Some(2), ..Default::default() };
         cfg.train.epochs = 3;
         cfg.train.progress = false;
         cfg.envs.n_envs = 2;

@@ -173,6 +173,32 @@ fn bad_configuration_fails_before_training() {
         Config { variant_weight_tolerance: Some(0.02), inference_variant_weight: 0.5, ..small_config(Method::Painvrl) };
     let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
     assert!(e.contains("variant_weight_tolerance") && e.contains("inference_variant_weight"), "{e}");
+    let cfg = Config { pretrain_epochs: Some(0), ..small_config(Method::Painvrl) };
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("pretrain_epochs") && e.contains("≥ 1"), "{e}");
+}
+
+#[test]
+fn unset_pretraining_length_is_the_backbones_own() {
+    use painvrl::graph::BackboneKind;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    // the pre-training epochs one run logged (epochs.jsonl); a budget of 12 that patience
+    // never cuts short, so that the count is the configured length
+    let pretrain_epochs = |kind: BackboneKind, pretrain_epochs: Option<usize>| {
+        let mut cfg = Config { pretrain_epochs, ..small_config(Method::Painvrl) };
+        cfg.backbone.kind = kind;
+        cfg.train.epochs = 12;
+        cfg.train.patience = 100;
+        let dir = tempfile::tempdir().unwrap();
+        painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("epochs.jsonl")).unwrap();
+        log.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["module"] == "pretrain").count()
+    };
+    // LightGCN: 10 epochs; VBPR: the whole budget, which patience would end; a set length wins
+    assert_eq!(pretrain_epochs(BackboneKind::Lightgcn, None), 10);
+    assert_eq!(pretrain_epochs(BackboneKind::Mf, None), 12);
+    assert_eq!(pretrain_epochs(BackboneKind::Mf, Some(3)), 3);
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn test_ood_is_the_same_for_every_training_seed() {
 }
 
 fn tiny_config() -> Config {
-    let mut cfg = Config { device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 1, ..Default::default() };
+    let mut cfg = Config { device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: Some(1), ..Default::default() };
     cfg.train.epochs = 1;
     cfg.train.batch_size = 256;
     cfg.train.progress = false;

@@ -21,7 +21,7 @@ fn trained_run_with(method: Method, edit: impl FnOnce(&mut Config)) -> (tempfile
     // the shared small configuration, shorter still: one pre-training epoch and one EM
     // iteration, the default training batch, small mask batches
     let mut cfg = small_config(method);
-    cfg.pretrain_epochs = 1;
+    cfg.pretrain_epochs = Some(1);
     cfg.train.batch_size = Config::default().train.batch_size;
     cfg.envs.max_iterations = 1;
     cfg.mask.batch_size = 32;

@@ -144,7 +144,7 @@ impl Plan {
             Some((envs, mask)) => Some(Self::invariance(&cfg, method, envs, mask)?),
             None => None,
         };
-        let pretrain_epochs = if invariance.is_some() { cfg.pretrain_epochs } else { cfg.train.epochs };
+        let pretrain_epochs = if invariance.is_some() { cfg.resolved_pretrain_epochs() } else { cfg.train.epochs };
         Ok(Plan { posthoc: method == Method::Posthoc, pretrain_epochs, invariance, cfg })
     }
 

@@ -16,7 +16,8 @@ pub fn small_synthetic() -> painvrl::core::Dataset {
 
 /// `method` with two epochs per training stage, small batches and two environments.
 pub fn small_config(method: Method) -> Config {
-    let mut cfg = Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: 2, ..Default::default() };
+    let mut cfg =
+        Config { method, device: DeviceSpec::Cpu, threads: 1, pretrain_epochs: Some(2), ..Default::default() };
     cfg.train.epochs = 2;
     cfg.train.batch_size = 256;
     cfg.train.progress = false;

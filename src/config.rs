@@ -303,10 +303,11 @@ impl Config {
     /// Epochs of the invariant methods' ERM pre-training: `pretrain_epochs`, or unset the
     /// backbone's default. On LightGCN 10: pre-training to convergence gave up validation
     /// recall on the `exposure` family (docs/method.md, session 11). On VBPR the whole budget
-    /// `train.epochs`, which patience ends: its validation recall peaks early, dips and passes
-    /// the early peak only after about 30 epochs, and 10 epochs leave mask learning and the
-    /// final training the early peak's model (TikTok and MovieLens, session 27). UltraGCN keeps
-    /// 10: measured on one set only (the planted shift, higher on validation by convergence).
+    /// `train.epochs`, which patience ends: VBPR converges late, and 10 epochs leave mask
+    /// learning and the final training an under-trained model (on TikTok its validation recall
+    /// peaks at epoch 1–2, dips and passes that peak only after about 30 epochs; on MovieLens
+    /// it is still climbing at epoch 10; docs/method.md, session 27). UltraGCN keeps 10:
+    /// measured on one set only (the planted shift, higher on validation by convergence).
     pub fn resolved_pretrain_epochs(&self) -> usize {
         self.pretrain_epochs.unwrap_or(match self.backbone.kind {
             BackboneKind::Mf => self.train.epochs,

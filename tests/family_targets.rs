@@ -167,7 +167,7 @@ fn assert_targets(family: &'static str, painvrl_config: &str, min_ood_ratio: f64
 /// The targets with the defaults and with two environments and γ chosen on validation, each
 /// 3 seeds of PaInvRL against 3 of ERM (shared by a family's tests), all trained in full: the
 /// acceptance tier (CI runs it; `cargo test --workspace -- --ignored acceptance::` runs it by
-/// hand; 169 s on 2 cores in session 26, before ERM's runs were shared), outside the
+/// hand; 120 s on 2 cores in session 27's CI, 169 s before ERM's runs were shared), outside the
 /// quick-start test command.
 mod acceptance {
     use super::{assert_targets, ONE_THREAD};

@@ -11,6 +11,16 @@ use common::{small_config, small_synthetic};
 /// this process take turns, so that one test's seeding cannot land in another's run.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The epochs one training stage (`module`: "pretrain" or "final") of a run logged to the
+/// run directory's `epochs.jsonl`, in order.
+fn logged_epochs(run_dir: &std::path::Path, module: &str) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(run_dir.join("epochs.jsonl")).unwrap();
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["module"] == module)
+        .collect()
+}
+
 #[test]
 fn every_method_writes_a_complete_report() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -192,8 +202,7 @@ fn unset_pretraining_length_is_the_backbones_own() {
         cfg.train.patience = 100;
         let dir = tempfile::tempdir().unwrap();
         painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
-        let log = std::fs::read_to_string(dir.path().join("epochs.jsonl")).unwrap();
-        log.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["module"] == "pretrain").count()
+        logged_epochs(dir.path(), "pretrain").len()
     };
     // LightGCN: 10 epochs; VBPR: the whole budget, which patience would end; a set length wins
     assert_eq!(pretrain_epochs(BackboneKind::Lightgcn, None), 10);
@@ -537,13 +546,8 @@ fn popularity_weighted_negatives_reach_every_stage_or_the_final_training_alone()
         cfg.final_negative_popularity = final_alpha;
         let dir = tempfile::tempdir().unwrap();
         let r = painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
-        let log = std::fs::read_to_string(dir.path().join("epochs.jsonl")).unwrap();
-        let final_losses: Vec<f64> = log
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|e| e["module"] == "final")
-            .map(|e| e["loss"].as_f64().unwrap())
-            .collect();
+        let final_losses: Vec<f64> =
+            logged_epochs(dir.path(), "final").iter().map(|e| e["loss"].as_f64().unwrap()).collect();
         assert!(!final_losses.is_empty());
         (r.mask, final_losses)
     };

@@ -10,6 +10,9 @@ use tch::{Device, Tensor};
 pub(crate) struct Units {
     /// Unit of each training interaction; `None` when every interaction is its own unit.
     of_interaction: Option<Vec<u32>>,
+    /// The sums' and means' gather, built once: `of_interaction` as an index and each unit's
+    /// interaction count (both on the CPU); `None` as above.
+    gather: Option<(Tensor, Tensor)>,
     /// Number of units.
     pub(crate) count: usize,
 }
@@ -19,7 +22,7 @@ impl Units {
     /// those without training interactions, so that no unit is empty.
     pub(crate) fn new(unit: Unit, data: &Dataset) -> Units {
         match unit {
-            Unit::Interaction => Units { of_interaction: None, count: data.train.len() },
+            Unit::Interaction => Units { of_interaction: None, gather: None, count: data.train.len() },
             Unit::User => {
                 let degrees = data.train.user_degrees(data.n_users);
                 let mut dense = vec![u32::MAX; data.n_users];
@@ -30,8 +33,13 @@ impl Units {
                         count += 1;
                     }
                 }
-                let of = data.train.users.iter().map(|&u| dense[u as usize]).collect();
-                Units { of_interaction: Some(of), count }
+                let of: Vec<u32> = data.train.users.iter().map(|&u| dense[u as usize]).collect();
+                let index = Tensor::from_slice(&of.iter().map(|&k| i64::from(k)).collect::<Vec<_>>());
+                let mut sizes = vec![0f32; count];
+                for &k in &of {
+                    sizes[k as usize] += 1.0;
+                }
+                Units { of_interaction: Some(of), gather: Some((index, Tensor::from_slice(&sizes))), count }
             }
         }
     }
@@ -46,14 +54,13 @@ impl Units {
 
     /// Per-interaction values `[E, n]` (on the CPU) summed over each unit: `[E, units]`.
     pub(crate) fn sum(&self, per_interaction: &Tensor) -> Tensor {
-        match &self.of_interaction {
+        match &self.gather {
             None => per_interaction.shallow_clone(),
-            Some(of) => {
-                let index = Tensor::from_slice(&of.iter().map(|&k| k as i64).collect::<Vec<_>>());
+            Some((index, _)) => {
                 let rows = per_interaction.size()[0];
                 Tensor::zeros([rows, self.count as i64], (per_interaction.kind(), Device::Cpu)).index_add(
                     1,
-                    &index,
+                    index,
                     per_interaction,
                 )
             }
@@ -62,15 +69,9 @@ impl Units {
 
     /// Per-interaction values `[E, n]` averaged over each unit: `[E, units]`.
     pub(crate) fn mean(&self, per_interaction: &Tensor) -> Tensor {
-        match &self.of_interaction {
+        match &self.gather {
             None => per_interaction.shallow_clone(),
-            Some(of) => {
-                let mut counts = vec![0f32; self.count];
-                for &k in of {
-                    counts[k as usize] += 1.0;
-                }
-                self.sum(per_interaction) / Tensor::from_slice(&counts)
-            }
+            Some((_, sizes)) => self.sum(per_interaction) / sizes,
         }
     }
 

@@ -306,8 +306,9 @@ impl Config {
     /// `train.epochs`, which patience ends: VBPR converges late, and 10 epochs leave mask
     /// learning and the final training an under-trained model (on TikTok its validation recall
     /// peaks at epoch 1–2, dips and passes that peak only after about 30 epochs; on MovieLens
-    /// it is still climbing at epoch 10; docs/method.md, session 27). UltraGCN keeps 10:
-    /// measured on one set only (the planted shift, higher on validation by convergence).
+    /// it is still climbing at epoch 10; docs/method.md, session 27). UltraGCN keeps 10: by
+    /// patience, validation is higher on the affinity generator's sets alone, level elsewhere,
+    /// and the mask ranks worse on the exposure families (docs/method.md, session 28).
     pub fn resolved_pretrain_epochs(&self) -> usize {
         self.pretrain_epochs.unwrap_or(match self.backbone.kind {
             BackboneKind::Mf => self.train.epochs,

@@ -207,6 +207,17 @@ pub struct Config {
     /// backbone's default ([`Config::resolved_pretrain_epochs`]): 10 on LightGCN and UltraGCN,
     /// `train.epochs` (so that patience ends it) on VBPR, which converges late.
     pub pretrain_epochs: Option<usize>,
+    /// When set, environment inference and mask learning work on a second, shorter ERM
+    /// pre-training of this many epochs, and the final training starts from the full one
+    /// (`pretrain_epochs`): the mask from an early model, which still separates what the
+    /// environments share from what they do not, the final model from a converged one. The
+    /// shorter pre-training runs first with the run's seed, so its model, environments and mask
+    /// are those of a run with `pretrain_epochs` equal to this value; the full pre-training
+    /// follows and costs its own epochs. The converter then starts from the full pre-training's
+    /// content projection, which mask learning did not train. Invariant methods only; needs
+    /// `final_warm_start` and a value below the resolved `pretrain_epochs`. `report.json` →
+    /// `diagnostics.val_pretrained_for_final` records the full pre-training's validation metrics.
+    pub mask_pretrain_epochs: Option<usize>,
     /// Start the final model from the model mask learning leaves instead of from scratch: the
     /// pre-trained ID embeddings copied, the converter's projections from the content projection
     /// W as mask learning left it (pre-training's, trained on alongside the mask and then alone
@@ -275,6 +286,7 @@ impl Default for Config {
             inference_variant_weight: 1.0,
             variant_weight_tolerance: None,
             pretrain_epochs: None,
+            mask_pretrain_epochs: None,
             final_warm_start: true,
             final_warm_start_scale: 0.75,
             final_objective: FinalObjective::Pareto,
@@ -345,6 +357,21 @@ impl Config {
         }
         if self.pretrain_epochs == Some(0) {
             return Err(Error::config("pretrain_epochs", "must be ≥ 1"));
+        }
+        if let Some(epochs) = self.mask_pretrain_epochs.filter(|_| self.method.is_invariant()) {
+            let full = self.resolved_pretrain_epochs();
+            if epochs == 0 || epochs >= full {
+                return Err(Error::config(
+                    "mask_pretrain_epochs",
+                    format!("must be ≥ 1 and below the pre-training's {full} epochs (pretrain_epochs), got {epochs}"),
+                ));
+            }
+            if !self.final_warm_start {
+                return Err(Error::config(
+                    "mask_pretrain_epochs",
+                    "needs final_warm_start = true: without it the final training never uses the full pre-training",
+                ));
+            }
         }
         if let Some(a) = self.final_negative_popularity.filter(|a| !(a.is_finite() && *a >= 0.0)) {
             return Err(Error::config(

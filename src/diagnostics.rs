@@ -36,16 +36,22 @@ pub struct Diagnostics {
     /// ROC-AUC, first member first — whether the members agree in the direction they rank.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mask_auc_by_member: Vec<f64>,
-    /// Validation metrics of the pre-trained model, at the epoch its training restored.
+    /// Validation metrics of the pre-trained model mask learning worked on, at the epoch its
+    /// training restored.
     #[serde(default)]
     pub val_pretrained: BTreeMap<String, f64>,
+    /// With `mask_pretrain_epochs`: validation metrics of the full pre-training, the model the
+    /// final training's warm start copies instead (at the epoch its training restored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_pretrained_for_final: BTreeMap<String, f64>,
     /// Validation metrics of the pre-trained model with its content projection as mask learning
     /// left it (trained with the mask, then alone, under `mask.train_projection`), on the raw
     /// features: the model the final training's warm start copies.
     #[serde(default)]
     pub val_after_mask_learning: BTreeMap<String, f64>,
     /// Validation metrics of the final model before its first step: with the warm start and
-    /// `final_warm_start_scale = 1`, those of `val_after_mask_learning`.
+    /// `final_warm_start_scale = 1`, those of `val_after_mask_learning` (of
+    /// `val_pretrained_for_final` with `mask_pretrain_epochs`).
     #[serde(default)]
     pub val_final_start: BTreeMap<String, f64>,
     /// Mean training loss of the final model on each environment of the final penalty, before

@@ -11,7 +11,7 @@ use common::{small_config, small_synthetic};
 /// this process take turns, so that one test's seeding cannot land in another's run.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The epochs one training stage (`module`: "pretrain" or "final") of a run logged to the
+/// The epochs one training stage (`module`: "pretrain", "pretrain_for_final" or "final") of a run logged to the
 /// run directory's `epochs.jsonl`, in order.
 fn logged_epochs(run_dir: &std::path::Path, module: &str) -> Vec<serde_json::Value> {
     let log = std::fs::read_to_string(run_dir.join("epochs.jsonl")).unwrap();
@@ -186,6 +186,47 @@ fn bad_configuration_fails_before_training() {
     let cfg = Config { pretrain_epochs: Some(0), ..small_config(Method::Painvrl) };
     let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
     assert!(e.contains("pretrain_epochs") && e.contains("≥ 1"), "{e}");
+    // the mask's pre-training must be shorter than the full one (2 epochs here), and the full
+    // one is only used through the warm start
+    for epochs in [0, 2, 5] {
+        let cfg = Config { mask_pretrain_epochs: Some(epochs), ..small_config(Method::Painvrl) };
+        let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+        assert!(e.contains("mask_pretrain_epochs") && e.contains("below the pre-training's 2 epochs"), "{e}");
+    }
+    let cfg = Config { mask_pretrain_epochs: Some(1), final_warm_start: false, ..small_config(Method::Painvrl) };
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("mask_pretrain_epochs") && e.contains("final_warm_start"), "{e}");
+}
+
+/// With `mask_pretrain_epochs` the mask is learned on the shorter pre-training — the mask and
+/// environments of a run whose whole pre-training is that short — and the final training starts
+/// from the full one, which runs its own epochs after mask learning.
+#[test]
+fn a_shorter_pre_training_serves_the_mask_and_the_full_one_the_final_start() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    let short = Config { pretrain_epochs: Some(1), final_warm_start_scale: 1.0, ..small_config(Method::Painvrl) };
+    let mut split = Config { pretrain_epochs: Some(4), mask_pretrain_epochs: Some(1), ..short.clone() };
+    split.train.patience = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let a = painvrl::pipeline::run(&ds, &short, None, false).unwrap();
+    let b = painvrl::pipeline::run(&ds, &split, Some(dir.path()), false).unwrap();
+    assert_eq!(a.mask, b.mask);
+    assert_eq!(a.environments, b.environments);
+    assert_eq!(a.diagnostics.val_pretrained, b.diagnostics.val_pretrained);
+    assert_eq!(a.diagnostics.val_after_mask_learning, b.diagnostics.val_after_mask_learning);
+    assert!(a.diagnostics.val_pretrained_for_final.is_empty());
+    // at scale 1 the final model starts as the full pre-training, not as mask learning left
+    // the short one
+    let (start, full) = (&b.diagnostics.val_final_start, &b.diagnostics.val_pretrained_for_final);
+    assert_eq!(start.keys().collect::<Vec<_>>(), full.keys().collect::<Vec<_>>());
+    for (k, x) in start {
+        assert!((x - full[k]).abs() < 1e-9, "{k}: final start {x} vs full pre-training {}", full[k]);
+    }
+    assert_ne!(b.diagnostics.val_final_start, b.diagnostics.val_after_mask_learning);
+    assert_eq!(logged_epochs(dir.path(), "pretrain").len(), 1);
+    assert_eq!(logged_epochs(dir.path(), "pretrain_for_final").len(), 4);
+    assert!(b.timings.contains_key("pretrain_for_final"));
 }
 
 #[test]

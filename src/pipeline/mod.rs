@@ -1,6 +1,7 @@
 //! The whole method as a plan of stages: a method is decoded once into a [`Plan`]; a run
 //! context is built once; then pre-training → rounds of (i) environment inference → (ii) mask
-//! learning → (iii) conversion → final training with early stopping → evaluation on val, test
+//! learning → (iii) conversion → (with `mask_pretrain_epochs`, the full pre-training the final
+//! model starts from) → final training with early stopping → evaluation on val, test
 //! and test_ood → the saved model and `report.json`. Composed only through the `painvrl-core`
 //! traits; [`Run`] takes your own [`EnvironmentInference`] or [`Backbone`].
 //!
@@ -165,9 +166,20 @@ impl<'a> Run<'a> {
                     report.final_environments = Some(invariance.envs.sizes.clone());
                     *report.timings.entry("environments".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
                 }
+                let full;
+                let start = match plan.mask_pretrain_epochs {
+                    Some(_) => {
+                        cx.check_stop("the full pre-training")?;
+                        let t = Instant::now();
+                        full = stages::pretrain_for_final(&cx, &mut history, &mut report)?;
+                        timings.insert("pretrain_for_final".into(), t.elapsed().as_secs_f64());
+                        &full
+                    }
+                    None => &pre,
+                };
                 cx.check_stop("the final training")?;
                 let t = Instant::now();
-                let model = stages::final_training(&cx, inv, &pre, &invariance, &mut history, &mut report)?;
+                let model = stages::final_training(&cx, inv, start, &invariance, &mut history, &mut report)?;
                 timings.insert("final".into(), t.elapsed().as_secs_f64());
                 model
             }

@@ -130,6 +130,9 @@ pub struct Plan {
     pub cfg: CheckedConfig,
     /// Epochs of the (ERM) pre-training: the whole budget for the non-invariant methods.
     pub pretrain_epochs: usize,
+    /// Epochs of the shorter pre-training that mask learning works on when it is not the
+    /// final training's start (`mask_pretrain_epochs`; invariant methods only).
+    pub mask_pretrain_epochs: Option<usize>,
     /// Post-hoc popularity adjustment of the pre-trained model (β chosen on validation).
     pub posthoc: bool,
     /// The invariant stages, for the invariant methods.
@@ -145,7 +148,8 @@ impl Plan {
             None => None,
         };
         let pretrain_epochs = if invariance.is_some() { cfg.resolved_pretrain_epochs() } else { cfg.train.epochs };
-        Ok(Plan { posthoc: method == Method::Posthoc, pretrain_epochs, invariance, cfg })
+        let mask_pretrain_epochs = cfg.mask_pretrain_epochs.filter(|_| invariance.is_some());
+        Ok(Plan { posthoc: method == Method::Posthoc, pretrain_epochs, mask_pretrain_epochs, invariance, cfg })
     }
 
     fn invariance(

@@ -101,22 +101,47 @@ pub(super) struct Trained {
     pub best_val: BTreeMap<String, f64>,
 }
 
-/// ERM on all raw features (the whole budget for the non-invariant methods).
+/// Epochs of the pre-training that mask learning works on: the shorter one when
+/// `mask_pretrain_epochs` sets it apart from the final training's start.
+fn mask_pretrain_epochs(cx: &Context) -> usize {
+    cx.plan.mask_pretrain_epochs.unwrap_or(cx.plan.pretrain_epochs)
+}
+
+/// ERM on all raw features (the whole budget for the non-invariant methods); with
+/// `mask_pretrain_epochs`, the shorter pre-training mask learning works on.
 pub(super) fn pretrain(cx: &Context, history: &mut Vec<EpochLog>) -> Result<Trained> {
-    let (pre, epochs) = pretrain_with_seed(cx, cx.plan.cfg.seed, cx.ckpt.as_ref())?;
+    let (pre, epochs) =
+        pretrain_with_seed(cx, "pretrain", mask_pretrain_epochs(cx), cx.plan.cfg.seed, cx.ckpt.as_ref())?;
     history.extend(epochs);
     Ok(pre)
 }
 
-/// [`pretrain`] with its own training seed and checkpoints, for the members of a mask
-/// ensemble; returns the model and its epochs.
-fn pretrain_with_seed(cx: &Context, seed: u64, ckpt: Option<&Checkpointing>) -> Result<(Trained, Vec<EpochLog>)> {
+/// With `mask_pretrain_epochs`, the full pre-training (`pretrain_epochs`, the same seed) that
+/// the final training starts from, trained after mask learning; its validation metrics go to
+/// `report.diagnostics.val_pretrained_for_final`.
+pub(super) fn pretrain_for_final(cx: &Context, history: &mut Vec<EpochLog>, report: &mut Report) -> Result<Trained> {
+    let (pre, epochs) =
+        pretrain_with_seed(cx, "pretrain_for_final", cx.plan.pretrain_epochs, cx.plan.cfg.seed, cx.ckpt.as_ref())?;
+    history.extend(epochs);
+    report.diagnostics.val_pretrained_for_final = pre.best_val.clone();
+    Ok(pre)
+}
+
+/// ERM pre-training as the stage `name` (its log and checkpoint names) for `epochs` with its
+/// own training seed and checkpoints; returns the model and its epochs.
+fn pretrain_with_seed(
+    cx: &Context,
+    name: &str,
+    epochs: usize,
+    seed: u64,
+    ckpt: Option<&Checkpointing>,
+) -> Result<(Trained, Vec<EpochLog>)> {
     let mut vs = VarStore::new(cx.device);
     let backbone = (cx.make)(&(vs.root() / "backbone"), &cx.graph, cx.ds.features.dim())?;
     let raw = || cx.features.shallow_clone();
-    let train = painvrl_graph::TrainConfig { epochs: cx.plan.pretrain_epochs, ..cx.plan.cfg.train.clone() };
+    let train = painvrl_graph::TrainConfig { epochs, ..cx.plan.cfg.train.clone() };
     let data = cx.train_data();
-    let stage = Stage { name: "pretrain", seed, ckpt, ..Default::default() };
+    let stage = Stage { name, seed, ckpt, ..Default::default() };
     let outcome = fit(&mut vs, backbone.as_ref(), &raw, &data, &train, &stage)?;
     Ok((Trained { vs, backbone, best_val: outcome.best_val.values }, outcome.history))
 }
@@ -281,7 +306,8 @@ fn learn_mask(
 /// flow into its embeddings) except its content projection, which trains with the mask (and
 /// then alone for `mask.projection_only_steps`) under the planned `mask.train_projection` and
 /// carries InvRL's variance penalty. The final training's warm start copies the run's own
-/// pre-trained model as its mask learning left it; the other members' models are dropped.
+/// pre-trained model as its mask learning left it (unless `mask_pretrain_epochs` sets the full
+/// pre-training apart); the other members' models are dropped.
 pub(super) fn learn_invariance(
     cx: &Context,
     inv: &InvariancePlan,
@@ -296,7 +322,7 @@ pub(super) fn learn_invariance(
         // the member's initialisation draws from libtorch's global generator
         tch::manual_seed(member_seed as i64);
         let t = Instant::now();
-        let (mut member_pre, _) = pretrain_with_seed(cx, member_seed, None)?;
+        let (mut member_pre, _) = pretrain_with_seed(cx, "pretrain", mask_pretrain_epochs(cx), member_seed, None)?;
         *report.timings.entry("mask_ensemble_pretrain".into()).or_insert(0.0) += t.elapsed().as_secs_f64();
         members.push(learn_mask(cx, inv, &mut member_pre, inference, member_seed, false, report)?);
     }
@@ -429,7 +455,8 @@ pub(super) fn final_training(
 }
 
 /// Starts the final model from `pre` as it is now — after mask learning, which trains its
-/// content projection W alongside the mask and then alone under `mask.train_projection`: every
+/// content projection W alongside the mask and then alone under `mask.train_projection`, or
+/// with `mask_pretrain_epochs` the full pre-training, which mask learning did not touch: every
 /// backbone variable whose name and shape match is copied (both backbones come from the same
 /// factory), the final backbone's own content projection is the identity and the converter
 /// starts from W ([`Converter::start_from`]), when the widths allow. The converted content then starts as

@@ -204,19 +204,22 @@ pub struct Config {
     /// → `diagnostics.served_variant_weight` records the choice.
     pub variant_weight_tolerance: Option<f64>,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`). Unset, the
-    /// backbone's default ([`Config::resolved_pretrain_epochs`]): 10 on LightGCN and UltraGCN,
-    /// `train.epochs` (so that patience ends it) on VBPR, which converges late.
+    /// backbone's default ([`Config::resolved_pretrain_epochs`]): 10 on LightGCN,
+    /// `train.epochs` (so that patience ends it) on VBPR, which converges late, and on UltraGCN,
+    /// whose mask then comes from a shorter pre-training (`mask_pretrain_epochs`).
     pub pretrain_epochs: Option<usize>,
-    /// When set, environment inference and mask learning work on a second, shorter ERM
-    /// pre-training of this many epochs, and the final training starts from the full one
-    /// (`pretrain_epochs`): the mask from an early model, which still separates what the
-    /// environments share from what they do not, the final model from a converged one. The
-    /// shorter pre-training runs first with the run's seed, so its model, environments and mask
-    /// are those of a run with `pretrain_epochs` equal to this value; the full pre-training
-    /// follows and costs its own epochs. The converter then starts from the full pre-training's
-    /// content projection, which mask learning did not train. Invariant methods only; needs
-    /// `final_warm_start` and a value below the resolved `pretrain_epochs`. `report.json` →
-    /// `diagnostics.val_pretrained_for_final` records the full pre-training's validation metrics.
+    /// Epochs of a second, shorter ERM pre-training that environment inference and mask
+    /// learning work on, while the final training starts from the full one (`pretrain_epochs`):
+    /// the mask from an early model, which still separates what the environments share from
+    /// what they do not, the final model from a converged one. The shorter pre-training runs
+    /// first with the run's seed, so its model, environments and mask are those of a run with
+    /// `pretrain_epochs` equal to this value; the full pre-training follows and costs its own
+    /// epochs. The converter then starts from the full pre-training's content projection, which
+    /// mask learning did not train. Unset, the backbone's default
+    /// ([`Config::resolved_mask_pretrain_epochs`]): 10 on UltraGCN, none elsewhere. Equal to
+    /// the resolved `pretrain_epochs`, one pre-training serves both. Invariant methods only;
+    /// needs `final_warm_start`. `report.json` → `diagnostics.val_pretrained_for_final`
+    /// records the full pre-training's validation metrics.
     pub mask_pretrain_epochs: Option<usize>,
     /// Start the final model from the model mask learning leaves instead of from scratch: the
     /// pre-trained ID embeddings copied, the converter's projections from the content projection
@@ -312,20 +315,39 @@ impl Config {
         toml::from_str(&text).map_err(|e| Error::parse(path, None, e.to_string()))
     }
 
-    /// Epochs of the invariant methods' ERM pre-training: `pretrain_epochs`, or unset the
-    /// backbone's default. On LightGCN 10: pre-training to convergence gave up validation
-    /// recall on the `exposure` family (docs/method.md, session 11). On VBPR the whole budget
-    /// `train.epochs`, which patience ends: VBPR converges late, and 10 epochs leave mask
-    /// learning and the final training an under-trained model (on TikTok its validation recall
-    /// peaks at epoch 1–2, dips and passes that peak only after about 30 epochs; on MovieLens
-    /// it is still climbing at epoch 10; docs/method.md, session 27). UltraGCN keeps 10: by
-    /// patience, validation is higher on the affinity generator's sets alone, level elsewhere,
-    /// and the mask ranks worse on the exposure families (docs/method.md, session 28).
+    /// Epochs of the invariant methods' ERM pre-training, the one the final training starts
+    /// from: `pretrain_epochs`, or unset the backbone's default. On LightGCN 10: pre-training to
+    /// convergence gave up validation recall on the `exposure` family (docs/method.md, session
+    /// 11), and with the mask from a 10-epoch model it was lower on all six per-click sets
+    /// (session 30). On VBPR the whole budget `train.epochs`, which patience ends: VBPR
+    /// converges late, and 10 epochs leave mask learning and the final training an
+    /// under-trained model (on TikTok its validation recall peaks at epoch 1–2, dips and passes
+    /// that peak only after about 30 epochs; on MovieLens it is still climbing at epoch 10;
+    /// docs/method.md, session 27). On UltraGCN the whole budget too (at least 10), with the
+    /// mask from 10 epochs ([`Config::resolved_mask_pretrain_epochs`]) when the final training
+    /// is warm-started, else 10.
     pub fn resolved_pretrain_epochs(&self) -> usize {
         self.pretrain_epochs.unwrap_or(match self.backbone.kind {
             BackboneKind::Mf => self.train.epochs,
+            // never below the mask's 10, so that a short budget keeps the mask's pre-training
+            BackboneKind::Ultragcn if self.final_warm_start => self.train.epochs.max(10),
             BackboneKind::Lightgcn | BackboneKind::Ultragcn => 10,
         })
+    }
+
+    /// Epochs of the shorter pre-training that mask learning works on when it is not the one
+    /// the final training starts from; `None` when one pre-training serves both.
+    /// `mask_pretrain_epochs`, or unset the backbone's default: 10 on UltraGCN with the warm
+    /// start, where pre-training until patience alone raised validation on the affinity
+    /// generator's sets but made the mask rank worse on the exposure families (session 28),
+    /// and the split raised validation on all seven synthetic settings with the mask unchanged
+    /// (docs/method.md, session 30); none elsewhere.
+    pub fn resolved_mask_pretrain_epochs(&self) -> Option<usize> {
+        let epochs = self.mask_pretrain_epochs.or(match self.backbone.kind {
+            BackboneKind::Ultragcn if self.final_warm_start => Some(10),
+            BackboneKind::Ultragcn | BackboneKind::Lightgcn | BackboneKind::Mf => None,
+        })?;
+        (epochs < self.resolved_pretrain_epochs()).then_some(epochs)
     }
 
     /// Checks every field against the catalogue size.
@@ -360,13 +382,13 @@ impl Config {
         }
         if let Some(epochs) = self.mask_pretrain_epochs.filter(|_| self.method.is_invariant()) {
             let full = self.resolved_pretrain_epochs();
-            if epochs == 0 || epochs >= full {
+            if epochs == 0 || epochs > full {
                 return Err(Error::config(
                     "mask_pretrain_epochs",
-                    format!("must be ≥ 1 and below the pre-training's {full} epochs (pretrain_epochs), got {epochs}"),
+                    format!("must be ≥ 1 and at most the pre-training's {full} epochs (pretrain_epochs), got {epochs}"),
                 ));
             }
-            if !self.final_warm_start {
+            if epochs < full && !self.final_warm_start {
                 return Err(Error::config(
                     "mask_pretrain_epochs",
                     "needs final_warm_start = true: without it the final training never uses the full pre-training",
@@ -406,5 +428,40 @@ impl Config {
             ));
         }
         self.ood.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (the final training's pre-training, the mask's when apart) for `kind` and the given
+    /// settings, with a budget of 200 epochs.
+    fn resolved(kind: BackboneKind, full: Option<usize>, mask: Option<usize>, warm: bool) -> (usize, Option<usize>) {
+        let mut cfg =
+            Config { pretrain_epochs: full, mask_pretrain_epochs: mask, final_warm_start: warm, ..Default::default() };
+        cfg.backbone.kind = kind;
+        cfg.train.epochs = 200;
+        (cfg.resolved_pretrain_epochs(), cfg.resolved_mask_pretrain_epochs())
+    }
+
+    #[test]
+    fn pre_training_lengths_resolve_per_backbone() {
+        use BackboneKind::{Lightgcn, Mf, Ultragcn};
+        assert_eq!(resolved(Lightgcn, None, None, true), (10, None));
+        assert_eq!(resolved(Mf, None, None, true), (200, None));
+        assert_eq!(resolved(Ultragcn, None, None, true), (200, Some(10)));
+        // without the warm start the full pre-training would go unused
+        assert_eq!(resolved(Ultragcn, None, None, false), (10, None));
+        // a set length wins; one that the mask's is not shorter than leaves one pre-training
+        assert_eq!(resolved(Ultragcn, Some(10), None, true), (10, None));
+        assert_eq!(resolved(Ultragcn, Some(200), Some(200), true), (200, None));
+        assert_eq!(resolved(Ultragcn, None, Some(20), true), (200, Some(20)));
+        assert_eq!(resolved(Lightgcn, None, Some(5), true), (10, Some(5)));
+        assert_eq!(resolved(Mf, Some(50), Some(10), true), (50, Some(10)));
+        // a budget below 10 leaves UltraGCN's one 10-epoch pre-training, as before the split
+        let mut short = Config { train: TrainConfig { epochs: 3, ..Default::default() }, ..Default::default() };
+        short.backbone.kind = Ultragcn;
+        assert_eq!((short.resolved_pretrain_epochs(), short.resolved_mask_pretrain_epochs()), (10, None));
     }
 }

@@ -75,7 +75,8 @@ struct TrainArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long)]
     device: Option<String>,
-    /// Final-training epochs.
+    /// Final-training epochs (also the budget of the pre-training that patience ends: on VBPR,
+    /// and on UltraGCN the final training's start).
     #[arg(long)]
     epochs: Option<usize>,
     /// Run directory to write.

@@ -188,10 +188,10 @@ fn bad_configuration_fails_before_training() {
     assert!(e.contains("pretrain_epochs") && e.contains("≥ 1"), "{e}");
     // the mask's pre-training must be shorter than the full one (2 epochs here), and the full
     // one is only used through the warm start
-    for epochs in [0, 2, 5] {
+    for epochs in [0, 3] {
         let cfg = Config { mask_pretrain_epochs: Some(epochs), ..small_config(Method::Painvrl) };
         let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
-        assert!(e.contains("mask_pretrain_epochs") && e.contains("below the pre-training's 2 epochs"), "{e}");
+        assert!(e.contains("mask_pretrain_epochs") && e.contains("at most the pre-training's 2 epochs"), "{e}");
     }
     let cfg = Config { mask_pretrain_epochs: Some(1), final_warm_start: false, ..small_config(Method::Painvrl) };
     let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
@@ -234,21 +234,27 @@ fn unset_pretraining_length_is_the_backbones_own() {
     use painvrl::graph::BackboneKind;
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = small_synthetic();
-    // the pre-training epochs one run logged (epochs.jsonl); a budget of 12 that patience
-    // never cuts short, so that the count is the configured length
-    let pretrain_epochs = |kind: BackboneKind, pretrain_epochs: Option<usize>| {
-        let mut cfg = Config { pretrain_epochs, ..small_config(Method::Painvrl) };
+    // the epochs of the pre-training mask learning used and of the one the final training
+    // started from that one run logged (epochs.jsonl; 0: no second pre-training); a budget of 12
+    // that patience never cuts short, so that the counts are the configured lengths
+    let pretrain_epochs = |kind: BackboneKind, pretrain_epochs: Option<usize>, warm_start: bool| {
+        let mut cfg = Config { pretrain_epochs, final_warm_start: warm_start, ..small_config(Method::Painvrl) };
         cfg.backbone.kind = kind;
         cfg.train.epochs = 12;
         cfg.train.patience = 100;
         let dir = tempfile::tempdir().unwrap();
         painvrl::pipeline::run(&ds, &cfg, Some(dir.path()), false).unwrap();
-        logged_epochs(dir.path(), "pretrain").len()
+        (logged_epochs(dir.path(), "pretrain").len(), logged_epochs(dir.path(), "pretrain_for_final").len())
     };
     // LightGCN: 10 epochs; VBPR: the whole budget, which patience would end; a set length wins
-    assert_eq!(pretrain_epochs(BackboneKind::Lightgcn, None), 10);
-    assert_eq!(pretrain_epochs(BackboneKind::Mf, None), 12);
-    assert_eq!(pretrain_epochs(BackboneKind::Mf, Some(3)), 3);
+    assert_eq!(pretrain_epochs(BackboneKind::Lightgcn, None, true), (10, 0));
+    assert_eq!(pretrain_epochs(BackboneKind::Mf, None, true), (12, 0));
+    assert_eq!(pretrain_epochs(BackboneKind::Mf, Some(3), true), (3, 0));
+    // UltraGCN: the mask from 10 epochs, the final start from the whole budget; without the
+    // warm start, or with a set length of 10, one pre-training of 10
+    assert_eq!(pretrain_epochs(BackboneKind::Ultragcn, None, true), (10, 12));
+    assert_eq!(pretrain_epochs(BackboneKind::Ultragcn, None, false), (10, 0));
+    assert_eq!(pretrain_epochs(BackboneKind::Ultragcn, Some(10), true), (10, 0));
 }
 
 #[test]

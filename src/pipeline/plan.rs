@@ -148,7 +148,7 @@ impl Plan {
             None => None,
         };
         let pretrain_epochs = if invariance.is_some() { cfg.resolved_pretrain_epochs() } else { cfg.train.epochs };
-        let mask_pretrain_epochs = cfg.mask_pretrain_epochs.filter(|_| invariance.is_some());
+        let mask_pretrain_epochs = invariance.as_ref().and_then(|_| cfg.resolved_mask_pretrain_epochs());
         Ok(Plan { posthoc: method == Method::Posthoc, pretrain_epochs, mask_pretrain_epochs, invariance, cfg })
     }
 

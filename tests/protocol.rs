@@ -186,6 +186,43 @@ fn bench_blends_trained_runs_with_ease_and_reads_the_blend_back() {
     assert!(md.contains("| erm+ease |"), "{md}");
 }
 
+/// `painvrl synth`'s files hold the generated set as it is; `painvrl train` L2-normalises each
+/// item's feature row on loading (per modality), so a run on the files and one on the
+/// in-process set see the same interactions and different features.
+#[test]
+fn synthetic_sets_round_trip_and_loading_normalises_the_feature_rows() {
+    let syn = generate(&SyntheticConfig { n_users: 30, n_items: 40, seed: 3, ..Default::default() }).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    painvrl::data::write_dataset(dir.path(), &syn.dataset, None).unwrap();
+    let raw = LoadOptions { l2_normalize: false, ..LoadOptions::default() };
+    let (as_written, _) = load_dir(dir.path(), &raw).unwrap();
+    for (name, split) in syn.dataset.splits() {
+        let back = as_written.splits().into_iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(back.iter().collect::<Vec<_>>(), split.iter().collect::<Vec<_>>(), "{name}");
+    }
+    assert_eq!(as_written.features.values(), syn.dataset.features.values());
+    let (loaded, _) = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.features.dim(), syn.dataset.features.dim());
+    assert_eq!(loaded.features.modalities(), syn.dataset.features.modalities());
+    let mut max_raw_norm = 0f32;
+    for m in 0..syn.dataset.features.modalities().len() {
+        let cols = syn.dataset.features.modality_range(m);
+        for i in 0..syn.dataset.n_items {
+            let (x, y) = (&syn.dataset.features.row(i)[cols.clone()], &loaded.features.row(i)[cols.clone()]);
+            let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+            max_raw_norm = max_raw_norm.max((norm - 1.0).abs());
+            approx::assert_relative_eq!(y.iter().map(|v| v * v).sum::<f32>().sqrt(), 1.0, epsilon = 1e-5);
+            for (a, b) in x.iter().zip(y) {
+                approx::assert_abs_diff_eq!(a / norm, *b, epsilon = 1e-6);
+            }
+        }
+    }
+    // what loading does is what `ItemFeatures::l2_normalized` does in process
+    assert_eq!(loaded.features, syn.dataset.features.l2_normalized());
+    // the generator's rows are not unit rows: the two runs really differ
+    assert!(max_raw_norm > 0.1, "generated rows are already unit rows ({max_raw_norm})");
+}
+
 #[test]
 fn planted_truth_files_round_trip_and_bad_ones_are_named() {
     let syn = generate(&SyntheticConfig { n_users: 30, n_items: 40, ..Default::default() }).unwrap();

@@ -72,7 +72,7 @@ pub fn load_features(dir: &Path, l2_normalize: bool) -> Result<ItemFeatures> {
     }
     let mut mats = Vec::new();
     for (name, path) in &files {
-        let (rows, cols, mut v) = read_matrix(path)?;
+        let (rows, cols, v) = read_matrix(path)?;
         if let Some(pos) = v.iter().position(|x| !x.is_finite()) {
             return Err(Error::InvalidData(format!(
                 "{}: modality '{name}' has a non-finite value at row {}, column {}",
@@ -80,14 +80,6 @@ pub fn load_features(dir: &Path, l2_normalize: bool) -> Result<ItemFeatures> {
                 pos / cols.max(1),
                 pos % cols.max(1)
             )));
-        }
-        if l2_normalize {
-            for row in v.chunks_mut(cols.max(1)) {
-                let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if n > 0.0 {
-                    row.iter_mut().for_each(|x| *x /= n);
-                }
-            }
         }
         mats.push((name.clone(), path.clone(), rows, cols, v));
     }
@@ -110,7 +102,8 @@ pub fn load_features(dir: &Path, l2_normalize: bool) -> Result<ItemFeatures> {
         off += cols;
     }
     let modalities = mats.iter().map(|m| Modality { name: m.0.clone(), dim: m.3 }).collect();
-    ItemFeatures::new(modalities, n_items, values)
+    let features = ItemFeatures::new(modalities, n_items, values)?;
+    Ok(if l2_normalize { features.l2_normalized() } else { features })
 }
 
 /// Loads a dataset directory: canonical (`train.tsv` ...), MMRec (`*.inter`) or a rating log

@@ -27,7 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &method in Method::INVARIANCE {
         let (mut iid, mut ood, mut auc, mut secs) = (0.0, 0.0, 0.0, 0.0);
         for &seed in &seeds {
-            let syn = generate(&SyntheticConfig { seed, ..Default::default() })?;
+            let mut syn = generate(&SyntheticConfig { seed, ..Default::default() })?;
+            // what `painvrl synth`'s files give once loaded: each modality's rows L2-normalised
+            syn.dataset.features = syn.dataset.features.l2_normalized();
             let mut cfg = Config { method, seed, device: DeviceSpec::Cpu, ..Default::default() };
             cfg.envs.n_envs = 2;
             cfg.train.progress = false;

@@ -57,14 +57,18 @@ fn assert_beats_popularity(kind: BackboneKind, epochs: usize) {
     assert!(m.get("ndcg", 20).unwrap() > pop.get("ndcg", 20).unwrap());
 }
 
+/// Measured (session 32): Recall@20 / NDCG@20 0.0790 / 0.0395 after 4 epochs, against
+/// popularity's 0.0596 / 0.0254 (0.0787 / 0.0396 after the 10 epochs this test ran before).
 #[test]
 fn ultragcn_beats_popularity() {
-    assert_beats_popularity(BackboneKind::Ultragcn, 10);
+    assert_beats_popularity(BackboneKind::Ultragcn, 4);
 }
 
+/// Measured (session 32): 0.0860 / 0.0418 after 2 epochs (0.0965 / 0.0429 after the 5 this
+/// test ran before).
 #[test]
 fn lightgcn_beats_popularity() {
-    assert_beats_popularity(BackboneKind::Lightgcn, 5);
+    assert_beats_popularity(BackboneKind::Lightgcn, 2);
 }
 
 /// VBPR's full 30 epochs take about 2.5 minutes on 2 cores: the acceptance tier (CI runs it;

@@ -23,6 +23,7 @@ the libtorch set-up (it has torch, not NumPy):
     ~/.cache/painvrl/torch-2.13.0/bin/python scripts/env_split_identifiability.py DIR [--out OUT]
 """
 import argparse
+import ast
 import json
 import math
 import shutil
@@ -39,7 +40,7 @@ def read_npy(path):
     if raw[:6] != b"\x93NUMPY":
         raise SystemExit(f"{path}: not a .npy file")
     header_len = struct.unpack("<H", raw[8:10])[0]
-    header = eval(raw[10:10 + header_len].decode())  # a Python dict literal by the format's spec
+    header = ast.literal_eval(raw[10:10 + header_len].decode())  # a dict literal by the format's spec
     if header["descr"] != "<f4" or header["fortran_order"]:
         raise SystemExit(f"{path}: expected C-ordered <f4, found {header}")
     return torch.frombuffer(bytearray(raw[10 + header_len:]), dtype=torch.float32).reshape(header["shape"])
@@ -70,11 +71,18 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
 
+    for name in ["train.tsv", "train_env.tsv", "invariant_dims.json"]:
+        if not (args.data / name).is_file():
+            raise SystemExit(f"{args.data / name}: missing; this diagnostic needs a `painvrl synth` set")
     parts = [read_npy(p) for p in sorted(args.data.glob("*_feat.npy"))]
+    if not parts:
+        raise SystemExit(f"{args.data}: no *_feat.npy feature files")
     x = torch.cat([p / p.norm(dim=1, keepdim=True).clamp_min(1e-12) for p in parts], 1)
     train = read_pairs(args.data / "train.tsv")
     planted = torch.tensor([int(v) for v in (args.data / "train_env.tsv").read_text().split()])
     invariant = set(json.loads((args.data / "invariant_dims.json").read_text()))
+    if len(train) == 0 or len(train) != len(planted):
+        raise SystemExit(f"{args.data / 'train_env.tsv'}: {len(planted)} labels for {len(train)} training clicks")
     users, items = train[:, 0], train[:, 1]
     n_users, (n_items, c), n_envs = int(users.max()) + 1, x.shape, int(planted.max()) + 1
 

@@ -251,6 +251,11 @@ struct SynthArgs {
     /// Items.
     #[arg(long, default_value_t = 400)]
     items: usize,
+    /// Clicks per user in each of val, test and test_ood; train gets 4× as many. Per-click
+    /// environment inference needs dense users (docs/method.md, "How many clicks a per-click
+    /// split needs").
+    #[arg(long, default_value_t = 5)]
+    per_user: usize,
     /// Mean strength of the spurious signal in training (reversed in test_ood).
     #[arg(long, default_value_t = 3.0)]
     variant_strength: f32,
@@ -590,10 +595,11 @@ fn bench(args: BenchArgs) -> Result<()> {
 
 /// `painvrl synth`.
 fn synth(args: SynthArgs) -> Result<()> {
-    let SynthArgs { family, out, users, items, variant_strength, per_user_envs, seed } = args;
+    let SynthArgs { family, out, users, items, per_user, variant_strength, per_user_envs, seed } = args;
     let cfg = painvrl::data::SyntheticConfig {
         n_users: users,
         n_items: items,
+        per_user,
         variant_strength,
         per_user_environments: per_user_envs,
         family: family.parse()?,

@@ -136,6 +136,17 @@ pub struct SyntheticData {
 /// `dataset.features` by its [`painvrl_core::ItemFeatures::l2_normalized`] to run in process on
 /// what the files give.
 pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData> {
+    // train, val, test and test_ood take 4 + 1 + 1 + 1 = 7 distinct items per user and per unit
+    // of per_user; fewer items would silently shorten the later splits
+    if cfg.per_user == 0 || 7 * cfg.per_user > cfg.n_items {
+        return Err(painvrl_core::Error::config(
+            "per_user",
+            format!(
+                "{} needs 1 ≤ 7 × per_user ≤ n_items = {} (every user clicks 7 × per_user distinct items)",
+                cfg.per_user, cfg.n_items
+            ),
+        ));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let (di, dv) = (cfg.invariant_dims, cfg.variant_dims);
     let d = di + dv;
@@ -267,6 +278,20 @@ mod tests {
         assert_eq!(a.invariant_mask.iter().filter(|&&x| x).count(), cfg.invariant_dims);
         assert_eq!(a.dataset.test_ood.as_ref().unwrap().len(), 20 * cfg.per_user);
         assert_eq!(a.dataset.truth.train_envs.as_ref(), Some(&a.train_envs));
+    }
+
+    #[test]
+    fn per_user_sets_every_split_size_and_a_catalogue_too_small_is_an_error() {
+        let cfg = SyntheticConfig { n_users: 10, n_items: 70, per_user: 10, ..Default::default() };
+        let d = generate(&cfg).unwrap().dataset;
+        // every user can take its 7 × 10 distinct items, so no split comes out short
+        assert_eq!(d.train.len(), 10 * 40);
+        assert_eq!((d.val.len(), d.test.len()), (10 * 10, 10 * 10));
+        assert_eq!(d.test_ood.as_ref().unwrap().len(), 10 * 10);
+        for (per_user, n_items) in [(11, 70), (0, 70)] {
+            let e = generate(&SyntheticConfig { per_user, n_items, ..cfg.clone() }).unwrap_err().to_string();
+            assert!(e.contains("per_user") && e.contains("n_items = 70"), "{e}");
+        }
     }
 
     #[test]

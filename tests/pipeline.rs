@@ -703,3 +703,15 @@ fn environments_can_hold_per_user() {
     let e = painvrl::pipeline::run(&ds, &eiil, None, false).unwrap_err().to_string();
     assert!(e.contains("envs.unit") && e.contains("heterogeneous"), "{e}");
 }
+
+#[test]
+fn gains_on_content_are_named_in_toml_and_a_wrong_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[envs]\ngain_on = \"content\"\n").unwrap();
+    assert_eq!(Config::from_toml_file(&p).unwrap().envs.gain_on, painvrl::env::GainOn::Content);
+    assert_eq!(Config::default().envs.gain_on, painvrl::env::GainOn::Factor);
+    std::fs::write(&p, "[envs]\ngain_on = \"items\"\n").unwrap();
+    let e = Config::from_toml_file(&p).unwrap_err().to_string();
+    assert!(e.contains("items") && e.contains("factor") && e.contains("content") && e.contains("c.toml"), "{e}");
+}

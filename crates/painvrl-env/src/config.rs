@@ -39,6 +39,20 @@ pub enum Start {
     Random,
 }
 
+/// What an environment's gains scale in heterogeneous identification's scoring models.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GainOn {
+    /// The latent preference factors: `s_e(u, i) = (p_u ⊙ γ_e) · (x̃_i W) + x̃_i · a_e`.
+    #[default]
+    Factor,
+    /// The content dimensions before the shared projection:
+    /// `s_e(u, i) = p_u · ((x̃_i ⊙ g_e) W) + x̃_i · a_e`, so an environment is a split along
+    /// which some content dimensions predict clicks more strongly than on the other side,
+    /// what the mask then ranks.
+    Content,
+}
+
 /// What one environment label covers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +91,9 @@ pub struct HeteroConfig {
     pub partition_sample: usize,
     /// Where the hard EM starts (heterogeneous identification).
     pub start: Start,
+    /// What the environments' gains scale: the latent factors (default) or the content
+    /// dimensions (heterogeneous identification and EIIL's reference model).
+    pub gain_on: GainOn,
     /// Training epochs of the environment models per iteration.
     pub epochs: usize,
     /// At least this many optimiser steps per iteration, whatever `epochs` gives: on small
@@ -114,6 +131,7 @@ impl Default for HeteroConfig {
             tolerance: 0.01,
             partition_sample: 2048,
             start: Start::Fit,
+            gain_on: GainOn::Factor,
             epochs: 2,
             min_steps: 200,
             batch_size: 256,

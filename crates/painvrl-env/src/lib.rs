@@ -11,7 +11,7 @@ mod models;
 mod simple;
 mod units;
 
-pub use config::{HeteroConfig, Start, Strategy, Unit};
+pub use config::{GainOn, HeteroConfig, Start, Strategy, Unit};
 pub use eiil::{eiil_penalty, Eiil};
 pub use hetero::HeterogeneousIdentification;
 pub use simple::{ActivityBands, GivenEnvironments, PopularityBands, RandomEnvironments, TimePeriods};

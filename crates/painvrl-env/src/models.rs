@@ -2,7 +2,7 @@
 //! models `s_e(u, i) = (p_u ⊙ γ_e) · (x̃_i W) + x̃_i · a_e`, their training on a partition of the
 //! interactions, and the per-interaction log-likelihoods that assign environments.
 
-use crate::HeteroConfig;
+use crate::{GainOn, HeteroConfig};
 use painvrl_core::ops::gather_rows;
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::{Dataset, Result, UserItems};
@@ -15,16 +15,28 @@ use tch::{Device, Kind, Reduction, Tensor};
 /// E environment scoring models as stacked parameters (see the module documentation).
 pub(crate) struct EnvModels {
     pub(crate) vs: VarStore,
-    pub(crate) users: Tensor,    // [E or 1, n_users, d]
-    pub(crate) proj: Tensor,     // [E or 1, c, d]
-    pub(crate) gain: Tensor,     // [E, d]: how strongly each latent factor drives choices in each environment
+    pub(crate) users: Tensor, // [E or 1, n_users, d]
+    pub(crate) proj: Tensor,  // [E or 1, c, d]
+    /// `[E, d]` (gains on latent factors) or `[E, c]` (on content dimensions): how strongly
+    /// each factor or content dimension drives choices in each environment.
+    pub(crate) gain: Tensor,
     pub(crate) exposure: Tensor, // [E, c]: how each environment exposes content, independent of the user
+    pub(crate) gain_on: GainOn,
 }
 
 impl EnvModels {
     /// `e` environments; preference parameters are per environment, or one shared set when
-    /// `shared_preference` (then environments differ in their gains and exposure).
-    pub(crate) fn new(e: usize, shared_preference: bool, n_users: usize, c: usize, d: usize, device: Device) -> Self {
+    /// `shared_preference` (then environments differ in their gains and exposure); gains on
+    /// the latent factors or the content dimensions (`gain_on`).
+    pub(crate) fn new(
+        e: usize,
+        shared_preference: bool,
+        gain_on: GainOn,
+        n_users: usize,
+        c: usize,
+        d: usize,
+        device: Device,
+    ) -> Self {
         let vs = VarStore::new(device);
         let root = vs.root();
         let ep = if shared_preference { 1 } else { e };
@@ -32,9 +44,33 @@ impl EnvModels {
             root.var("users", &[ep as i64, n_users as i64, d as i64], nn::Init::Randn { mean: 0.0, stdev: 0.1 });
         let b = 1.0 / (c as f64).sqrt();
         let proj = root.var("proj", &[ep as i64, c as i64, d as i64], nn::Init::Uniform { lo: -b, up: b });
-        let gain = root.var("gain", &[e as i64, d as i64], nn::Init::Const(1.0));
+        let gained = match gain_on {
+            GainOn::Factor => d,
+            GainOn::Content => c,
+        };
+        let gain = root.var("gain", &[e as i64, gained as i64], nn::Init::Const(1.0));
         let exposure = root.var("exposure", &[e as i64, c as i64], nn::Init::Const(0.0));
-        EnvModels { vs, users, proj, gain, exposure }
+        EnvModels { vs, users, proj, gain, exposure, gain_on }
+    }
+
+    /// The projection each environment applies to content, `[E or 1, c, d]`: `W` itself with
+    /// gains on the factors, `diag(g_e) W` per environment with gains on the content
+    /// dimensions (`(x ⊙ g_e) W = x (diag(g_e) W)`).
+    pub(crate) fn projection(&self) -> Tensor {
+        match self.gain_on {
+            GainOn::Factor => self.proj.shallow_clone(),
+            GainOn::Content => &self.proj * self.gain.unsqueeze(2),
+        }
+    }
+
+    /// Users' preference rows `[E or 1, len, d]` from `start`, scaled by the factor gains
+    /// when the gains are on the factors.
+    fn gained_users(&self, start: i64, len: i64) -> Tensor {
+        let users = self.users.narrow(1, start, len);
+        match self.gain_on {
+            GainOn::Factor => users * self.gain.unsqueeze(1),
+            GainOn::Content => users,
+        }
     }
 
     pub(crate) fn n_envs(&self) -> i64 {
@@ -48,21 +84,25 @@ impl EnvModels {
         let (e, b) = (users.size()[0], users.size()[1]);
         let env = Tensor::arange(e, (Kind::Int64, users.device())).unsqueeze(1);
         let flat = if ep == 1 { users.reshape([-1]) } else { (users + &env * n_users).reshape([-1]) };
-        let p =
-            self.users.reshape([ep * n_users, -1]).index_select(0, &flat).reshape([e, b, -1]) * self.gain.unsqueeze(1);
+        let p = self.users.reshape([ep * n_users, -1]).index_select(0, &flat).reshape([e, b, -1]);
+        let p = match self.gain_on {
+            GainOn::Factor => p * self.gain.unsqueeze(1),
+            GainOn::Content => p,
+        };
         match table {
             // the catalogue already projected (once when the projection is shared): gather rows
             Some(t) => {
-                let n_items = t.exposure.size()[0];
-                let rows = if ep == 1 { items.reshape([-1]) } else { (items + &env * n_items).reshape([-1]) };
-                let h = t.projected.reshape([ep * n_items, -1]).index_select(0, &rows).reshape([e, b, -1]);
+                let (ew, n_items) = (t.projected.size()[0], t.exposure.size()[0]);
+                let rows = if ew == 1 { items.reshape([-1]) } else { (items + &env * n_items).reshape([-1]) };
+                let h = t.projected.reshape([ew * n_items, -1]).index_select(0, &rows).reshape([e, b, -1]);
                 let at = (items + &env * n_items).reshape([-1]);
                 let exposure = t.exposure.tr().reshape([-1]).index_select(0, &at).reshape([e, b]);
                 (p * h).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) + exposure
             }
             None => {
                 let x = gather_rows(content, items);
-                let preference = (p * x.matmul(&self.proj)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+                let preference =
+                    (p * x.matmul(&self.projection())).sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
                 preference + x.bmm(&self.exposure.unsqueeze(2)).squeeze_dim(2)
             }
         }
@@ -73,7 +113,8 @@ impl EnvModels {
     /// item (once for all E environments when the projection is shared: the batched path's
     /// saving); `None` otherwise.
     pub(crate) fn item_table(&self, content: &Tensor, rows: i64) -> Option<ItemTable> {
-        if rows < self.proj.size()[0] * content.size()[0] {
+        let stacked = if self.gain_on == GainOn::Content { self.n_envs() } else { self.proj.size()[0] };
+        if rows < stacked * content.size()[0] {
             return None;
         }
         Some(self.full_table(content))
@@ -81,7 +122,7 @@ impl EnvModels {
 
     /// [`EnvModels::item_table`] unconditionally.
     pub(crate) fn full_table(&self, content: &Tensor) -> ItemTable {
-        ItemTable { projected: content.matmul(&self.proj), exposure: content.matmul(&self.exposure.tr()) }
+        ItemTable { projected: content.matmul(&self.projection()), exposure: content.matmul(&self.exposure.tr()) }
     }
 
     /// Each user's log-partition over the catalogue in every environment, `[E, n_users]`:
@@ -104,7 +145,7 @@ impl EnvModels {
         let mut start = 0;
         while start < n_users {
             let len = chunk.min(n_users - start);
-            let p = self.users.narrow(1, start, len) * self.gain.unsqueeze(1); // [E, len, d]
+            let p = self.gained_users(start, len).expand([e, -1, -1], false); // [E, len, d]
             let scores = p.bmm(&items_t) + &exposure;
             parts.push(scores.logsumexp([2i64].as_slice(), false));
             start += len;
@@ -174,7 +215,7 @@ pub(crate) fn train_on_all(
     rng: &mut ChaCha8Rng,
 ) -> EnvModels {
     let c = content.size()[1] as usize;
-    let model = EnvModels::new(1, cfg.shared_preference, data.n_users, c, cfg.dim, device);
+    let model = EnvModels::new(1, cfg.shared_preference, cfg.gain_on, data.n_users, c, cfg.dim, device);
     let all = vec![(0..data.train.len()).collect::<Vec<_>>()];
     train_models(cfg, &model, data, &all, content, sampler, rng);
     model
@@ -271,12 +312,14 @@ mod tests {
         let _turn = crate::test_support::serial();
         tch::manual_seed(3);
         let (e, n_users, n_items, c, d) = (3usize, 5usize, 7i64, 4usize, 2usize);
-        for shared in [true, false] {
-            let m = EnvModels::new(e, shared, n_users, c, d, Device::Cpu);
+        let cases =
+            [(true, GainOn::Factor), (false, GainOn::Factor), (true, GainOn::Content), (false, GainOn::Content)];
+        for (shared, gain_on) in cases {
+            let m = EnvModels::new(e, shared, gain_on, n_users, c, d, Device::Cpu);
             tch::no_grad(|| {
                 let noise = || Tensor::randn([e as i64, c as i64], (Kind::Float, Device::Cpu));
                 m.exposure.shallow_clone().copy_(&noise());
-                let gains = Tensor::randn([e as i64, d as i64], (Kind::Float, Device::Cpu)) * 0.5 + 1.0;
+                let gains = Tensor::randn(m.gain.size(), (Kind::Float, Device::Cpu)) * 0.5 + 1.0;
                 m.gain.shallow_clone().copy_(&gains);
             });
             let content = Tensor::randn([n_items, c as i64], (Kind::Float, Device::Cpu));
@@ -287,6 +330,18 @@ mod tests {
             let tabled = m.scores(&users, &items, &content, Some(&table));
             assert!((&direct - tabled).abs().max().double_value(&[]) < 1e-5);
             assert!(m.item_table(&content, 3).is_none(), "few rows: gathering is cheaper");
+            // environment 1's first pair (user 3, item 1) by hand: (p_u ⊙ γ_e) · (x_i W) or
+            // p_u · ((x_i ⊙ g_e) W), plus x_i · a_e
+            let (env, user, item) = (1i64, 3i64, 1i64);
+            let slot = if shared { 0 } else { env };
+            let (p, w) = (m.users.get(slot).get(user), m.proj.get(slot));
+            let x = content.get(item);
+            let by_hand = match gain_on {
+                GainOn::Factor => (p * m.gain.get(env)).dot(&x.matmul(&w)),
+                GainOn::Content => p.dot(&(&x * m.gain.get(env)).matmul(&w)),
+            } + x.dot(&m.exposure.get(env));
+            let scored = direct.double_value(&[env, 0]);
+            assert!((by_hand.double_value(&[]) - scored).abs() < 1e-4, "{gain_on:?}: {scored} by hand {by_hand}");
             // the log-partition is a log-sum-exp of the same scores over the whole catalogue
             let log_z = m.log_partition(&table, None);
             for (env, user) in [(0i64, 0i64), (2, 4), (1, 3)] {

@@ -61,6 +61,7 @@ fn benches(c: &mut Criterion) {
         labels: &envs.labels,
         n_envs: envs.sizes.len(),
         kind: Default::default(),
+        risk: MaskConfig::default().risk,
         combination: MaskConfig::default().combination(),
     };
     let final_data = TrainData { objective: Some(&penalty), ..data };

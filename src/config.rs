@@ -7,7 +7,7 @@ use painvrl_core::{DeviceSpec, Error, Result, Validate};
 pub use painvrl_data::PopularityOod;
 use painvrl_env::{HeteroConfig, Strategy};
 use painvrl_graph::{BackboneConfig, BackboneKind, TrainConfig};
-use painvrl_mask::{FinalPenalty, GradNormalization, MaskConfig};
+use painvrl_mask::{FinalPenalty, GradNormalization, MaskConfig, RiskForm};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -248,6 +248,11 @@ pub struct Config {
     /// learning), `"irmv1-centered"` (IRMv1 without the part every environment shares) or
     /// `"risk-variance"` (V-REx: the variance of the environments' mean risks).
     pub final_penalty: FinalPenalty,
+    /// The form of the risk the final penalty reads: `"pointwise"` (the default, logistic loss
+    /// of each score), `"pairwise"` (BPR of each positive against its negatives) or
+    /// `"backbone"` (the backbone's own loss form: pairwise on LightGCN and VBPR, pointwise on
+    /// UltraGCN). `mask.risk` is the same choice for mask learning.
+    pub final_risk: RiskForm,
     /// The environments the final penalty is taken across, by `envs.strategy`'s names (e.g.
     /// `"popularity-bands"`: the shift a popularity-drawn test makes); unset: the last round's
     /// environments, those the mask learnt from.
@@ -295,6 +300,7 @@ impl Default for Config {
             final_objective: FinalObjective::Pareto,
             final_normalization: GradNormalization::L2,
             final_penalty: FinalPenalty::Irmv1,
+            final_risk: RiskForm::Pointwise,
             final_environments: None,
             final_negative_popularity: None,
             backbone: BackboneConfig::default(),

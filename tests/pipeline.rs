@@ -715,3 +715,39 @@ fn gains_on_content_are_named_in_toml_and_a_wrong_name_is_refused() {
     let e = Config::from_toml_file(&p).unwrap_err().to_string();
     assert!(e.contains("items") && e.contains("factor") && e.contains("content") && e.contains("c.toml"), "{e}");
 }
+
+#[test]
+fn the_risk_forms_are_named_in_toml_and_a_wrong_name_is_refused() {
+    use painvrl::mask::RiskForm;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.toml");
+    std::fs::write(&p, "final_risk = \"pairwise\"\n[mask]\nrisk = \"pointwise\"\n").unwrap();
+    let cfg = Config::from_toml_file(&p).unwrap();
+    assert_eq!((cfg.mask.risk, cfg.final_risk), (RiskForm::Pointwise, RiskForm::Pairwise));
+    for (toml, field) in [("[mask]\nrisk = \"listwise\"\n", "risk"), ("final_risk = \"listwise\"\n", "final_risk")] {
+        std::fs::write(&p, toml).unwrap();
+        let e = Config::from_toml_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("listwise") && e.contains("backbone") && e.contains("pairwise") && e.contains("r.toml"),
+            "{field}: {e}"
+        );
+    }
+}
+
+#[test]
+fn the_mask_follows_the_risk_form_and_backbone_means_pairwise_on_lightgcn() {
+    use painvrl::mask::RiskForm;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    let mask_with = |risk: RiskForm| {
+        let mut cfg = small_config(Method::Painvrl);
+        cfg.backbone.kind = painvrl::graph::BackboneKind::Lightgcn;
+        cfg.mask.risk = risk;
+        painvrl::pipeline::run(&ds, &cfg, None, false).unwrap().mask
+    };
+    let (pointwise, pairwise, backbone) =
+        (mask_with(RiskForm::Pointwise), mask_with(RiskForm::Pairwise), mask_with(RiskForm::Backbone));
+    assert_eq!(backbone, pairwise, "LightGCN trains on BPR: its own risk is the pairwise one");
+    let moved = pointwise.iter().zip(&pairwise).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(moved > 1e-4, "the risk form must reach mask learning: masks differ by at most {moved}");
+}

@@ -387,6 +387,7 @@ pub(super) fn final_training(
         labels: &invariance.envs.labels,
         n_envs: invariance.envs.sizes.len(),
         kind: inv.final_penalty_kind,
+        risk: cfg.final_risk,
         combination,
     });
     let sampler = cx.final_sampler.as_ref().unwrap_or(&cx.sampler);

@@ -30,5 +30,6 @@ pub use eval::{evaluate, evaluate_with_list_popularity, list_popularity, BlockSc
 pub use metrics::SplitMetrics;
 pub use tch;
 pub use traits::{
-    Backbone, Batch, ColdStartLayout, EnvironmentAssignment, EnvironmentInference, StepObjective, EMBEDDING_GROUP,
+    Backbone, Batch, ColdStartLayout, EnvironmentAssignment, EnvironmentInference, LossShape, StepObjective,
+    EMBEDDING_GROUP,
 };

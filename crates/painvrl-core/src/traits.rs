@@ -23,6 +23,20 @@ pub struct Batch {
     pub neg_items: Tensor,
 }
 
+/// The form of a backbone's training loss. The invariance objectives judge the scores in the
+/// same form, so that they read them on the scale the backbone fitted them on: a pointwise
+/// logistic loss fixes each score's level, a pairwise one only the differences between a
+/// user's scores, leaving the levels free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossShape {
+    /// Each score against its label: `BCE(s⁺, 1) + mean_j BCE(s⁻_j, 0)` (UltraGCN).
+    Pointwise,
+    /// Each positive against its sampled negatives: `mean_j −log σ(s⁺ − s⁻_j)` (BPR: LightGCN,
+    /// VBPR).
+    Pairwise,
+}
+
 /// A recommender backbone whose items carry a content representation supplied from outside.
 ///
 /// Two methods are required: the training loss and the embeddings. The backbone registers its
@@ -56,6 +70,12 @@ pub trait Backbone {
     /// Negatives the loss expects per positive (`Batch::neg_items` is `[b, this]`).
     fn negatives_per_positive(&self) -> usize {
         1
+    }
+
+    /// The form of [`Backbone::loss`]; [`LossShape::Pointwise`] unless a backbone says
+    /// otherwise. Mask learning follows it (`mask.risk = "backbone"`).
+    fn loss_shape(&self) -> LossShape {
+        LossShape::Pointwise
     }
 
     /// The `[content_dim, c]` variable that projects item content into the embedding, if the

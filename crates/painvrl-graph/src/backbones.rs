@@ -4,7 +4,7 @@
 
 use crate::graph::TrainGraph;
 use painvrl_core::ops::{gather_rows, row_dots};
-use painvrl_core::{Backbone, Batch, Checked, ColdStartLayout, Error, Result, Validate, EMBEDDING_GROUP};
+use painvrl_core::{Backbone, Batch, Checked, ColdStartLayout, Error, LossShape, Result, Validate, EMBEDDING_GROUP};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Reduction, Tensor};
 
@@ -257,6 +257,10 @@ impl Backbone for UltraGcn {
         self.cfg.negatives
     }
 
+    fn loss_shape(&self) -> LossShape {
+        LossShape::Pointwise
+    }
+
     fn content_projection(&self) -> Option<Tensor> {
         Some(self.emb.proj.shallow_clone())
     }
@@ -329,6 +333,10 @@ impl Backbone for LightGcn {
         1
     }
 
+    fn loss_shape(&self) -> LossShape {
+        LossShape::Pairwise
+    }
+
     fn content_projection(&self) -> Option<Tensor> {
         Some(self.emb.proj.shallow_clone())
     }
@@ -393,6 +401,10 @@ impl Backbone for Mf {
     fn negatives_per_positive(&self) -> usize {
         // BPR averaged over several negatives per positive
         self.cfg.negatives
+    }
+
+    fn loss_shape(&self) -> LossShape {
+        LossShape::Pairwise
     }
 
     fn content_projection(&self) -> Option<Tensor> {

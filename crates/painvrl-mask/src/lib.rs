@@ -8,8 +8,9 @@ pub mod solver;
 pub mod train;
 
 pub use objective::{
-    interaction_risks, irmv1_centered_two_half, irmv1_two_half, risk_variance, scale_derivatives, Combination,
-    FinalPenalty, InvariancePenalty, Weighting,
+    interaction_risks, irmv1_centered_two_half, irmv1_two_half, pairwise_interaction_risks, pairwise_scale_derivatives,
+    risk_variance, scale_derivatives, shaped_scale_derivatives, Combination, FinalPenalty, InvariancePenalty, RiskForm,
+    Weighting,
 };
 pub use solver::{min_norm_point, pareto_pair, two_point, GradNormalization, MinNorm};
 pub use train::{planted_mask_logits, train_mask, Mask, MaskConfig, MaskData, MaskEpochLog, MaskKind, PenaltyKind};

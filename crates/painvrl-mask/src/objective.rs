@@ -9,7 +9,7 @@
 
 use crate::solver::{pareto_pair, GradNormalization};
 use painvrl_core::ops::{gather_rows, row_dots};
-use painvrl_core::{Backbone, Batch, Result, StepObjective};
+use painvrl_core::{Backbone, Batch, LossShape, Result, StepObjective};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -37,6 +37,31 @@ pub enum FinalPenalty {
     /// V-REx (Krueger et al. 2021; [`risk_variance`]): the variance across environments of
     /// their mean risk — pulls the environments' risks together, whichever way that moves them.
     RiskVariance,
+}
+
+/// The form of the environments' risks, and so of IRMv1's scale derivatives, in mask learning
+/// (`mask.risk`) and in the final training's penalty (`final_risk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskForm {
+    /// The backbone's own loss form ([`Backbone::loss_shape`]): pairwise for the BPR backbones
+    /// (LightGCN, VBPR), pointwise for UltraGCN.
+    Backbone,
+    /// Logistic loss of each score against its label, whatever the backbone.
+    Pointwise,
+    /// BPR on each positive against its negatives, whatever the backbone.
+    Pairwise,
+}
+
+impl RiskForm {
+    /// The loss shape this choice gives on a backbone whose own shape is `backbone`.
+    pub fn shape(self, backbone: LossShape) -> LossShape {
+        match self {
+            RiskForm::Backbone => backbone,
+            RiskForm::Pointwise => LossShape::Pointwise,
+            RiskForm::Pairwise => LossShape::Pairwise,
+        }
+    }
 }
 
 /// A [`Weighting`] with what it needs: the gradient normalisation and preference of the Pareto
@@ -77,6 +102,9 @@ pub struct InvariancePenalty<'a> {
     pub n_envs: usize,
     /// Which penalty.
     pub kind: FinalPenalty,
+    /// The form of the risk whose scale derivatives the IRMv1 penalties read, and whose mean
+    /// V-REx compares.
+    pub risk: RiskForm,
     /// How the penalty is weighed against the recommender's loss.
     pub combination: Combination,
 }
@@ -86,6 +114,24 @@ pub struct InvariancePenalty<'a> {
 /// `(σ(s⁺) − 1)·s⁺ + mean_j σ(s⁻_j)·s⁻_j`. `pos` is `[b]`, `neg` is `[b, k]`.
 pub fn scale_derivatives(pos: &Tensor, neg: &Tensor) -> Tensor {
     (pos.sigmoid() - 1.0) * pos + (neg.sigmoid() * neg).mean_dim([1i64].as_slice(), false, Kind::Float)
+}
+
+/// Per-interaction derivative, at w = 1, of the pairwise (BPR) risk under a dummy scale w on
+/// the scores: `mean_j −log σ(w·(s⁺ − s⁻_j))` differentiates to `mean_j (σ(Δ_j) − 1)·Δ_j` with
+/// `Δ_j = s⁺ − s⁻_j`. It depends on the differences only, so a level every score of a user
+/// shares, which a pairwise loss leaves free, does not move it. `pos` is `[b]`, `neg` `[b, k]`.
+pub fn pairwise_scale_derivatives(pos: &Tensor, neg: &Tensor) -> Tensor {
+    let diff = pos.unsqueeze(1) - neg;
+    ((diff.sigmoid() - 1.0) * diff).mean_dim([1i64].as_slice(), false, Kind::Float)
+}
+
+/// The scale derivatives of a batch's interactions in the risk of the given shape
+/// ([`scale_derivatives`] or [`pairwise_scale_derivatives`]).
+pub fn shaped_scale_derivatives(shape: LossShape, pos: &Tensor, neg: &Tensor) -> Tensor {
+    match shape {
+        LossShape::Pointwise => scale_derivatives(pos, neg),
+        LossShape::Pairwise => pairwise_scale_derivatives(pos, neg),
+    }
 }
 
 /// IRMv1's unbiased two-half estimator from per-interaction derivatives `d` `[b]` and their
@@ -179,6 +225,12 @@ pub fn interaction_risks(pos: &Tensor, neg: &Tensor) -> Tensor {
     (-pos).softplus() + neg.softplus().mean_dim([1i64].as_slice(), false, Kind::Float)
 }
 
+/// Per-interaction pairwise risk `mean_j −log σ(s⁺ − s⁻_j)` (the risk
+/// [`pairwise_scale_derivatives`] differentiates). `pos` is `[b]`, `neg` is `[b, k]`.
+pub fn pairwise_interaction_risks(pos: &Tensor, neg: &Tensor) -> Tensor {
+    (neg - pos.unsqueeze(1)).softplus().mean_dim([1i64].as_slice(), false, Kind::Float)
+}
+
 /// V-REx's penalty from per-interaction risks `r` `[b]` and their environments: the population
 /// variance, across the environments present in the batch, of each one's mean risk (0 with
 /// fewer than two present).
@@ -220,10 +272,19 @@ impl StepObjective for InvariancePenalty<'_> {
         let pos = (&u * items.index_select(0, &batch.pos_items)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let neg = row_dots(&gather_rows(&items, &batch.neg_items), &u);
         let envs: Vec<u32> = positions.iter().map(|&p| self.labels[p]).collect();
+        let shape = self.risk.shape(backbone.loss_shape());
         let penalty = match self.kind {
-            FinalPenalty::Irmv1 => irmv1_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs),
-            FinalPenalty::Irmv1Centered => irmv1_centered_two_half(&scale_derivatives(&pos, &neg), &envs, self.n_envs),
-            FinalPenalty::RiskVariance => risk_variance(&interaction_risks(&pos, &neg), &envs, self.n_envs),
+            FinalPenalty::Irmv1 => irmv1_two_half(&shaped_scale_derivatives(shape, &pos, &neg), &envs, self.n_envs),
+            FinalPenalty::Irmv1Centered => {
+                irmv1_centered_two_half(&shaped_scale_derivatives(shape, &pos, &neg), &envs, self.n_envs)
+            }
+            FinalPenalty::RiskVariance => {
+                let risks = match shape {
+                    LossShape::Pointwise => interaction_risks(&pos, &neg),
+                    LossShape::Pairwise => pairwise_interaction_risks(&pos, &neg),
+                };
+                risk_variance(&risks, &envs, self.n_envs)
+            }
         };
         if !penalty.requires_grad() {
             loss.backward();
@@ -315,6 +376,43 @@ mod tests {
         for i in 0..2 {
             let g = Tensor::run_backward(&[risk(i)], &[&w], false, false);
             assert!((g[0].double_value(&[]) - d.double_value(&[i])).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn pairwise_scale_derivative_matches_autograd_and_ignores_a_shared_level() {
+        let pos = Tensor::from_slice(&[0.3f32, -1.2]);
+        let neg = Tensor::from_slice(&[0.5f32, -0.4, 2.0, 0.1, -0.7, 1.1]).reshape([2, 3]);
+        let w = Tensor::ones([], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        // mean_j −log σ(w (s⁺ − s⁻_j)), written out by hand
+        let risk = |i: i64| (&w * (pos.get(i) - neg.get(i))).log_sigmoid().neg().mean(Kind::Float);
+        let d = pairwise_scale_derivatives(&pos, &neg);
+        for i in 0..2 {
+            let g = Tensor::run_backward(&[risk(i)], &[&w], false, false);
+            assert!((g[0].double_value(&[]) - d.double_value(&[i])).abs() < 1e-5);
+        }
+        // a level added to every score of a row moves the pointwise derivative, not the pairwise one
+        let shift = Tensor::from_slice(&[3.0f32, -2.0]);
+        let (pos2, neg2) = (&pos + &shift, &neg + shift.unsqueeze(1));
+        let moved = (pairwise_scale_derivatives(&pos2, &neg2) - &d).abs().max().double_value(&[]);
+        assert!(moved < 1e-5, "{moved}");
+        let pointwise = (scale_derivatives(&pos2, &neg2) - scale_derivatives(&pos, &neg)).abs().max();
+        assert!(pointwise.double_value(&[]) > 0.1);
+        // the shaped dispatcher picks the one its shape names
+        for (shape, want) in [(LossShape::Pointwise, scale_derivatives(&pos, &neg)), (LossShape::Pairwise, d)] {
+            assert!(shaped_scale_derivatives(shape, &pos, &neg).allclose(&want, 0.0, 0.0, false));
+        }
+    }
+
+    #[test]
+    fn pairwise_interaction_risk_golden_values() {
+        let pos = Tensor::from_slice(&[0.3f32, -1.2]);
+        let neg = Tensor::from_slice(&[0.5f32, -0.4, 2.0, 0.1, -0.7, 1.1]).reshape([2, 3]);
+        let r = pairwise_interaction_risks(&pos, &neg);
+        let ln1p_exp = |x: f64| (1.0 + x.exp()).ln();
+        for (i, (p, n)) in [(0.3, [0.5, -0.4, 2.0]), (-1.2, [0.1, -0.7, 1.1])].iter().enumerate() {
+            let want = n.iter().map(|&x| ln1p_exp(x - p)).sum::<f64>() / 3.0;
+            assert!((r.double_value(&[i as i64]) - want).abs() < 1e-5);
         }
     }
 

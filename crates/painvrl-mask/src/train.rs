@@ -2,13 +2,17 @@
 //! invariance penalty (IRMv1 or InvRL's gradient variance), and either MGDA Pareto weights
 //! (PaInvRL) or InvRL's fixed weights.
 
-use crate::objective::{irmv1_centered_two_half, irmv1_two_half, scale_derivatives, Combination, Weighting};
+use crate::objective::{
+    irmv1_centered_two_half, irmv1_two_half, pairwise_interaction_risks, shaped_scale_derivatives, Combination,
+    RiskForm, Weighting,
+};
 use crate::solver::GradNormalization;
 use painvrl_core::ops::{gather_rows, row_dots};
 use painvrl_core::optim::{Adam, GroupHyper};
 use painvrl_core::signal::StopHandle;
 use painvrl_core::{
-    signal, Backbone, Batch, Checked, EnvironmentAssignment, Error, Interactions, ItemFeatures, Result, Validate,
+    signal, Backbone, Batch, Checked, EnvironmentAssignment, Error, Interactions, ItemFeatures, LossShape, Result,
+    Validate,
 };
 use painvrl_data::{make_batch, NegativeSampler};
 use rand::{Rng, SeedableRng};
@@ -54,6 +58,8 @@ pub struct MaskConfig {
     /// IRMv1's shared part, set by the pre-trained scores' calibration, decided the mask's
     /// ranking and inverted it on unseen data).
     pub penalty: PenaltyKind,
+    /// The form of the environments' risks and of the penalty's scale derivatives.
+    pub risk: RiskForm,
     /// Objective weighting.
     pub weighting: Weighting,
     /// Gradient normalisation before the Pareto solve.
@@ -122,6 +128,7 @@ impl Default for MaskConfig {
             kind: MaskKind::Sigmoid,
             gate_sigma: 0.01,
             penalty: PenaltyKind::Irmv1Centered,
+            risk: RiskForm::Pointwise,
             weighting: Weighting::Pareto,
             normalization: GradNormalization::L2,
             preference: [1.0, 1.0],
@@ -220,12 +227,13 @@ fn risk(sp: &Tensor, sn: &Tensor) -> Tensor {
 
 /// The two objectives for one batch per environment, scored with `users` and `items`:
 /// L_ERM = mean_e R_e and L_IRM (IRMv1 with the two-half estimator [`irmv1_two_half`], or InvRL's mask-weighted
-/// variance across environments of ∂R_e/∂`proj`). Both keep their graphs for second-order use.
+/// variance across environments of ∂R_e/∂`proj`), each environment's risk R_e of the given
+/// `shape`. Both keep their graphs for second-order use.
 pub fn objectives(
     users: &Tensor,
     items: &Tensor,
     batches: &[Batch],
-    penalty: PenaltyKind,
+    (penalty, shape): (PenaltyKind, LossShape),
     mask: &Tensor,
     proj: &Tensor,
 ) -> (Tensor, Tensor) {
@@ -233,9 +241,12 @@ pub fn objectives(
     let mut terms = Vec::new();
     for b in batches {
         let (sp, sn) = batch_scores(users, items, b);
-        let r = risk(&sp, &sn);
+        let r = match shape {
+            LossShape::Pointwise => risk(&sp, &sn),
+            LossShape::Pairwise => pairwise_interaction_risks(&sp, &sn).mean(Kind::Float),
+        };
         terms.push(match penalty {
-            PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered => scale_derivatives(&sp, &sn),
+            PenaltyKind::Irmv1 | PenaltyKind::Irmv1Centered => shaped_scale_derivatives(shape, &sp, &sn),
             PenaltyKind::Variance => grad_of(&r, proj, true),
         });
         risks.push(r);
@@ -312,6 +323,7 @@ pub fn train_mask(
         None => Tensor::zeros([0], (Kind::Float, device)),
     };
     let train_projection = cfg.train_projection && proj.numel() > 0;
+    let shape = cfg.risk.shape(backbone.loss_shape());
     // μ and the projection in groups of their own, so that μ's rate can drop to 0 when only
     // the projection trains on (its Adam moments carry over)
     const MU_GROUP: usize = 0;
@@ -368,7 +380,7 @@ pub fn train_mask(
                     make_batch(train, &picks, sampler, cfg.negatives, rng.gen(), device)
                 })
                 .collect();
-            let (l_erm, l_irm) = objectives(&users, &items, &batches, cfg.penalty, &m, &proj);
+            let (l_erm, l_irm) = objectives(&users, &items, &batches, (cfg.penalty, shape), &m, &proj);
             let (le, li) = (l_erm.double_value(&[]), l_irm.double_value(&[]));
             if !le.is_finite() || !li.is_finite() {
                 return Err(Error::Diverged {
@@ -593,6 +605,17 @@ mod tests {
     }
 
     fn l_irm(users: &Tensor, x: &Tensor, proj: &Tensor, mu: &Tensor, batches: &[Batch], p: PenaltyKind) -> Tensor {
+        l_irm_shaped(users, x, proj, mu, batches, (p, LossShape::Pointwise))
+    }
+
+    fn l_irm_shaped(
+        users: &Tensor,
+        x: &Tensor,
+        proj: &Tensor,
+        mu: &Tensor,
+        batches: &[Batch],
+        p: (PenaltyKind, LossShape),
+    ) -> Tensor {
         let m = mu.sigmoid();
         let items = (x * &m).matmul(proj);
         objectives(users, &items, batches, p, &m, proj).1
@@ -600,11 +623,18 @@ mod tests {
 
     #[test]
     fn penalty_gradients_agree_with_finite_differences() {
-        for p in [PenaltyKind::Irmv1, PenaltyKind::Irmv1Centered, PenaltyKind::Variance] {
+        let cases = [
+            (PenaltyKind::Irmv1, LossShape::Pointwise),
+            (PenaltyKind::Irmv1Centered, LossShape::Pointwise),
+            (PenaltyKind::Variance, LossShape::Pointwise),
+            (PenaltyKind::Irmv1Centered, LossShape::Pairwise),
+            (PenaltyKind::Variance, LossShape::Pairwise),
+        ];
+        for p in cases {
             let (users, x, proj, batches) = toy();
             let mu = Tensor::from_slice(&[0.3f32, -0.2, 0.1]).set_requires_grad(true);
             let analytic: Vec<f32> = Vec::try_from(
-                Tensor::run_backward(&[l_irm(&users, &x, &proj, &mu, &batches, p)], &[&mu], false, false)[0]
+                Tensor::run_backward(&[l_irm_shaped(&users, &x, &proj, &mu, &batches, p)], &[&mu], false, false)[0]
                     .shallow_clone(),
             )
             .unwrap();
@@ -614,7 +644,7 @@ mod tests {
                     let shifted = (mu.detach()
                         + Tensor::from_slice(&[0.0f32, 0.0, 0.0]).index_fill(0, &Tensor::from_slice(&[k as i64]), d))
                     .set_requires_grad(false);
-                    l_irm(&users, &x, &proj, &shifted, &batches, p).double_value(&[])
+                    l_irm_shaped(&users, &x, &proj, &shifted, &batches, p).double_value(&[])
                 };
                 let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
                 let a = a as f64;
@@ -624,6 +654,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_pairwise_risk_is_the_mean_bpr_of_each_environment() {
+        let (users, x, proj, batches) = toy();
+        let m = Tensor::from_slice(&[0.3f32, -0.2, 0.1]).sigmoid();
+        let items = (&x * &m).matmul(&proj);
+        let shape = (PenaltyKind::Irmv1Centered, LossShape::Pairwise);
+        let l_erm = objectives(&users, &items, &batches, shape, &m, &proj).0.double_value(&[]);
+        // each environment's BPR −log σ(s⁺ − s⁻) over its rows, then the mean over environments
+        let bpr: Vec<f64> = batches
+            .iter()
+            .map(|b| {
+                let (sp, sn) = batch_scores(&users, &items, b);
+                let (sp, sn) = (Vec::<f32>::try_from(sp).unwrap(), Vec::<f32>::try_from(sn.reshape([-1])).unwrap());
+                sp.iter().zip(&sn).map(|(&p, &n)| (1.0 + ((n - p) as f64).exp()).ln()).sum::<f64>() / sp.len() as f64
+            })
+            .collect();
+        let want = bpr.iter().sum::<f64>() / bpr.len() as f64;
+        assert!((l_erm - want).abs() < 1e-5, "{l_erm} vs {want}");
+        // and the risk choice follows the backbone only when asked to
+        assert_eq!(RiskForm::Backbone.shape(LossShape::Pairwise), LossShape::Pairwise);
+        assert_eq!(RiskForm::Backbone.shape(LossShape::Pointwise), LossShape::Pointwise);
+        assert_eq!(RiskForm::Pointwise.shape(LossShape::Pairwise), LossShape::Pointwise);
+        assert_eq!(RiskForm::Pairwise.shape(LossShape::Pointwise), LossShape::Pairwise);
     }
 
     #[test]
@@ -667,7 +722,7 @@ mod tests {
             .iter()
             .map(|b| {
                 let (sp, sn) = batch_scores(&users, &items, b);
-                let d = Vec::<f32>::try_from(scale_derivatives(&sp, &sn)).unwrap();
+                let d = Vec::<f32>::try_from(crate::scale_derivatives(&sp, &sn)).unwrap();
                 let half = |r: usize| {
                     let v: Vec<f64> = d.iter().skip(r).step_by(2).map(|&x| x as f64).collect();
                     v.iter().sum::<f64>() / v.len() as f64

@@ -58,7 +58,11 @@ pub struct MaskConfig {
     /// IRMv1's shared part, set by the pre-trained scores' calibration, decided the mask's
     /// ranking and inverted it on unseen data).
     pub penalty: PenaltyKind,
-    /// The form of the environments' risks and of the penalty's scale derivatives.
+    /// The form of the environments' risks and of the penalty's scale derivatives: pointwise
+    /// (logistic) by default; `Backbone` follows the backbone's loss, which makes the mask rank
+    /// on the BPR backbones when the environments carry the shift (planted labels: LightGCN
+    /// 1.00 against 0.52–0.69), at level validation elsewhere but lower test IID recall on two
+    /// sets (docs/method.md, session 35).
     pub risk: RiskForm,
     /// Objective weighting.
     pub weighting: Weighting,

@@ -23,7 +23,9 @@
 //! by the family's two tests) and form the acceptance tier
 //! (`mod acceptance`, ignored by the quick-start `cargo test --workspace`; CI runs them with
 //! `cargo test --workspace -- --ignored acceptance::`). The mask tests below train only the
-//! mask and run in the quick tier.
+//! mask and run in the quick tier; they name `mask.risk = "pointwise"`, the logistic risk they
+//! were measured with (sessions 18–21), so that they keep documenting what it does on LightGCN
+//! whatever the default becomes.
 //!
 //! Each run is its own process, as many at a time as there are cores, so every run is exactly
 //! what it is when run alone (libtorch's random generator is process-wide).
@@ -215,11 +217,6 @@ mod acceptance {
     }
 }
 
-/// The logistic risk of mask learning (`mask.risk = "pointwise"`, the default), which the quick
-/// tests below were measured with (sessions 18–21): named, so that they keep documenting what
-/// that risk does on LightGCN whatever the default becomes.
-const POINTWISE: &str = "risk = \"pointwise\"\n";
-
 /// Writes the `exposure` family at 500 users × 600 items (spurious strength 2.5, generator seed
 /// 11: settings none of the defaults was chosen on) under `dir`.
 fn unseen_exposure_set(dir: &Path) -> PathBuf {
@@ -259,7 +256,7 @@ fn the_centred_penalty_ranks_the_mask_where_plain_irmv1_inverts_it() {
     // only the mask is under test: one final epoch, and no projection-only steps (the mask is
     // fixed in them; the report's mask and its ROC-AUC are the same with or without them)
     let given = |penalty| {
-        format!("threads = 1\n[train]\nepochs = 1\n[envs]\nstrategy = \"given\"\n[mask]\nprojection_only_steps = 0\npenalty = \"{penalty}\"\n{POINTWISE}")
+        format!("threads = 1\n[train]\nepochs = 1\n[envs]\nstrategy = \"given\"\n[mask]\nprojection_only_steps = 0\npenalty = \"{penalty}\"\nrisk = \"pointwise\"\n")
     };
     let (plain_toml, centred_toml) = (given("irmv1"), given("irmv1-centered"));
     let variants = [("irmv1", "painvrl", plain_toml.as_str()), ("irmv1-centered", "painvrl", centred_toml.as_str())];

@@ -12,21 +12,27 @@ use painvrl::mask::{train_mask, Mask, MaskConfig, MaskData};
 use painvrl::pipeline::Run;
 use tch::{nn::VarStore, Device};
 
-/// Mask ROC-AUC of `method` on the default generator with seed `seed` and planted environments.
-fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {
-    let mut syn = generate(&SyntheticConfig { seed, ..Default::default() }).unwrap();
+/// Mask ROC-AUC against the planted dimensions of a PaInvRL-family run (`cfg`, its seed also
+/// the generator's) on the generator's set `syn_cfg`, with the planted environments given.
+/// Only the mask is under test: the final training stage is cut to one epoch.
+fn planted_mask_auc(syn_cfg: SyntheticConfig, mut cfg: Config) -> f64 {
+    let mut syn = generate(&SyntheticConfig { seed: cfg.seed, ..syn_cfg }).unwrap();
     // the features `painvrl synth`'s files give once loaded (each modality's rows L2-normalised)
     syn.dataset.features = syn.dataset.features.l2_normalized();
-    let mut cfg = Config { method, seed, device: DeviceSpec::Cpu, threads: 1, ..Default::default() };
-    // measured with UltraGCN (the default backbone until the baselines issue)
-    cfg.backbone.kind = painvrl::graph::BackboneKind::Ultragcn;
     cfg.train.progress = false;
-    // only the mask is under test: the final training stage is cut to one epoch
     cfg.train.epochs = 1;
-    cfg.mask.irm_weight = irm_weight;
     let given = Box::new(GivenEnvironments { labels: syn.train_envs.clone() });
     let report = Run::new(&syn.dataset, &cfg).inference(given).execute().unwrap();
     roc_auc(&report.mask, &syn.invariant_mask)
+}
+
+/// Mask ROC-AUC of `method` on the default generator with seed `seed` and planted environments.
+fn mask_auc(seed: u64, method: Method, irm_weight: f64) -> f64 {
+    let mut cfg = Config { method, seed, device: DeviceSpec::Cpu, threads: 1, ..Default::default() };
+    // measured with UltraGCN (the default backbone until the baselines issue)
+    cfg.backbone.kind = painvrl::graph::BackboneKind::Ultragcn;
+    cfg.mask.irm_weight = irm_weight;
+    planted_mask_auc(SyntheticConfig::default(), cfg)
 }
 
 #[test]
@@ -245,16 +251,9 @@ fn the_planted_mask_replaces_the_learnt_one_when_the_masks_steps_end() {
 /// dense generator (`painvrl synth --per-user 20`) with seed `seed`, its planted environments
 /// given, and mask learning's risk `risk`.
 fn dense_lightgcn_mask_auc(seed: u64, risk: painvrl::mask::RiskForm) -> f64 {
-    let mut syn = generate(&SyntheticConfig { seed, per_user: 20, ..Default::default() }).unwrap();
-    syn.dataset.features = syn.dataset.features.l2_normalized();
     let mut cfg = Config { method: Method::Painvrl, seed, device: DeviceSpec::Cpu, threads: 1, ..Default::default() };
-    cfg.train.progress = false;
-    // only the mask is under test: the final training stage is cut to one epoch
-    cfg.train.epochs = 1;
     cfg.mask.risk = risk;
-    let given = Box::new(GivenEnvironments { labels: syn.train_envs.clone() });
-    let report = Run::new(&syn.dataset, &cfg).inference(given).execute().unwrap();
-    roc_auc(&report.mask, &syn.invariant_mask)
+    planted_mask_auc(SyntheticConfig { per_user: 20, ..Default::default() }, cfg)
 }
 
 /// The acceptance tier (`cargo test --workspace -- --ignored acceptance::`).

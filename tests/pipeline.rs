@@ -539,6 +539,31 @@ fn eiil_strategy_runs_in_the_pipeline_with_two_environments() {
 }
 
 #[test]
+fn taste_consistency_halves_every_user_is_named_in_toml_and_labels_clicks_only() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "[envs]\nstrategy = \"taste-consistency\"\n").unwrap();
+    let strategy = Config::from_toml_file(&p).unwrap().envs.strategy;
+    assert_eq!(strategy, painvrl::env::Strategy::TasteConsistency);
+    let mut cfg = small_config(Method::Painvrl);
+    cfg.envs.strategy = strategy;
+    cfg.envs.n_envs = 5;
+    let ds = small_synthetic();
+    let r = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
+    // two environments whatever envs.n_envs says; each user's clicks halved, the odd one in 1
+    let halves: usize = ds.train.user_degrees(ds.n_users).iter().map(|&d| d as usize / 2).sum();
+    assert_eq!(r.environments, vec![halves, ds.train.len() - halves]);
+    // deterministic: another seed gives the same environments
+    let again = painvrl::pipeline::run(&ds, &Config { seed: cfg.seed + 1, ..cfg.clone() }, None, false).unwrap();
+    assert_eq!(again.environments, r.environments);
+    assert_eq!(again.diagnostics.env_nmi_vs_planted, r.diagnostics.env_nmi_vs_planted);
+    cfg.envs.unit = painvrl::env::Unit::User;
+    let e = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(e.contains("envs.unit"), "{e}");
+}
+
+#[test]
 fn given_strategy_trains_on_the_datasets_labels_and_fails_at_once_without_them() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = small_config(Method::Painvrl);

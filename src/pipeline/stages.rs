@@ -16,7 +16,7 @@ use painvrl_core::{
 use painvrl_data::NegativeSampler;
 use painvrl_env::{
     ActivityBands, Eiil, GivenEnvironments, HeterogeneousIdentification, PopularityBands, RandomEnvironments, Strategy,
-    TimePeriods,
+    TasteConsistencySplit, TimePeriods,
 };
 use painvrl_graph::{fit, validate, Checkpointing, EpochLog, Stage, TrainData, TrainGraph};
 use painvrl_mask::{train_mask, InvariancePenalty, Mask, MaskData};
@@ -211,6 +211,7 @@ fn inference_of(
         EnvironmentSource::Strategy(Strategy::Eiil) => Box::new(Eiil::new(envs.clone(), device)),
         EnvironmentSource::Strategy(Strategy::PopularityBands) => Box::new(PopularityBands { n_envs }),
         EnvironmentSource::Strategy(Strategy::ActivityBands) => Box::new(ActivityBands { n_envs }),
+        EnvironmentSource::Strategy(Strategy::TasteConsistency) => Box::new(TasteConsistencySplit),
         EnvironmentSource::Strategy(Strategy::TimePeriods) => match ds.train_times {
             Some(_) => Box::new(TimePeriods { n_envs }),
             None => {

@@ -22,6 +22,10 @@ pub enum Strategy {
     /// needs a dataset with timestamps.
     #[serde(rename = "time-periods")]
     TimePeriods,
+    /// Two environments per user along the content dimensions on which users' taste is least
+    /// consistent ([`TasteConsistencySplit`](crate::TasteConsistencySplit)); no model.
+    #[serde(rename = "taste-consistency")]
+    TasteConsistency,
     /// The dataset's own labels (`train_env.tsv`: e.g. time periods, platforms, or a
     /// generator's planted environments) ([`GivenEnvironments`](crate::GivenEnvironments)).
     Given,

@@ -1,7 +1,8 @@
 //! Environment inference for invariant recommendation: InvRL's heterogeneous identification
 //! with the E environment models trained as one batched model, EIIL (two environments that
 //! maximise a reference model's IRMv1 penalty), observable bands (item popularity, user
-//! activity), and random and given labels (`simple`).
+//! activity), a model-free split along the content dimensions on which users' taste is least
+//! consistent (`taste`), and random and given labels (`simple`).
 #![warn(missing_docs)]
 
 mod config;
@@ -9,12 +10,14 @@ mod eiil;
 mod hetero;
 mod models;
 mod simple;
+mod taste;
 mod units;
 
 pub use config::{GainOn, HeteroConfig, Start, Strategy, Unit};
 pub use eiil::{eiil_penalty, Eiil};
 pub use hetero::HeterogeneousIdentification;
 pub use simple::{ActivityBands, GivenEnvironments, PopularityBands, RandomEnvironments, TimePeriods};
+pub use taste::{split_along, TasteConsistencySplit, TasteSpread};
 
 /// Normalised mutual information between two labelings (moved to `painvrl_core::metrics`).
 pub use painvrl_core::metrics::nmi;

@@ -80,7 +80,7 @@ pub struct HeteroConfig {
     /// What one label covers: an interaction (default) or all of a user's training
     /// interactions; `"user"` applies to heterogeneous identification and random environments.
     pub unit: Unit,
-    /// Number of environments E (EIIL always makes two); ten, InvRL's count. Two rank the
+    /// Number of environments E (EIIL and taste consistency always make two); ten, InvRL's count. Two rank the
     /// synthetic sets' masks better (over 17 seeds 0.89–1.00 on four of six families, against
     /// 0.59–0.76), as random labels do at the same mask-step sample, at level validation
     /// recall there and on the real sets over three seeds (docs/method.md, "Two environments —

@@ -165,10 +165,11 @@ pub fn split_along(data: &Dataset, weights: &[f64]) -> Result<EnvironmentAssignm
             if weights.iter().any(|w| !w.is_finite()) { ", some not finite" } else { "" }
         )));
     }
-    split_with(&ClickGeometry::new(data), weights)
+    Ok(split_with(&ClickGeometry::new(data), weights))
 }
 
-fn split_with(geometry: &ClickGeometry, weights: &[f64]) -> Result<EnvironmentAssignment> {
+/// [`split_along`] on clicks already laid out in content space (weights checked).
+fn split_with(geometry: &ClickGeometry, weights: &[f64]) -> EnvironmentAssignment {
     let data = geometry.data;
     let train = &data.train;
     let alignment: Vec<f64> = train
@@ -188,7 +189,7 @@ fn split_with(geometry: &ClickGeometry, weights: &[f64]) -> Result<EnvironmentAs
             labels[k] = 1;
         }
     }
-    Ok(EnvironmentAssignment::from_labels(labels, 2))
+    EnvironmentAssignment::from_labels(labels, 2)
 }
 
 /// [`split_along`] the dimensions on which users' taste is least consistent
@@ -206,7 +207,7 @@ impl EnvironmentInference for TasteConsistencySplit {
         let start = std::time::Instant::now();
         let geometry = ClickGeometry::new(data);
         let weights = geometry.spread()?.split_weights()?;
-        let mut assignment = split_with(&geometry, &weights)?;
+        let mut assignment = split_with(&geometry, &weights);
         assignment.seconds = start.elapsed().as_secs_f64();
         Ok(assignment)
     }

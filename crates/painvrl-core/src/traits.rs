@@ -159,6 +159,14 @@ pub trait EnvironmentInference {
     /// Infers environments. `variant` is the `[n_items, c]` variant representation from the
     /// previous round's mask, when one exists; `None` on the first round.
     fn infer(&mut self, data: &Dataset, variant: Option<&Tensor>, seed: u64) -> Result<EnvironmentAssignment>;
+
+    /// Environment labels for clicks outside the training set (e.g. the validation split), by
+    /// the rule that labels the training clicks, when the inference has one that needs no
+    /// retraining; `None` (the default) when it has none.
+    fn label_heldout(&self, data: &Dataset, clicks: &Interactions) -> Option<Result<Vec<u32>>> {
+        let _ = (data, clicks);
+        None
+    }
 }
 
 /// A second objective that a training step balances against the backbone's own loss, e.g.

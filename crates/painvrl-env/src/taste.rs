@@ -11,7 +11,7 @@
 //! predict a click — which is what the invariant mask reads (docs/method.md, "Environments
 //! along inconsistent taste — session 36").
 
-use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Result};
+use painvrl_core::{Dataset, EnvironmentAssignment, EnvironmentInference, Error, Interactions, Result};
 use tch::Tensor;
 
 /// Below this a spread counts as zero: a dimension constant over the clicked items carries no
@@ -55,7 +55,7 @@ impl TasteSpread {
         if live.len() < 2 {
             return Err(Error::InvalidData(format!(
                 "taste-consistency environments need at least two content dimensions that vary among the \
-                 clicked items; {} do",
+                 clicked items; {} do (envs.strategy = \"heterogeneous\" has no such condition)",
                 live.len()
             )));
         }
@@ -64,7 +64,7 @@ impl TasteSpread {
         if sd <= NO_SPREAD {
             return Err(Error::InvalidData(
                 "taste-consistency environments: every content dimension is equally consistent, so there is \
-                 no direction to split along"
+                 no direction to split along (envs.strategy = \"heterogeneous\" has no such condition)"
                     .into(),
             ));
         }
@@ -78,7 +78,7 @@ struct ClickGeometry<'a> {
     data: &'a Dataset,
     catalogue_mean: Vec<f64>,
     profiles: Vec<f64>,
-    clicks_per_user: Vec<usize>,
+    clicks_per_user: Vec<u32>,
 }
 
 impl<'a> ClickGeometry<'a> {
@@ -91,19 +91,19 @@ impl<'a> ClickGeometry<'a> {
                 *m += v as f64 / n_items as f64;
             }
         }
+        let clicks_per_user = data.train.user_degrees(data.n_users);
+        let mut geometry = ClickGeometry { data, catalogue_mean, profiles: Vec::new(), clicks_per_user };
         let mut sums = vec![0.0f64; data.n_users * dims];
-        let mut clicks_per_user = vec![0usize; data.n_users];
         for (&u, &i) in data.train.users.iter().zip(&data.train.items) {
-            clicks_per_user[u as usize] += 1;
-            let row = features.row(i as usize).iter().zip(&catalogue_mean);
-            for (s, (&v, &m)) in sums[u as usize * dims..(u as usize + 1) * dims].iter_mut().zip(row) {
-                *s += v as f64 - m;
+            for (s, x) in sums[u as usize * dims..(u as usize + 1) * dims].iter_mut().zip(geometry.centred(i)) {
+                *s += x;
             }
         }
-        for (profile, &n) in sums.chunks_mut(dims.max(1)).zip(&clicks_per_user) {
+        for (profile, &n) in sums.chunks_mut(dims.max(1)).zip(&geometry.clicks_per_user) {
             profile.iter_mut().for_each(|s| *s /= n.max(1) as f64);
         }
-        ClickGeometry { data, catalogue_mean, profiles: sums, clicks_per_user }
+        geometry.profiles = sums;
+        geometry
     }
 
     /// Item `i`'s feature row minus the catalogue's mean row.
@@ -126,7 +126,7 @@ impl<'a> ClickGeometry<'a> {
             .collect();
         if active.len() < 2 {
             return Err(Error::InvalidData(format!(
-                "dataset '{}': taste-consistency environments need training clicks of at least two users",
+                "dataset '{}': taste-consistency environments need training clicks of at least two users (envs.strategy = \"heterogeneous\" has no such condition)",
                 data.name
             )));
         }
@@ -170,26 +170,64 @@ pub fn split_along(data: &Dataset, weights: &[f64]) -> Result<EnvironmentAssignm
 
 /// [`split_along`] on clicks already laid out in content space (weights checked).
 fn split_with(geometry: &ClickGeometry, weights: &[f64]) -> EnvironmentAssignment {
-    let data = geometry.data;
-    let train = &data.train;
-    let alignment: Vec<f64> = train
-        .users
-        .iter()
-        .zip(&train.items)
-        .map(|(&u, &i)| geometry.centred(i).zip(geometry.profile(u)).zip(weights).map(|((x, h), w)| w * x * h).sum())
-        .collect();
-    let mut clicks_of: Vec<Vec<usize>> = vec![Vec::new(); data.n_users];
-    for (k, &u) in train.users.iter().enumerate() {
-        clicks_of[u as usize].push(k);
-    }
+    let train = &geometry.data.train;
+    let alignment = alignments(geometry, weights, train);
     let mut labels = vec![0u32; train.len()];
-    for clicks in &mut clicks_of {
+    for mut clicks in clicks_by_user(geometry.data.n_users, train) {
         clicks.sort_by(|&a, &b| alignment[a].total_cmp(&alignment[b]).then(a.cmp(&b)));
         for &k in &clicks[clicks.len() / 2..] {
             labels[k] = 1;
         }
     }
     EnvironmentAssignment::from_labels(labels, 2)
+}
+
+/// Each click's Σ_d w_d (x_id − μ_d) h_ud.
+fn alignments(geometry: &ClickGeometry, weights: &[f64], clicks: &Interactions) -> Vec<f64> {
+    clicks
+        .users
+        .iter()
+        .zip(&clicks.items)
+        .map(|(&u, &i)| geometry.centred(i).zip(geometry.profile(u)).zip(weights).map(|((x, h), w)| w * x * h).sum())
+        .collect()
+}
+
+/// The positions of `clicks` grouped by user.
+fn clicks_by_user(n_users: usize, clicks: &Interactions) -> Vec<Vec<usize>> {
+    let mut by_user = vec![Vec::new(); n_users];
+    for (k, &u) in clicks.users.iter().enumerate() {
+        by_user[u as usize].push(k);
+    }
+    by_user
+}
+
+/// The split's rule applied to `clicks` outside the training set: a click joins environment 1
+/// when its alignment is at least the median of its user's training alignments (on the
+/// training clicks themselves, with distinct alignments, this is the split), environment 0
+/// otherwise; a user without training clicks has profile 0 and every click in environment 1.
+fn heldout_labels(data: &Dataset, clicks: &Interactions) -> Result<Vec<u32>> {
+    if let Some((u, i)) = clicks.iter().find(|&(u, i)| u as usize >= data.n_users || i as usize >= data.n_items) {
+        return Err(Error::InvalidData(format!(
+            "dataset '{}': a held-out click ({u}, {i}) lies outside {} users × {} items",
+            data.name, data.n_users, data.n_items
+        )));
+    }
+    let geometry = ClickGeometry::new(data);
+    let weights = geometry.spread()?.split_weights()?;
+    let trained = alignments(&geometry, &weights, &data.train);
+    let medians: Vec<f64> = clicks_by_user(data.n_users, &data.train)
+        .into_iter()
+        .map(|mut ks| {
+            ks.sort_by(|&a, &b| trained[a].total_cmp(&trained[b]));
+            match ks.len() {
+                0 => 0.0,
+                n if n % 2 == 1 => trained[ks[n / 2]],
+                n => (trained[ks[n / 2 - 1]] + trained[ks[n / 2]]) / 2.0,
+            }
+        })
+        .collect();
+    let held = alignments(&geometry, &weights, clicks);
+    Ok(clicks.users.iter().zip(&held).map(|(&u, &a)| u32::from(a >= medians[u as usize])).collect())
 }
 
 /// [`split_along`] the dimensions on which users' taste is least consistent
@@ -211,13 +249,19 @@ impl EnvironmentInference for TasteConsistencySplit {
         assignment.seconds = start.elapsed().as_secs_f64();
         Ok(assignment)
     }
+
+    /// Held-out clicks by the split's rule: environment 1 when a click aligns the suspect
+    /// dimensions with its user's profile at least as much as the user's median training click.
+    fn label_heldout(&self, data: &Dataset, clicks: &Interactions) -> Option<Result<Vec<u32>>> {
+        Some(heldout_labels(data, clicks))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
-    use painvrl_core::{Interactions, ItemFeatures, Modality};
+    use painvrl_core::{ItemFeatures, Modality};
     use proptest::prelude::*;
 
     fn dataset(n_users: usize, rows: &[[f32; 2]], pairs: &[(u32, u32)]) -> Dataset {
@@ -257,6 +301,23 @@ mod tests {
         let a = TasteConsistencySplit.infer(&ds, None, 0).unwrap();
         assert_eq!(a.labels, vec![1, 0, 0, 1]);
         assert_eq!((a.n_envs, a.sizes.clone()), (2, vec![2, 2]));
+    }
+
+    /// The hand-worked example's medians: user 0's training alignments 1.414 and 0 (median
+    /// 0.707), user 1's −0.707 and 2.121 (median 0.707). Held out: user 0 on item 3, alignment
+    /// 0.707 × (−3) × 1 = −2.121 → 0; user 1 on item 0, 0.707 × 2 × (−1) = −1.414 → 0; user 2,
+    /// without training clicks, has profile 0, alignment 0 ≥ 0 → 1. On the training clicks the
+    /// rule gives the split itself.
+    #[test]
+    fn heldout_clicks_follow_the_split_by_their_users_median() {
+        let ds = dataset(3, &[[1.0, 2.0], [1.0, 0.0], [-1.0, 1.0], [-1.0, -3.0]], &[(0, 0), (0, 1), (1, 2), (1, 3)]);
+        let held = Interactions::from_pairs([(0, 3), (1, 0), (2, 0)]);
+        assert_eq!(TasteConsistencySplit.label_heldout(&ds, &held).unwrap().unwrap(), vec![0, 0, 1]);
+        let on_train = TasteConsistencySplit.label_heldout(&ds, &ds.train).unwrap().unwrap();
+        assert_eq!(on_train, TasteConsistencySplit.infer(&ds, None, 0).unwrap().labels);
+        let outside = Interactions::from_pairs([(0, 4)]);
+        let e = TasteConsistencySplit.label_heldout(&ds, &outside).unwrap().unwrap_err().to_string();
+        assert!(e.contains("(0, 4)") && e.contains("3 users × 4 items"), "{e}");
     }
 
     #[test]
@@ -320,8 +381,8 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the data, every user's clicks are halved (⌊n/2⌋ in environment 0), and the
-        /// scores do not depend on a dimension's unit: scaling a feature column by a positive
+        /// Whatever the data, every user's clicks are halved (⌊n/2⌋ in environment 0), the
+        /// held-out rule reproduces the split on the training clicks, and the scores do not depend on a dimension's unit: scaling a feature column by a positive
         /// factor leaves its inconsistency unchanged.
         #[test]
         fn each_user_is_halved_and_scores_ignore_a_columns_scale(
@@ -341,6 +402,21 @@ mod tests {
             for u in 0..4u32 {
                 let labels: Vec<u32> = pairs.iter().zip(&a.labels).filter(|((pu, _), _)| *pu == u).map(|(_, &l)| l).collect();
                 prop_assert_eq!(labels.iter().filter(|&&l| l == 0).count(), labels.len() / 2);
+            }
+            // the held-out rule on the training clicks is the split wherever a user's
+            // alignments are distinct (a tie is cut by position in the split, by ≥ in the rule)
+            let geometry = ClickGeometry::new(&ds);
+            let weights = geometry.spread().unwrap().split_weights().unwrap();
+            let alignment = alignments(&geometry, &weights, &ds.train);
+            let by_rule = TasteConsistencySplit.label_heldout(&ds, &ds.train).unwrap().unwrap();
+            for clicks in clicks_by_user(4, &ds.train) {
+                let mut values: Vec<f64> = clicks.iter().map(|&k| alignment[k]).collect();
+                values.sort_by(f64::total_cmp);
+                if values.windows(2).all(|w| w[1] - w[0] > 1e-9) {
+                    for &k in &clicks {
+                        prop_assert_eq!(by_rule[k], a.labels[k]);
+                    }
+                }
             }
             let scaled: Vec<[f32; 2]> = rows.iter().map(|r| [r[0] * scale, r[1]]).collect();
             let before = TasteSpread::of(&ds).unwrap().inconsistency();

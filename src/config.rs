@@ -17,7 +17,8 @@ use std::path::Path;
 pub enum Method {
     /// All features, no invariance.
     Erm,
-    /// InvRL: gradient-variance penalty, fixed weights, invariant representation only.
+    /// InvRL: heterogeneous identification (whatever `envs.strategy` says), a gate mask with
+    /// the gradient-variance penalty, fixed weights, invariant representation only.
     Invrl,
     /// PaInvRL: Pareto weights, invariant + variant with attention fusion.
     Painvrl,

@@ -14,10 +14,14 @@
 //! became IRMv1 centred across environments (`mask.penalty`): the masks and metrics of the
 //! PaInvRL methods moved; their environments and Pareto weights, and every other method, did
 //! not.
+//! In session 37 taste consistency became the default inference: the entries keep heterogeneous
+//! identification, with which they were recorded (and reproduced unchanged), and the entry
+//! `painvrl, envs.strategy = taste-consistency` was added for the new default.
 //! Bless again only for a change that is meant to move the numbers (a new libtorch, a changed
 //! default), and say so in the commit.
 
 use painvrl::config::{Config, FinalObjective, Method};
+use painvrl::env::Strategy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,6 +43,9 @@ fn config(method: Method) -> Config {
     cfg.train.eval.ks = vec![20];
     // recorded with the final penalty on (the default); the other objective has its own entry
     cfg.final_objective = FinalObjective::Pareto;
+    // recorded with heterogeneous identification, the default until session 37; the default
+    // since has its own entry
+    cfg.envs.strategy = Strategy::Heterogeneous;
     cfg
 }
 
@@ -52,6 +59,9 @@ fn outcomes() -> BTreeMap<String, Outcome> {
         Method::ALL.iter().map(|&method| (method.name().to_string(), outcome(&config(method)))).collect();
     let final_erm = Config { final_objective: FinalObjective::Erm, ..config(Method::Painvrl) };
     all.insert("painvrl, final_objective = erm".into(), outcome(&final_erm));
+    let mut taste = config(Method::Painvrl);
+    taste.envs.strategy = Strategy::TasteConsistency;
+    all.insert("painvrl, envs.strategy = taste-consistency".into(), outcome(&taste));
     all
 }
 

@@ -417,10 +417,13 @@ fn cli_eval_and_pareto_on_a_small_dataset() {
     let data = tmp.path().join("data");
     painvrl::data::write_dataset(&data, &small_synthetic(), None).unwrap();
     let cfg = tmp.path().join("c.toml");
+    // heterogeneous identification, with which the front's shape below was checked: with
+    // taste-consistency environments PaInvRL validates more than 2 % above every ERM point
+    // on this small set, and ERM would have no operating point to compare
     std::fs::write(
         &cfg,
         "threads = 1\ndevice = \"cpu\"\npretrain_epochs = 1\n[train]\nepochs = 1\nprogress = false\n\
-         [envs]\nn_envs = 2\nmax_iterations = 1\nepochs = 1\n[mask]\nepochs = 1\nbatch_size = 32\n[backbone]\nnegatives = 4\n",
+         [envs]\nstrategy = \"heterogeneous\"\nn_envs = 2\nmax_iterations = 1\nepochs = 1\n[mask]\nepochs = 1\nbatch_size = 32\n[backbone]\nnegatives = 4\n",
     )
     .unwrap();
     let run = tmp.path().join("run");
@@ -704,6 +707,7 @@ fn environments_can_hold_per_user() {
     // users holds a multiple of it; one label per click almost never does
     let sizes = |method: Method, unit: painvrl::env::Unit| {
         let mut c = small_config(method);
+        c.envs.strategy = painvrl::env::Strategy::Heterogeneous;
         c.envs.unit = unit;
         painvrl::pipeline::run(&ds, &c, None, false).unwrap().environments
     };
@@ -727,6 +731,11 @@ fn environments_can_hold_per_user() {
     eiil.envs.strategy = painvrl::env::Strategy::Eiil;
     let e = painvrl::pipeline::run(&ds, &eiil, None, false).unwrap_err().to_string();
     assert!(e.contains("envs.unit") && e.contains("heterogeneous"), "{e}");
+    // the default inference splits each user's clicks, so it refuses per-user labels too
+    let mut taste = small_config(Method::Painvrl);
+    taste.envs.unit = painvrl::env::Unit::User;
+    let e = painvrl::pipeline::run(&ds, &taste, None, false).unwrap_err().to_string();
+    assert!(e.contains("envs.unit") && e.contains("taste-consistency"), "{e}");
 }
 
 #[test]

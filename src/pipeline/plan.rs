@@ -4,8 +4,8 @@
 
 use crate::config::{Config, FinalObjective, Method};
 use painvrl_convert::{Fusion, MaskUse};
-use painvrl_core::{Checked, Dataset, Result, Validate};
-use painvrl_env::{HeteroConfig, Strategy};
+use painvrl_core::{Checked, Dataset, Error, Result, Validate};
+use painvrl_env::{HeteroConfig, Strategy, Unit};
 use painvrl_graph::BackboneConfig;
 use painvrl_mask::{Combination, FinalPenalty, MaskConfig, MaskKind, PenaltyKind, Weighting};
 
@@ -72,6 +72,13 @@ pub enum EnvironmentSource {
     Random,
     /// The strategy `envs.strategy` names.
     Strategy(Strategy),
+}
+
+impl EnvironmentSource {
+    /// Whether the source honours `envs.unit = "user"` (one label for all of a user's clicks).
+    pub fn can_label_users(self) -> bool {
+        matches!(self, EnvironmentSource::Random | EnvironmentSource::Strategy(Strategy::Heterogeneous))
+    }
 }
 
 /// The invariant part of a plan: rounds of inference → mask → conversion, then final training.
@@ -169,8 +176,18 @@ impl Plan {
         })?;
         let environments = match method {
             Method::PainvrlRandomEnvs => EnvironmentSource::Random,
+            // InvRL is its own heterogeneous identification, as its mask is its gate
+            Method::Invrl => EnvironmentSource::Strategy(Strategy::Heterogeneous),
             _ => EnvironmentSource::Strategy(cfg.envs.strategy),
         };
+        if cfg.envs.unit == Unit::User && !environments.can_label_users() {
+            return Err(Error::config(
+                "envs.unit",
+                "'user' applies to heterogeneous identification (set envs.strategy = \"heterogeneous\"; the \
+                 default is \"taste-consistency\") and the random-environment ablation; taste consistency, \
+                 EIIL, bands, time periods and given labels label each interaction",
+            ));
+        }
         let fusion = match method {
             Method::Invrl | Method::PainvrlInvariantOnly => Fusion::InvariantOnly,
             _ => cfg.fusion,
@@ -239,7 +256,9 @@ mod tests {
         assert_eq!((invrl.fusion, invrl.final_penalty), (Fusion::InvariantOnly, None));
         let pa = plan(Method::Painvrl).invariance.unwrap();
         assert_eq!(pa.final_penalty.unwrap().weighting, Weighting::Pareto);
-        assert_eq!(pa.environments, EnvironmentSource::Strategy(Config::default().envs.strategy));
+        assert_eq!(pa.environments, EnvironmentSource::Strategy(Strategy::TasteConsistency));
+        // InvRL keeps its own inference whatever the strategy
+        assert_eq!(invrl.environments, EnvironmentSource::Strategy(Strategy::Heterogeneous));
         let fixed = plan(Method::PainvrlFixedWeights).invariance.unwrap();
         assert_eq!(
             (fixed.mask.weighting, fixed.final_penalty.unwrap().weighting),
@@ -264,6 +283,25 @@ mod tests {
         .unwrap();
         assert_eq!(rex.final_penalty_kind, FinalPenalty::RiskVariance);
         assert_eq!(rex.final_environments, Some(EnvironmentSource::Strategy(Strategy::PopularityBands)));
+    }
+
+    #[test]
+    fn per_user_labels_are_refused_only_where_the_environments_cannot_honour_them() {
+        let syn = painvrl_data::SyntheticConfig { n_users: 80, n_items: 120, ..Default::default() };
+        let ds = painvrl_data::generate(&syn).unwrap().dataset;
+        let with = |method: Method, strategy: Strategy| {
+            let mut cfg = Config { method, ..Default::default() };
+            cfg.envs.unit = Unit::User;
+            cfg.envs.strategy = strategy;
+            Plan::new(cfg.check(&ds).unwrap())
+        };
+        assert!(with(Method::Painvrl, Strategy::Heterogeneous).is_ok());
+        assert!(with(Method::PainvrlRandomEnvs, Strategy::TasteConsistency).is_ok());
+        assert!(with(Method::Invrl, Strategy::Eiil).is_ok());
+        for strategy in [Strategy::TasteConsistency, Strategy::Eiil, Strategy::PopularityBands] {
+            let e = with(Method::Painvrl, strategy).unwrap_err().to_string();
+            assert!(e.contains("envs.unit") && e.contains("envs.strategy = \"heterogeneous\""), "{e}");
+        }
     }
 
     #[test]

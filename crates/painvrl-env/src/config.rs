@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// InvRL's heterogeneous identification ([`HeterogeneousIdentification`](crate::HeterogeneousIdentification)).
-    #[default]
+    /// InvRL's heterogeneous identification ([`HeterogeneousIdentification`](crate::HeterogeneousIdentification));
+    /// the default until session 37, and the one `unit = "user"` applies to.
     Heterogeneous,
     /// EIIL ([`Eiil`](crate::Eiil)): always two environments.
     Eiil,
@@ -23,7 +23,10 @@ pub enum Strategy {
     #[serde(rename = "time-periods")]
     TimePeriods,
     /// Two environments per user along the content dimensions on which users' taste is least
-    /// consistent ([`TasteConsistencySplit`](crate::TasteConsistencySplit)); no model.
+    /// consistent ([`TasteConsistencySplit`](crate::TasteConsistencySplit)); no model. The
+    /// default: the only inference under which the mask ranks the planted dimensions of every
+    /// synthetic family (docs/method.md, "Taste consistency as the default — session 37").
+    #[default]
     #[serde(rename = "taste-consistency")]
     TasteConsistency,
     /// The dataset's own labels (`train_env.tsv`: e.g. time periods, platforms, or a
@@ -128,7 +131,7 @@ pub struct HeteroConfig {
 impl Default for HeteroConfig {
     fn default() -> Self {
         HeteroConfig {
-            strategy: Strategy::Heterogeneous,
+            strategy: Strategy::TasteConsistency,
             unit: Unit::Interaction,
             n_envs: 10,
             max_iterations: 5,
@@ -178,13 +181,6 @@ impl Validate for HeteroConfig {
         }
         if !(self.eiil_lr.is_finite() && self.eiil_lr > 0.0) {
             return Err(Error::config("envs.eiil_lr", "must be positive"));
-        }
-        if self.unit == Unit::User && self.strategy != Strategy::Heterogeneous {
-            return Err(Error::config(
-                "envs.unit",
-                "'user' applies to heterogeneous identification (and the random-environment ablation); \
-                 EIIL, bands, time periods and given labels label each interaction",
-            ));
         }
         if self.strategy == Strategy::Eiil && self.eiil_steps == 0 {
             return Err(Error::config("envs.eiil_steps", "must be ≥ 1"));

@@ -2,7 +2,8 @@
 //! with the E environment models trained as one batched model, EIIL (two environments that
 //! maximise a reference model's IRMv1 penalty), observable bands (item popularity, user
 //! activity), a model-free split along the content dimensions on which users' taste is least
-//! consistent (`taste`), and random and given labels (`simple`).
+//! consistent (`taste`, the pipeline's default since session 37), and random and given labels
+//! (`simple`).
 #![warn(missing_docs)]
 
 mod config;

@@ -204,6 +204,15 @@ pub struct Config {
     /// session 24). Attention and scalar fusion only. `report.json`
     /// → `diagnostics.served_variant_weight` records the choice.
     pub variant_weight_tolerance: Option<f64>,
+    /// Choose γ on validation by its worse environment instead: the γ of the report's grid
+    /// whose validation `train.select_metric` is highest on the environment where it is lowest,
+    /// the validation clicks labelled by the environment inference's own rule for new clicks
+    /// (`EnvironmentInference::label_heldout`; taste consistency has one), ties to the larger
+    /// γ. An invariant model should do well in every environment; a variant half that helps
+    /// one environment at the other's cost is left out. Excludes `variant_weight_tolerance`;
+    /// attention and scalar fusion only. `report.json` → `diagnostics.val_by_variant_weight`
+    /// shows each environment's side.
+    pub variant_weight_worst_environment: bool,
     /// Epochs of ERM pre-training (the final training uses `train.epochs`). Unset, the
     /// backbone's default ([`Config::resolved_pretrain_epochs`]): 10 on LightGCN,
     /// `train.epochs` (so that patience ends it) on VBPR, which converges late, and on UltraGCN,
@@ -294,6 +303,7 @@ impl Default for Config {
             mask_ensemble: 1,
             inference_variant_weight: 1.0,
             variant_weight_tolerance: None,
+            variant_weight_worst_environment: false,
             pretrain_epochs: None,
             mask_pretrain_epochs: None,
             final_warm_start: true,
@@ -421,6 +431,24 @@ impl Config {
             if self.inference_variant_weight != 1.0 {
                 return Err(Error::config(
                     "variant_weight_tolerance",
+                    format!(
+                        "chooses γ on validation, so inference_variant_weight must stay 1 (got {}); set one of the two",
+                        self.inference_variant_weight
+                    ),
+                ));
+            }
+        }
+        if self.variant_weight_worst_environment {
+            if self.variant_weight_tolerance.is_some() {
+                return Err(Error::config(
+                    "variant_weight_worst_environment",
+                    "chooses γ by the worse validation environment, variant_weight_tolerance within a tolerance of \
+                     γ = 1; set one of the two",
+                ));
+            }
+            if self.inference_variant_weight != 1.0 {
+                return Err(Error::config(
+                    "variant_weight_worst_environment",
                     format!(
                         "chooses γ on validation, so inference_variant_weight must stay 1 (got {}); set one of the two",
                         self.inference_variant_weight

@@ -85,6 +85,10 @@ pub struct VariantWeightValidation {
     pub variant_weight: f64,
     /// Metrics on the selection split (`select_on`), as the final training validates.
     pub val: BTreeMap<String, f64>,
+    /// The same metrics on each environment's share of the selection split, when γ is chosen
+    /// by the worse environment (`variant_weight_worst_environment`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_by_environment: Vec<BTreeMap<String, f64>>,
 }
 
 /// The smallest variant weight among `rows` whose validation `metric` is at least
@@ -107,6 +111,35 @@ pub fn choose_variant_weight(rows: &[VariantWeightValidation], metric: &str, tol
         }
     }
     Ok(chosen)
+}
+
+/// The variant weight among `rows` whose validation `metric` is highest in the environment
+/// where it is lowest (`val_by_environment`), the larger weight on ties (the nearer to the model
+/// as trained). Errors when `rows` is empty, a row has no environments or lacks `metric`.
+pub fn choose_variant_weight_by_worst_environment(rows: &[VariantWeightValidation], metric: &str) -> Result<f64> {
+    let mut best: Option<(f64, f64)> = None;
+    let mut by_weight: Vec<&VariantWeightValidation> = rows.iter().collect();
+    by_weight.sort_by(|a, b| b.variant_weight.total_cmp(&a.variant_weight));
+    for row in by_weight {
+        if row.val_by_environment.is_empty() {
+            return Err(Error::config(
+                "variant_weight_worst_environment",
+                format!("γ = {} was validated on no environment", row.variant_weight),
+            ));
+        }
+        let mut worst = f64::INFINITY;
+        for environment in &row.val_by_environment {
+            let value = environment.get(metric).copied().ok_or_else(|| {
+                Error::config("train.select_metric", format!("'{metric}' is not among the validation metrics"))
+            })?;
+            worst = worst.min(value);
+        }
+        if best.is_none_or(|(_, b)| worst > b) {
+            best = Some((row.variant_weight, worst));
+        }
+    }
+    best.map(|(gamma, _)| gamma)
+        .ok_or_else(|| Error::config("variant_weight_worst_environment", "the validation grid has no variant weight"))
 }
 
 /// (sd, share < 0.25, share > 0.75) of mask weights.
@@ -223,8 +256,42 @@ mod tests {
             .map(|&(gamma, ndcg)| VariantWeightValidation {
                 variant_weight: gamma,
                 val: BTreeMap::from([("ndcg@20".to_string(), ndcg)]),
+                val_by_environment: vec![],
             })
             .collect()
+    }
+
+    /// Rows of (γ, the metric in each environment).
+    fn rows_by_environment(values: &[(f64, &[f64])]) -> Vec<VariantWeightValidation> {
+        values
+            .iter()
+            .map(|&(gamma, per_env)| VariantWeightValidation {
+                variant_weight: gamma,
+                val: BTreeMap::from([("ndcg@20".to_string(), per_env.iter().sum::<f64>() / per_env.len() as f64)]),
+                val_by_environment: per_env.iter().map(|&v| BTreeMap::from([("ndcg@20".to_string(), v)])).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_weight_best_in_its_worse_environment_is_chosen() {
+        // worse environments: 0.10, 0.14, 0.15, 0.13, 0.12 → γ = ½, though γ = 1 has the best mean
+        let grid = rows_by_environment(&[
+            (0.0, &[0.10, 0.20]),
+            (0.25, &[0.14, 0.22]),
+            (0.5, &[0.15, 0.24]),
+            (0.75, &[0.26, 0.13]),
+            (1.0, &[0.30, 0.12]),
+        ]);
+        assert_eq!(choose_variant_weight_by_worst_environment(&grid, "ndcg@20").unwrap(), 0.5);
+        // ties go to the larger weight, whatever the rows' order
+        let tied = rows_by_environment(&[(1.0, &[0.2, 0.3]), (0.0, &[0.2, 0.4]), (0.5, &[0.25, 0.2])]);
+        assert_eq!(choose_variant_weight_by_worst_environment(&tied, "ndcg@20").unwrap(), 1.0);
+        let e = choose_variant_weight_by_worst_environment(&grid, "recall@20").unwrap_err().to_string();
+        assert!(e.contains("recall@20") && e.contains("train.select_metric"), "{e}");
+        let e = choose_variant_weight_by_worst_environment(&rows(&[(1.0, 0.2)]), "ndcg@20").unwrap_err().to_string();
+        assert!(e.contains("variant_weight_worst_environment") && e.contains("no environment"), "{e}");
+        assert!(choose_variant_weight_by_worst_environment(&[], "ndcg@20").is_err());
     }
 
     #[test]

@@ -116,6 +116,39 @@ fn the_inference_variant_weight_changes_the_served_model_and_not_the_training() 
 }
 
 #[test]
+fn gamma_chosen_by_the_worse_validation_environment_is_served_and_needs_a_rule_for_new_clicks() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ds = small_synthetic();
+    let plain = painvrl::pipeline::run(&ds, &small_config(Method::Painvrl), None, false).unwrap();
+    let cfg = Config { variant_weight_worst_environment: true, ..small_config(Method::Painvrl) };
+    let r = painvrl::pipeline::run(&ds, &cfg, None, false).unwrap();
+    let sweep = &r.diagnostics.val_by_variant_weight;
+    // the default taste-consistency split labels the validation clicks in two environments,
+    // and the choice does not change the training: the whole split validates as before
+    assert!(sweep.iter().all(|row| row.val_by_environment.len() == 2), "{sweep:?}");
+    let whole: Vec<_> = sweep.iter().map(|row| &row.val).collect();
+    assert_eq!(whole, plain.diagnostics.val_by_variant_weight.iter().map(|row| &row.val).collect::<Vec<_>>());
+    assert!(plain.diagnostics.val_by_variant_weight.iter().all(|row| row.val_by_environment.is_empty()));
+    // the sweep's choice is served
+    let chosen = painvrl::diagnostics::choose_variant_weight_by_worst_environment(sweep, "ndcg@20").unwrap();
+    assert_eq!(r.diagnostics.served_variant_weight, Some(chosen));
+    assert_eq!(r.metrics["val"], sweep.iter().find(|row| row.variant_weight == chosen).unwrap().val);
+    // an inference without a rule for new clicks is refused before training, as is a second rule
+    let mut hetero = cfg.clone();
+    hetero.envs.strategy = painvrl::env::Strategy::Heterogeneous;
+    let e = painvrl::pipeline::run(&ds, &hetero, None, false).unwrap_err().to_string();
+    assert!(e.contains("variant_weight_worst_environment") && e.contains("taste-consistency"), "{e}");
+    let both = Config { variant_weight_tolerance: Some(0.02), ..cfg.clone() };
+    let e = painvrl::pipeline::run(&ds, &both, None, false).unwrap_err().to_string();
+    assert!(e.contains("variant_weight_worst_environment") && e.contains("variant_weight_tolerance"), "{e}");
+    // named in TOML
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "variant_weight_worst_environment = true\n").unwrap();
+    assert!(Config::from_toml_file(&p).unwrap().variant_weight_worst_environment);
+}
+
+#[test]
 fn a_mask_ensemble_averages_members_whose_first_is_the_single_mask() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ds = small_synthetic();

@@ -17,7 +17,7 @@ mod plan;
 mod stages;
 
 pub use crate::report::{evaluate_splits, Report};
-pub use plan::{CheckedConfig, EnvironmentSource, InvariancePlan, Plan};
+pub use plan::{CheckedConfig, EnvironmentSource, InvariancePlan, Plan, VariantWeightChoice};
 
 use crate::config::Config;
 use crate::recommender::{save_model, TrainedModel};
@@ -139,6 +139,7 @@ impl<'a> Run<'a> {
             Some(inv) => Some(stages::environment_inference(inference, ds, inv, device)?),
             None => None,
         };
+        let val_environments = stages::validation_environments(ds, &plan, inference.as_deref())?;
         let mut final_inference = match &plan.invariance {
             Some(inv) => stages::final_environment_inference(ds, inv, device)?,
             None => None,
@@ -179,7 +180,8 @@ impl<'a> Run<'a> {
                 };
                 cx.check_stop("the final training")?;
                 let t = Instant::now();
-                let model = stages::final_training(&cx, inv, start, &invariance, &mut history, &mut report)?;
+                let model =
+                    stages::final_training(&cx, inv, start, &invariance, &val_environments, &mut history, &mut report)?;
                 timings.insert("final".into(), t.elapsed().as_secs_f64());
                 model
             }

@@ -81,6 +81,15 @@ impl EnvironmentSource {
     }
 }
 
+/// How the variant half's weight γ is chosen on validation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VariantWeightChoice {
+    /// The smallest γ within this relative tolerance of γ = 1 (`variant_weight_tolerance`).
+    WithinTolerance(f64),
+    /// The γ best on the worse validation environment (`variant_weight_worst_environment`).
+    WorstEnvironment,
+}
+
 /// The invariant part of a plan: rounds of inference → mask → conversion, then final training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvariancePlan {
@@ -102,9 +111,9 @@ pub struct InvariancePlan {
     /// The variant half's weight γ in the saved and evaluated model (1 with invariant-only
     /// fusion, which has none).
     pub inference_variant_weight: f64,
-    /// With `Some`, γ is chosen on validation within this relative tolerance of γ = 1
-    /// (`None` with invariant-only fusion).
-    pub variant_weight_tolerance: Option<f64>,
+    /// With `Some`, how γ is chosen on validation (`None`: fixed at
+    /// `inference_variant_weight`, and always with invariant-only fusion).
+    pub variant_weight_choice: Option<VariantWeightChoice>,
     /// The invariance penalty's combination with the loss in the final training; `None`: the
     /// recommender's loss alone.
     pub final_penalty: Option<Combination>,
@@ -204,9 +213,14 @@ impl Plan {
                 Fusion::InvariantOnly => 1.0,
                 Fusion::Attention | Fusion::Scalar => cfg.inference_variant_weight,
             },
-            variant_weight_tolerance: match fusion {
+            variant_weight_choice: match fusion {
                 Fusion::InvariantOnly => None,
-                Fusion::Attention | Fusion::Scalar => cfg.variant_weight_tolerance,
+                Fusion::Attention | Fusion::Scalar if cfg.variant_weight_worst_environment => {
+                    Some(VariantWeightChoice::WorstEnvironment)
+                }
+                Fusion::Attention | Fusion::Scalar => {
+                    cfg.variant_weight_tolerance.map(VariantWeightChoice::WithinTolerance)
+                }
             },
             final_penalty: None,
             final_penalty_kind: cfg.final_penalty,

@@ -2,9 +2,12 @@
 //! environment inference and mask learning → final training on the converted representation →
 //! evaluation → the saved model and report. [`Context`] holds what every stage shares.
 
-use super::plan::{EnvironmentSource, InvariancePlan, Plan};
+use super::plan::{EnvironmentSource, InvariancePlan, Plan, VariantWeightChoice};
 use super::BackboneFactory;
-use crate::diagnostics::{choose_variant_weight, environment_risks, VariantWeightValidation, VARIANT_WEIGHT_GRID};
+use crate::diagnostics::{
+    choose_variant_weight, choose_variant_weight_by_worst_environment, environment_risks, VariantWeightValidation,
+    VARIANT_WEIGHT_GRID,
+};
 use crate::recommender::{ColdStart, TrainedModel};
 use crate::report::Report;
 use painvrl_convert::{binarize, variant, Converter, Fusion, MaskUse};
@@ -230,6 +233,42 @@ fn inference_of(
     })
 }
 
+/// The selection split's clicks grouped by environment when γ is chosen by the worse one
+/// (empty otherwise), labelled by `inference`'s rule for clicks it did not train on. Errors,
+/// before any training, when the inference has no such rule or an environment gets no click.
+pub(super) fn validation_environments(
+    ds: &Dataset,
+    plan: &Plan,
+    inference: Option<&dyn EnvironmentInference>,
+) -> Result<Vec<UserItems>> {
+    let by_worst = plan.invariance.as_ref().and_then(|inv| inv.variant_weight_choice)
+        == Some(VariantWeightChoice::WorstEnvironment);
+    let Some(inference) = inference.filter(|_| by_worst) else { return Ok(vec![]) };
+    let clicks = plan.cfg.select_on.interactions(ds)?;
+    let labels = inference.label_heldout(ds, clicks).ok_or_else(|| {
+        Error::config(
+            "variant_weight_worst_environment",
+            format!(
+                "environment inference '{}' has no rule for validation clicks; envs.strategy = \"taste-consistency\" has one",
+                inference.name()
+            ),
+        )
+    })??;
+    let n_envs = labels.iter().max().map_or(0, |&l| l as usize + 1).max(2);
+    (0..n_envs)
+        .map(|e| {
+            let positions: Vec<usize> = (0..labels.len()).filter(|&k| labels[k] as usize == e).collect();
+            if positions.is_empty() {
+                return Err(Error::config(
+                    "variant_weight_worst_environment",
+                    format!("no validation click falls in environment {e} of {n_envs}"),
+                ));
+            }
+            Ok(UserItems::build(ds.n_users, &[&clicks.select(&positions)]))
+        })
+        .collect()
+}
+
 /// What the rounds of inference and mask learning leave (the learned weights themselves are in
 /// `report.mask`).
 pub(super) struct Invariance {
@@ -372,6 +411,7 @@ pub(super) fn final_training(
     inv: &InvariancePlan,
     pre: &Trained,
     invariance: &Invariance,
+    val_environments: &[UserItems],
     history: &mut Vec<EpochLog>,
     report: &mut Report,
 ) -> Result<TrainedModel> {
@@ -427,21 +467,30 @@ pub(super) fn final_training(
             .map(|&gamma| {
                 let served = || converter.encode_with_variant_weight(&cx.features, m, gamma);
                 let val = validate(backbone.as_ref(), &served, &data, &cfg.train)?.values;
-                Ok(VariantWeightValidation { variant_weight: gamma, val })
+                let val_by_environment = val_environments
+                    .iter()
+                    .map(|share| {
+                        Ok(validate(backbone.as_ref(), &served, &TrainData { val: share, ..data }, &cfg.train)?.values)
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(VariantWeightValidation { variant_weight: gamma, val, val_by_environment })
             })
             .collect::<Result<_>>()?;
     }
     // the model as served: the variant half at its inference weight, fixed or chosen on
     // validation
-    let variant_weight = match inv.variant_weight_tolerance {
-        Some(tolerance) => {
-            let rows = &report.diagnostics.val_by_variant_weight;
-            let chosen = choose_variant_weight(rows, &cfg.train.select_metric, tolerance)?;
-            report.diagnostics.served_variant_weight = Some(chosen);
-            chosen
+    let rows = &report.diagnostics.val_by_variant_weight;
+    let chosen = match inv.variant_weight_choice {
+        Some(VariantWeightChoice::WithinTolerance(tolerance)) => {
+            Some(choose_variant_weight(rows, &cfg.train.select_metric, tolerance)?)
         }
-        None => inv.inference_variant_weight,
+        Some(VariantWeightChoice::WorstEnvironment) => {
+            Some(choose_variant_weight_by_worst_environment(rows, &cfg.train.select_metric)?)
+        }
+        None => None,
     };
+    report.diagnostics.served_variant_weight = chosen;
+    let variant_weight = chosen.unwrap_or(inv.inference_variant_weight);
     let served = tch::no_grad(|| converter.encode_with_variant_weight(&cx.features, m, variant_weight));
     let (users, items) = tch::no_grad(|| backbone.embeddings(&served));
     let cold_start = ColdStart::of(backbone.as_ref(), items.size()[1] as usize)?;

@@ -428,33 +428,28 @@ impl Config {
             if !(0.0..1.0).contains(&tolerance) {
                 return Err(Error::config("variant_weight_tolerance", format!("must be in [0, 1), got {tolerance}")));
             }
-            if self.inference_variant_weight != 1.0 {
-                return Err(Error::config(
-                    "variant_weight_tolerance",
-                    format!(
-                        "chooses γ on validation, so inference_variant_weight must stay 1 (got {}); set one of the two",
-                        self.inference_variant_weight
-                    ),
-                ));
-            }
-        }
-        if self.variant_weight_worst_environment {
-            if self.variant_weight_tolerance.is_some() {
+            if self.variant_weight_worst_environment {
                 return Err(Error::config(
                     "variant_weight_worst_environment",
                     "chooses γ by the worse validation environment, variant_weight_tolerance within a tolerance of \
                      γ = 1; set one of the two",
                 ));
             }
-            if self.inference_variant_weight != 1.0 {
-                return Err(Error::config(
-                    "variant_weight_worst_environment",
-                    format!(
-                        "chooses γ on validation, so inference_variant_weight must stay 1 (got {}); set one of the two",
-                        self.inference_variant_weight
-                    ),
-                ));
-            }
+        }
+        // a rule that chooses γ on validation leaves no fixed γ to serve
+        let choosing = match (self.variant_weight_tolerance, self.variant_weight_worst_environment) {
+            (Some(_), _) => Some("variant_weight_tolerance"),
+            (None, true) => Some("variant_weight_worst_environment"),
+            (None, false) => None,
+        };
+        if let Some(rule) = choosing.filter(|_| self.inference_variant_weight != 1.0) {
+            return Err(Error::config(
+                rule,
+                format!(
+                    "chooses γ on validation, so inference_variant_weight must stay 1 (got {}); set one of the two",
+                    self.inference_variant_weight
+                ),
+            ));
         }
         if !(self.final_warm_start_scale.is_finite() && self.final_warm_start_scale > 0.0) {
             return Err(Error::config(

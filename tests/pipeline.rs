@@ -141,6 +141,9 @@ fn gamma_chosen_by_the_worse_validation_environment_is_served_and_needs_a_rule_f
     let both = Config { variant_weight_tolerance: Some(0.02), ..cfg.clone() };
     let e = painvrl::pipeline::run(&ds, &both, None, false).unwrap_err().to_string();
     assert!(e.contains("variant_weight_worst_environment") && e.contains("variant_weight_tolerance"), "{e}");
+    let fixed = Config { inference_variant_weight: 0.5, ..cfg.clone() };
+    let e = painvrl::pipeline::run(&ds, &fixed, None, false).unwrap_err().to_string();
+    assert!(e.contains("variant_weight_worst_environment") && e.contains("inference_variant_weight"), "{e}");
     // named in TOML
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.toml");

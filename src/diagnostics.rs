@@ -95,11 +95,7 @@ pub struct VariantWeightValidation {
 /// (1 − `tolerance`) × that of the row at γ = 1 (the model as trained, which always qualifies).
 /// Errors when `rows` has no γ = 1 row or a row lacks `metric`.
 pub fn choose_variant_weight(rows: &[VariantWeightValidation], metric: &str, tolerance: f64) -> Result<f64> {
-    let value = |row: &VariantWeightValidation| {
-        row.val.get(metric).copied().ok_or_else(|| {
-            Error::config("train.select_metric", format!("'{metric}' is not among the validation metrics"))
-        })
-    };
+    let value = |row: &VariantWeightValidation| metric_in(&row.val, metric);
     let as_trained = rows.iter().find(|row| row.variant_weight == 1.0).ok_or_else(|| {
         Error::config("variant_weight_tolerance", "the validation grid has no row at γ = 1 to compare with")
     })?;
@@ -129,10 +125,7 @@ pub fn choose_variant_weight_by_worst_environment(rows: &[VariantWeightValidatio
         }
         let mut worst = f64::INFINITY;
         for environment in &row.val_by_environment {
-            let value = environment.get(metric).copied().ok_or_else(|| {
-                Error::config("train.select_metric", format!("'{metric}' is not among the validation metrics"))
-            })?;
-            worst = worst.min(value);
+            worst = worst.min(metric_in(environment, metric)?);
         }
         if best.is_none_or(|(_, b)| worst > b) {
             best = Some((row.variant_weight, worst));
@@ -140,6 +133,15 @@ pub fn choose_variant_weight_by_worst_environment(rows: &[VariantWeightValidatio
     }
     best.map(|(gamma, _)| gamma)
         .ok_or_else(|| Error::config("variant_weight_worst_environment", "the validation grid has no variant weight"))
+}
+
+/// The selection metric `metric` among validation `values`; an error naming
+/// `train.select_metric` when it is not there.
+fn metric_in(values: &BTreeMap<String, f64>, metric: &str) -> Result<f64> {
+    values
+        .get(metric)
+        .copied()
+        .ok_or_else(|| Error::config("train.select_metric", format!("'{metric}' is not among the validation metrics")))
 }
 
 /// (sd, share < 0.25, share > 0.75) of mask weights.

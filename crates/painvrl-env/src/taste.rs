@@ -173,8 +173,7 @@ fn split_with(geometry: &ClickGeometry, weights: &[f64]) -> EnvironmentAssignmen
     let train = &geometry.data.train;
     let alignment = alignments(geometry, weights, train);
     let mut labels = vec![0u32; train.len()];
-    for mut clicks in clicks_by_user(geometry.data.n_users, train) {
-        clicks.sort_by(|&a, &b| alignment[a].total_cmp(&alignment[b]).then(a.cmp(&b)));
+    for clicks in ranked_by_user(geometry.data.n_users, train, &alignment) {
         for &k in &clicks[clicks.len() / 2..] {
             labels[k] = 1;
         }
@@ -192,11 +191,15 @@ fn alignments(geometry: &ClickGeometry, weights: &[f64], clicks: &Interactions) 
         .collect()
 }
 
-/// The positions of `clicks` grouped by user.
-fn clicks_by_user(n_users: usize, clicks: &Interactions) -> Vec<Vec<usize>> {
+/// The positions of `clicks` grouped by user, each user's in ascending `alignment` (ties by
+/// position).
+fn ranked_by_user(n_users: usize, clicks: &Interactions, alignment: &[f64]) -> Vec<Vec<usize>> {
     let mut by_user = vec![Vec::new(); n_users];
     for (k, &u) in clicks.users.iter().enumerate() {
         by_user[u as usize].push(k);
+    }
+    for ks in &mut by_user {
+        ks.sort_by(|&a, &b| alignment[a].total_cmp(&alignment[b]).then(a.cmp(&b)));
     }
     by_user
 }
@@ -215,15 +218,12 @@ fn heldout_labels(data: &Dataset, clicks: &Interactions) -> Result<Vec<u32>> {
     let geometry = ClickGeometry::new(data);
     let weights = geometry.spread()?.split_weights()?;
     let trained = alignments(&geometry, &weights, &data.train);
-    let medians: Vec<f64> = clicks_by_user(data.n_users, &data.train)
+    let medians: Vec<f64> = ranked_by_user(data.n_users, &data.train, &trained)
         .into_iter()
-        .map(|mut ks| {
-            ks.sort_by(|&a, &b| trained[a].total_cmp(&trained[b]));
-            match ks.len() {
-                0 => 0.0,
-                n if n % 2 == 1 => trained[ks[n / 2]],
-                n => (trained[ks[n / 2 - 1]] + trained[ks[n / 2]]) / 2.0,
-            }
+        .map(|ks| match ks.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => trained[ks[n / 2]],
+            n => (trained[ks[n / 2 - 1]] + trained[ks[n / 2]]) / 2.0,
         })
         .collect();
     let held = alignments(&geometry, &weights, clicks);
@@ -409,9 +409,8 @@ mod tests {
             let weights = geometry.spread().unwrap().split_weights().unwrap();
             let alignment = alignments(&geometry, &weights, &ds.train);
             let by_rule = TasteConsistencySplit.label_heldout(&ds, &ds.train).unwrap().unwrap();
-            for clicks in clicks_by_user(4, &ds.train) {
-                let mut values: Vec<f64> = clicks.iter().map(|&k| alignment[k]).collect();
-                values.sort_by(f64::total_cmp);
+            for clicks in ranked_by_user(4, &ds.train, &alignment) {
+                let values: Vec<f64> = clicks.iter().map(|&k| alignment[k]).collect();
                 if values.windows(2).all(|w| w[1] - w[0] > 1e-9) {
                     for &k in &clicks {
                         prop_assert_eq!(by_rule[k], a.labels[k]);

@@ -1,7 +1,8 @@
 //! The experiment runner behind `painvrl bench`: every dataset × method × grid point × seed as
 //! its own run directory (finished runs are skipped, interrupted ones resumed), the grid point of
 //! each method chosen on validation only, and the results as `results.json`, `results.md` (mean ±
-//! sd over seeds, paired differences to a reference method with 95 % intervals) and `front.svg`.
+//! sd over seeds, paired differences to a reference method with 95 % intervals, every row's
+//! Recall@20 as a share of the strongest baseline's) and `front.svg`.
 
 use crate::config::{Config, Method};
 use crate::pipeline::{finished_or_run, RunOrigin};
@@ -458,6 +459,55 @@ pub struct SummaryRow {
     pub stats: BTreeMap<String, (f64, f64)>,
     /// `{split}/{metric} → (mean paired difference to the reference, 95 % half-width)`.
     pub vs_reference: BTreeMap<String, (f64, f64)>,
+    /// This row's Recall@20 against the dataset's strongest baseline; absent when the bench
+    /// ran no baseline with both recalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_best_baseline: Option<AgainstBestBaseline>,
+}
+
+/// A row's Recall@20 as a share of the strongest baseline's: the non-invariant row (ERM on any
+/// backbone, EASE, ItemKNN, PD, the post-hoc adjustment, popularity, and their blends with
+/// EASE) with the highest mean validation `train.select_metric`, so that a method is compared
+/// with the best it must beat, chosen as a user without the test sets would choose it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgainstBestBaseline {
+    /// The baseline's method label.
+    pub baseline: String,
+    /// Mean IID (`test`) Recall@20 over the baseline's.
+    pub iid_ratio: f64,
+    /// Mean OOD (`test_ood`) Recall@20 over the baseline's.
+    pub ood_ratio: f64,
+}
+
+/// Whether a method label (`erm@lightgcn`, `ease`, `erm+ease`) names a baseline, a method that
+/// learns no invariance; an unknown label is not one.
+pub fn is_baseline(label: &str) -> bool {
+    let trained = label.strip_suffix("+ease").unwrap_or(label);
+    trained.parse::<MethodSpec>().is_ok_and(|spec| !spec.method.is_invariant())
+}
+
+/// The baseline row of each dataset with the highest mean validation `metric` at its chosen
+/// point; rows without that metric or without both recalls are passed over.
+fn best_baselines(rows: &[SummaryRow], results: &[RunResult], metric: &str) -> BTreeMap<String, (String, f64, f64)> {
+    let mut best: BTreeMap<String, (f64, (String, f64, f64))> = BTreeMap::new();
+    for row in rows.iter().filter(|r| is_baseline(&r.method)) {
+        let val: Vec<f64> = results
+            .iter()
+            .filter(|r| r.dataset == row.dataset && r.method == row.method && r.point == row.point)
+            .filter_map(|r| r.get("val", metric))
+            .collect();
+        let (Some(iid), Some(ood)) = (row.stats.get("test/recall@20"), row.stats.get("test_ood/recall@20")) else {
+            continue;
+        };
+        let score = mean_sd(&val).0;
+        if val.is_empty() || !score.is_finite() {
+            continue;
+        }
+        if best.get(&row.dataset).is_none_or(|(s, _)| score > *s) {
+            best.insert(row.dataset.clone(), (score, (row.method.clone(), iid.0, ood.0)));
+        }
+    }
+    best.into_iter().map(|(d, (_, b))| (d, b)).collect()
 }
 
 const TABLE_KEYS: [&str; 6] =
@@ -507,7 +557,21 @@ pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>, 
             seeds: runs.len(),
             stats,
             vs_reference,
+            vs_best_baseline: None,
         });
+    }
+    let best = best_baselines(&rows, results, &base.train.select_metric);
+    for row in &mut rows {
+        let Some((baseline, iid, ood)) = best.get(&row.dataset).filter(|(_, iid, ood)| *iid > 0.0 && *ood > 0.0) else {
+            continue;
+        };
+        if let (Some(row_iid), Some(row_ood)) = (row.stats.get("test/recall@20"), row.stats.get("test_ood/recall@20")) {
+            row.vs_best_baseline = Some(AgainstBestBaseline {
+                baseline: baseline.clone(),
+                iid_ratio: row_iid.0 / iid,
+                ood_ratio: row_ood.0 / ood,
+            });
+        }
     }
     rows
 }
@@ -522,13 +586,13 @@ pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>, 
     for d in datasets {
         out.push_str(&format!("### {d}\n\n"));
         out.push_str(
-            "| method | chosen on validation | R@20 IID | N@20 IID | R@20 OOD | N@20 OOD | R@20 val_ood | seconds |",
+            "| method | chosen on validation | R@20 IID | N@20 IID | R@20 OOD | N@20 OOD | R@20 val_ood | seconds | R@20 IID× / OOD× of the best baseline |",
         );
         if let Some(r) = reference {
             out.push_str(&format!(" ΔR@20 IID vs {r} | ΔR@20 OOD vs {r} |"));
         }
         out.push('\n');
-        out.push_str("|---|---|---|---|---|---|---|---|");
+        out.push_str("|---|---|---|---|---|---|---|---|---|");
         if reference.is_some() {
             out.push_str("---|---|");
         }
@@ -546,6 +610,10 @@ pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>, 
                 f(row.stats.get("val_ood/recall@20")),
                 row.stats.get("seconds").map(|s| s.0).unwrap_or(f64::NAN)
             ));
+            out.push_str(&match &row.vs_best_baseline {
+                Some(b) => format!(" {:.2}× / {:.2}× |", b.iid_ratio, b.ood_ratio),
+                None => " – |".into(),
+            });
             if reference.is_some() {
                 let g =
                     |k: &str| {
@@ -564,10 +632,13 @@ pub fn markdown(rows: &[SummaryRow], order: &[String], reference: Option<&str>, 
             }
             out.push('\n');
         }
+        if let Some(b) = rows.iter().find(|r| r.dataset == d).and_then(|r| r.vs_best_baseline.as_ref()) {
+            out.push_str(&format!("\nThe best baseline on validation: {}.\n", b.baseline));
+        }
         out.push('\n');
     }
     out.push_str(&format!(
-        "Mean ± sample sd over seeds; Δ: mean paired difference over seeds ± the 95 % t-interval half-width; {} (validation only).\n",
+        "Mean ± sample sd over seeds; Δ: mean paired difference over seeds ± the 95 % t-interval half-width; ×: mean Recall@20 over the best baseline's (the non-invariant row best on validation); {} (validation only).\n",
         choice
     ));
     out
@@ -718,6 +789,66 @@ mod tests {
         assert_eq!(chosen[&("d".to_string(), "m".to_string())], "a");
         let rows = summarize(&runs, &Config::default(), None, GridChoice::BestValidation);
         assert_abs_diff_eq!(rows[0].stats["test/recall@20"].0, 0.1, epsilon = 1e-12);
+    }
+
+    #[test]
+    fn ratios_are_taken_against_the_baseline_best_on_validation_never_test() {
+        let r = |dataset: &str, method: &str, seed, val: f64, iid: f64, ood: f64| RunResult {
+            dataset: dataset.into(),
+            method: method.into(),
+            point: "default".into(),
+            seed,
+            metrics: [
+                ("val".to_string(), [("ndcg@20".to_string(), val)].into()),
+                ("test".to_string(), [("recall@20".to_string(), iid)].into()),
+                ("test_ood".to_string(), [("recall@20".to_string(), ood)].into()),
+            ]
+            .into(),
+            selected: BTreeMap::new(),
+            seconds: 1.0,
+        };
+        // on d: ERM is the better baseline on test, EASE on validation (means 0.25 > 0.20); the
+        // invariant method is best on validation of all but is no baseline. Means: EASE 0.20 /
+        // 0.05, ERM 0.30 / 0.10, PaInvRL 0.22 / 0.06. On e no baseline ran.
+        let runs = vec![
+            r("d", "erm@lightgcn", 0, 0.19, 0.29, 0.09),
+            r("d", "erm@lightgcn", 1, 0.21, 0.31, 0.11),
+            r("d", "ease", 0, 0.26, 0.19, 0.05),
+            r("d", "ease", 1, 0.24, 0.21, 0.05),
+            r("d", "painvrl", 0, 0.50, 0.22, 0.07),
+            r("d", "painvrl", 1, 0.50, 0.22, 0.05),
+            r("e", "painvrl", 0, 0.50, 0.22, 0.07),
+        ];
+        let rows = summarize(&runs, &Config::default(), None, GridChoice::BestValidation);
+        let against = |d: &str, m: &str| {
+            rows.iter().find(|row| row.dataset == d && row.method == m).unwrap().vs_best_baseline.clone()
+        };
+        let invariant = against("d", "painvrl").unwrap();
+        assert_eq!(invariant.baseline, "ease");
+        assert_abs_diff_eq!(invariant.iid_ratio, 1.1, epsilon = 1e-12);
+        assert_abs_diff_eq!(invariant.ood_ratio, 1.2, epsilon = 1e-12);
+        let erm = against("d", "erm@lightgcn").unwrap();
+        assert_abs_diff_eq!(erm.iid_ratio, 1.5, epsilon = 1e-12);
+        assert_abs_diff_eq!(erm.ood_ratio, 2.0, epsilon = 1e-12);
+        assert_abs_diff_eq!(against("d", "ease").unwrap().iid_ratio, 1.0, epsilon = 1e-12);
+        assert_eq!(against("e", "painvrl"), None);
+        let md = markdown(&rows, &["ease".into(), "erm@lightgcn".into(), "painvrl".into()], None, "chosen");
+        assert!(md.contains("| 1.10× / 1.20× |") && md.contains("The best baseline on validation: ease."), "{md}");
+        // a baseline whose OOD recall is 0 gives no ratios rather than infinite ones
+        let zero = vec![r("d", "erm", 0, 0.3, 0.2, 0.0), r("d", "painvrl", 0, 0.3, 0.2, 0.1)];
+        assert!(summarize(&zero, &Config::default(), None, GridChoice::BestValidation)
+            .iter()
+            .all(|row| row.vs_best_baseline.is_none()));
+    }
+
+    #[test]
+    fn baselines_are_the_methods_without_invariance_and_their_blends() {
+        for label in ["erm", "erm@ultragcn", "ease", "itemknn", "pd@mf", "posthoc", "popularity", "erm@lightgcn+ease"] {
+            assert!(is_baseline(label), "{label}");
+        }
+        for label in ["painvrl", "invrl@lightgcn", "painvrl+ease", "nope", "erm@nope"] {
+            assert!(!is_baseline(label), "{label}");
+        }
     }
 
     #[test]

@@ -757,6 +757,15 @@ mod tests {
             .to_string();
         assert!(e.contains("final_environments") && e.contains("weekly"), "{e}");
         assert!("novalues".parse::<GridAxis>().is_err());
+        // the backbone is a grid axis too, so that each method's backbone is chosen on
+        // validation; the grid's value wins over a `method@backbone` label's
+        let kinds: GridAxis = "backbone.kind=lightgcn,ultragcn".parse().unwrap();
+        let on_mf: MethodSpec = "painvrl@mf".parse().unwrap();
+        let chosen: Vec<BackboneKind> = grid_points(&[kinds])
+            .iter()
+            .map(|p| apply_point(&on_mf.apply(&Config::default()), p).unwrap().backbone.kind)
+            .collect();
+        assert_eq!(chosen, vec![BackboneKind::Lightgcn, BackboneKind::Ultragcn]);
     }
 
     #[test]

@@ -486,10 +486,17 @@ pub fn is_baseline(label: &str) -> bool {
     trained.parse::<MethodSpec>().is_ok_and(|spec| !spec.method.is_invariant())
 }
 
+/// A dataset's strongest baseline: its label and its mean test recalls.
+struct BestBaseline {
+    label: String,
+    iid: f64,
+    ood: f64,
+}
+
 /// The baseline row of each dataset with the highest mean validation `metric` at its chosen
 /// point; rows without that metric or without both recalls are passed over.
-fn best_baselines(rows: &[SummaryRow], results: &[RunResult], metric: &str) -> BTreeMap<String, (String, f64, f64)> {
-    let mut best: BTreeMap<String, (f64, (String, f64, f64))> = BTreeMap::new();
+fn best_baselines(rows: &[SummaryRow], results: &[RunResult], metric: &str) -> BTreeMap<String, BestBaseline> {
+    let mut best: BTreeMap<String, (f64, BestBaseline)> = BTreeMap::new();
     for row in rows.iter().filter(|r| is_baseline(&r.method)) {
         let val: Vec<f64> = results
             .iter()
@@ -504,7 +511,10 @@ fn best_baselines(rows: &[SummaryRow], results: &[RunResult], metric: &str) -> B
             continue;
         }
         if best.get(&row.dataset).is_none_or(|(s, _)| score > *s) {
-            best.insert(row.dataset.clone(), (score, (row.method.clone(), iid.0, ood.0)));
+            best.insert(
+                row.dataset.clone(),
+                (score, BestBaseline { label: row.method.clone(), iid: iid.0, ood: ood.0 }),
+            );
         }
     }
     best.into_iter().map(|(d, (_, b))| (d, b)).collect()
@@ -562,14 +572,12 @@ pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>, 
     }
     let best = best_baselines(&rows, results, &base.train.select_metric);
     for row in &mut rows {
-        let Some((baseline, iid, ood)) = best.get(&row.dataset).filter(|(_, iid, ood)| *iid > 0.0 && *ood > 0.0) else {
-            continue;
-        };
+        let Some(baseline) = best.get(&row.dataset).filter(|b| b.iid > 0.0 && b.ood > 0.0) else { continue };
         if let (Some(row_iid), Some(row_ood)) = (row.stats.get("test/recall@20"), row.stats.get("test_ood/recall@20")) {
             row.vs_best_baseline = Some(AgainstBestBaseline {
-                baseline: baseline.clone(),
-                iid_ratio: row_iid.0 / iid,
-                ood_ratio: row_ood.0 / ood,
+                baseline: baseline.label.clone(),
+                iid_ratio: row_iid.0 / baseline.iid,
+                ood_ratio: row_ood.0 / baseline.ood,
             });
         }
     }

@@ -493,23 +493,16 @@ struct BestBaseline {
     ood: f64,
 }
 
-/// The baseline row of each dataset with the highest mean validation `metric` at its chosen
-/// point; rows without that metric or without both recalls are passed over.
-fn best_baselines(rows: &[SummaryRow], results: &[RunResult], metric: &str) -> BTreeMap<String, BestBaseline> {
+/// The baseline row of each dataset with the highest `val_scores` entry (each row's mean
+/// validation selection metric at its chosen point, `None` when unreported); rows without a
+/// score or without both recalls are passed over.
+fn best_baselines(rows: &[SummaryRow], val_scores: &[Option<f64>]) -> BTreeMap<String, BestBaseline> {
     let mut best: BTreeMap<String, (f64, BestBaseline)> = BTreeMap::new();
-    for row in rows.iter().filter(|r| is_baseline(&r.method)) {
-        let val: Vec<f64> = results
-            .iter()
-            .filter(|r| r.dataset == row.dataset && r.method == row.method && r.point == row.point)
-            .filter_map(|r| r.get("val", metric))
-            .collect();
+    for (row, &score) in rows.iter().zip(val_scores).filter(|(r, _)| is_baseline(&r.method)) {
         let (Some(iid), Some(ood)) = (row.stats.get("test/recall@20"), row.stats.get("test_ood/recall@20")) else {
             continue;
         };
-        let score = mean_sd(&val).0;
-        if val.is_empty() || !score.is_finite() {
-            continue;
-        }
+        let Some(score) = score.filter(|s| s.is_finite()) else { continue };
         if best.get(&row.dataset).is_none_or(|(s, _)| score > *s) {
             best.insert(
                 row.dataset.clone(),
@@ -527,9 +520,13 @@ const TABLE_KEYS: [&str; 6] =
 pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>, choice: GridChoice) -> Vec<SummaryRow> {
     let chosen = chosen_points(results, base, choice);
     let mut rows = Vec::new();
+    // each row's mean validation selection metric, for the best baseline
+    let mut val_scores = Vec::new();
     for ((dataset, method), point) in &chosen {
         let runs: Vec<&RunResult> =
             results.iter().filter(|r| &r.dataset == dataset && &r.method == method && &r.point == point).collect();
+        let val: Vec<f64> = runs.iter().filter_map(|r| r.get("val", &base.train.select_metric)).collect();
+        val_scores.push((!val.is_empty()).then(|| mean_sd(&val).0));
         let mut stats = BTreeMap::new();
         for key in TABLE_KEYS {
             let (split, metric) = key.split_once('/').expect("split/metric");
@@ -570,7 +567,7 @@ pub fn summarize(results: &[RunResult], base: &Config, reference: Option<&str>, 
             vs_best_baseline: None,
         });
     }
-    let best = best_baselines(&rows, results, &base.train.select_metric);
+    let best = best_baselines(&rows, &val_scores);
     for row in &mut rows {
         let Some(baseline) = best.get(&row.dataset).filter(|b| b.iid > 0.0 && b.ood > 0.0) else { continue };
         if let (Some(row_iid), Some(row_ood)) = (row.stats.get("test/recall@20"), row.stats.get("test_ood/recall@20")) {
